@@ -1,0 +1,1 @@
+"""What the web side and the workers both need. Imports neither Flask nor torch."""

@@ -1,0 +1,1 @@
+"""The compute side: job execution plus the diffusion library in `worker.diffusion`."""

@@ -22,7 +22,8 @@ def sentences(n: int, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
     out = []
     for _ in range(n):
-        s = f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)} {rng.choice(ENDINGS)}."
+        words = [rng.choice(part) for part in (SUBJECTS, VERBS, OBJECTS, ENDINGS)]
+        s = " ".join(words) + "."
         out.append(s[0].upper() + s[1:])
     return out
 

@@ -12,6 +12,7 @@ training and sampling: on MiniLM the projection is over half of the forward pass
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -86,14 +87,26 @@ def load_pretrained(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase
         raise ModelSourceError(f"{name!r} has no mask token, so it cannot be a masked diffusion LM")
     # A sentence encoder (MiniLM) has no MLM head: transformers initialises one, with the
     # output matrix tied to the pretrained word embeddings. Its load report is noise here.
-    loading_logger = logging.getLogger("transformers.modeling_utils")
-    level = loading_logger.level
-    loading_logger.setLevel(logging.ERROR)
-    try:
+    with quiet_transformers():
         model = AutoModelForMaskedLM.from_pretrained(source)
-    finally:
-        loading_logger.setLevel(level)
+    # We pack corpora ourselves; the "sequence longer than max length" warning is noise.
+    tokenizer.model_max_length = int(1e9)
     return model, tokenizer
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """Silence transformers' load reports and progress bars for the duration."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        hf_logging.enable_progress_bar()
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerBase:
@@ -201,8 +214,9 @@ def save_checkpoint(
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory, safe_serialization=True)
-    tokenizer.save_pretrained(directory)
+    with quiet_transformers():
+        model.save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
     payload = {"spec": spec, **(extra or {})}
     (directory / SPEC_FILE).write_text(json.dumps(payload, indent=2))
     return directory

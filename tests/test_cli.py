@@ -1,0 +1,118 @@
+"""The command line end to end on a tiny corpus, and its errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from text_diffusion.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_corpus):
+    """A tiny model trained through `text-diffusion train`; returns (run dir, checkpoint)."""
+    root = tmp_path_factory.mktemp("cli")
+    corpus = root / "corpus.txt"
+    corpus.write_text("\n".join(tiny_corpus))
+    run = root / "run"
+    args = [
+        "train", "--preset", "tiny", "--dataset", str(corpus), "--max-steps", "30",
+        "--seq-len", "32", "--batch-size", "8", "--eval-every", "1000", "--save-every", "1000",
+        "--eval-ratios", "0.5,1.0", "--mixed-precision", "no", "--output-dir", str(run),
+        "--samples", "2", "--prompt", "The king", "--no-progress",
+    ]  # fmt: skip
+    assert main(args) == 0
+    return run, run / "checkpoint-30"
+
+
+def test_train_prints_table_samples_and_checkpoint(trained, capsys):
+    run, ckpt = trained
+    assert (ckpt / "model.safetensors").is_file()
+    results = json.loads((run / "results.json").read_text())
+    assert results["steps"] == 30 and results["checkpoint"] == str(ckpt)
+
+
+def test_generate_from_a_checkpoint(trained, capsys):
+    _, ckpt = trained
+    code = main([
+        "generate", "--checkpoint", str(ckpt), "--prefix", "The king", "--num-samples", "3",
+        "--length", "12", "--steps", "4", "--schedule", "cosine", "--sampling", "nucleus",
+        "--top-p", "0.9", "--temperature", "0.7", "--strategy", "confidence", "--show-steps",
+    ])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.count("[seed ") == 3 and "3 samples in" in out and "distinct-2" in out
+
+
+def test_generate_json_lines_and_infill(trained, capsys):
+    _, ckpt = trained
+    code = main([
+        "generate", "--checkpoint", str(ckpt), "--template", "The [MASK:2] walked to the city.",
+        "--num-samples", "2", "--json",
+    ])  # fmt: skip
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert code == 0 and len(lines) == 2
+    sample = json.loads(lines[0])
+    assert sample["text"].lower().startswith("the") and "city" in sample["text"].lower()
+
+
+def test_evaluate_a_checkpoint(trained, capsys):
+    _, ckpt = trained
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--ratios", "0.1,0.5,1.0", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [r["ratio"] for r in report["eval"]] == [0.1, 0.5, 1.0]
+    assert report["bound"]["perplexity"] > 1
+
+
+def test_viz_commands_write_pngs(trained, tmp_path, capsys):
+    _, ckpt = trained
+    assert main(["viz", "schedules", "--out", str(tmp_path / "s.png")]) == 0
+    assert main(["viz", "masking", "--out", str(tmp_path / "m.png")]) == 0
+    argv = [
+        "viz", "trajectory", "--checkpoint", str(ckpt), "--prefix", "The", "--length", "8",
+        "--steps", "4", "--out", str(tmp_path / "t.png"),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    for name in ("s.png", "m.png", "t.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+
+
+def test_hub_presets_fail_fast_with_offline_options(monkeypatch, capsys):
+    monkeypatch.setattr("worker.diffusion.hub.hub_reachable", lambda timeout_s=3.0: False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert main(["train", "--quick-test", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert "Traceback" not in err
+    for option in ("'minilm'", "'tiny'", "builtin:kjv", "HF_HUB_OFFLINE"):
+        assert option in err
+
+
+def test_real_probe_of_an_unreachable_hub_is_fast(monkeypatch):
+    import time
+
+    from worker.diffusion.hub import HubUnavailableError
+    from worker.diffusion.modeling import resolve_model_source
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: refused at once
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    t0 = time.monotonic()
+    with pytest.raises(HubUnavailableError, match="roberta-base"):
+        resolve_model_source("roberta-base")
+    assert time.monotonic() - t0 < 10
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["train", "--preset", "tiny", "--max-steps", "-3"], "max_steps"),
+        (["train", "--preset", "tiny", "--mask-grid", "0.5,1.5"], "outside (0, 1]"),
+        (["train", "--preset", "tiny", "--dataset", "./no/such/dir"], "does not exist"),
+        (["generate", "--checkpoint", "./no/such/ckpt"], "does not exist"),
+    ],
+)
+def test_bad_input_is_one_clear_line(argv, fragment, capsys):
+    assert main([*argv, "--no-progress"] if argv[0] == "train" else argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and fragment in err and "Traceback" not in err

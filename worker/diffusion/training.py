@@ -1,0 +1,453 @@
+"""One readable Accelerate training loop for masked diffusion LMs.
+
+    spec -> corpus -> model + tokenizer -> packed blocks
+    for each step: pick blocks (by step number) -> mask at a drawn ratio -> loss on
+    masked tokens only -> backward -> clip -> AdamW step
+    every N steps: log, evaluate CE(t) per mask ratio, checkpoint
+
+Exact resume: the data order and the masks of step k depend only on (seed, k), and
+Accelerate's `save_state` stores the model, optimiser and RNG states, so a run stopped at
+step k and resumed continues the uninterrupted loss curve. Callbacks receive progress,
+metrics and checkpoints and may ask the loop to stop, which is how a worker streams results
+to a database and cancels a run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+from accelerate.utils import set_seed
+from torch import nn
+
+from shared.specs import TrainSpec
+
+from . import data as data_lib
+from .evaluation import RatioResult, elbo_bound, evaluate_ratios, unigram_entropy
+from .masking import diffusion_loss, mask_batch, maskable_positions, sample_ratios
+from .modeling import build_scratch, encode, lm_head, load_pretrained, save_checkpoint
+
+STATE_DIR = "state"  # latest resumable training state (Accelerate format)
+STATE_FILE = "trainer_state.json"
+RESULTS_FILE = "results.json"
+
+
+class Callback(Protocol):
+    """Hooks the loop calls. Implement any subset by subclassing `BaseCallback`."""
+
+    def on_train_begin(self, info: dict[str, Any]) -> None: ...
+    def on_log(self, step: int, metrics: dict[str, float]) -> None: ...
+    def on_evaluate(self, step: int, results: list[RatioResult], bound: dict) -> None: ...
+    def on_checkpoint(self, step: int, path: Path) -> None: ...
+    def should_stop(self) -> bool: ...
+    def on_train_end(self, summary: dict[str, Any]) -> None: ...
+
+
+class BaseCallback:
+    def on_train_begin(self, info: dict[str, Any]) -> None:
+        pass
+
+    def on_log(self, step: int, metrics: dict[str, float]) -> None:
+        pass
+
+    def on_evaluate(self, step: int, results: list[RatioResult], bound: dict) -> None:
+        pass
+
+    def on_checkpoint(self, step: int, path: Path) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return False
+
+    def on_train_end(self, summary: dict[str, Any]) -> None:
+        pass
+
+
+@dataclass
+class TrainerState:
+    """What, beside Accelerate's state, a resumed run needs: counters only."""
+
+    step: int = 0  # optimiser steps done
+    tokens_seen: int = 0
+    elapsed_s: float = 0.0  # training wall time over all attempts
+    last_checkpoint: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)  # evaluation summaries
+
+
+class DiffusionObjective(nn.Module):
+    """Wraps the MLM so the loss (with logits only at masked positions) is one forward.
+
+    Preparing this module with Accelerate makes DDP and autocast see the whole computation.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,  # (B, T) with masks applied
+        attention_mask: torch.Tensor,  # (B, T)
+        masked: torch.Tensor,  # (B, T) bool
+        targets: torch.Tensor,  # (N,) original ids at masked positions
+        weights: torch.Tensor,  # (N,) loss weights
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = encode(self.model, input_ids, attention_mask)  # (B, T, H)
+        logits = lm_head(self.model)(hidden[masked])  # (N, V)
+        return diffusion_loss(logits, targets, weights), logits.detach()
+
+
+def resolve_mixed_precision(setting: str) -> str:
+    """'auto' -> bf16 where the device runs it (CUDA with bf16, or a CPU), else no."""
+    if setting != "auto":
+        return setting
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16"
+
+
+def lr_factor(spec: TrainSpec, step: int, progress: float) -> float:
+    """Linear warm-up over steps, then decay over progress in [0, 1] down to 10%."""
+    warm = min(1.0, (step + 1) / spec.warmup_steps) if spec.warmup_steps else 1.0
+    p = min(max(progress, 0.0), 1.0)
+    if spec.lr_decay == "linear":
+        decay = 1.0 - 0.9 * p
+    elif spec.lr_decay == "cosine":
+        decay = 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * p))
+    else:
+        decay = 1.0
+    return warm * decay
+
+
+def param_groups(model: nn.Module, spec: TrainSpec) -> list[dict[str, Any]]:
+    """AdamW groups: no decay on biases and norms; the MLM head at `head_lr`.
+
+    The head's output matrix is tied to the word embeddings, which belong to the body.
+    """
+    head_ids = {id(p) for p in lm_head(model).parameters()}
+    embed_ids = {id(p) for p in model.get_input_embeddings().parameters()}
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        is_head = id(p) in head_ids and id(p) not in embed_ids
+        no_decay = p.ndim < 2 or "norm" in name.lower()
+        groups.setdefault((is_head, no_decay), []).append(p)
+    out = []
+    for (is_head, no_decay), params in groups.items():
+        lr = (spec.head_lr or spec.lr) if is_head else spec.lr
+        out.append(
+            {
+                "params": params,
+                "lr": lr,
+                "base_lr": lr,
+                "weight_decay": 0.0 if no_decay else spec.weight_decay,
+            }
+        )
+    return out
+
+
+@dataclass
+class Prepared:
+    model: nn.Module
+    tokenizer: Any
+    train_blocks: torch.Tensor  # (M, T)
+    val_blocks: torch.Tensor  # (M_val, T)
+
+
+def prepare_data_and_model(spec: TrainSpec) -> Prepared:
+    """Load the corpus, the model (or a fresh one with a tokenizer trained on the corpus), pack."""
+    texts = data_lib.load_texts(spec.dataset, spec.dataset_config, spec.text_column)
+    if spec.max_texts:
+        texts = texts[: spec.max_texts]
+    corpus = data_lib.split_corpus(texts, spec.val_fraction, spec.seed)
+    if spec.model == "scratch":
+        torch.manual_seed(spec.seed)
+        model, tokenizer = build_scratch(spec.scratch, corpus.train, spec.seq_len)
+    else:
+        model, tokenizer = load_pretrained(spec.model)
+        limit = getattr(model.config, "max_position_embeddings", None)
+        if limit is not None and spec.seq_len > limit:
+            raise ValueError(f"seq_len {spec.seq_len} exceeds the model's limit of {limit}")
+    train = data_lib.pack(corpus.train, tokenizer, spec.seq_len)
+    val = data_lib.pack(corpus.validation, tokenizer, spec.seq_len)
+    return Prepared(model, tokenizer, train, val)
+
+
+class Trainer:
+    """Runs one `TrainSpec` into `output_dir`, resuming from its saved state if present."""
+
+    def __init__(
+        self,
+        spec: TrainSpec,
+        output_dir: str | Path,
+        callbacks: Sequence[Callback] = (),
+        prepared: Prepared | None = None,
+    ) -> None:
+        self.spec = spec
+        self.output_dir = Path(output_dir)
+        self.callbacks = list(callbacks)
+        # Accelerate keeps precision in a process-wide singleton; a worker (or a test) that
+        # trains several specs in one process must clear it. The process group survives.
+        AcceleratorState._reset_state(reset_partial_state=False)
+        self.accelerator = Accelerator(
+            mixed_precision=resolve_mixed_precision(spec.mixed_precision),
+            log_with="tensorboard" if spec.tensorboard else None,
+            project_dir=str(self.output_dir),
+        )
+        set_seed(spec.seed)
+        self.prepared = prepared or prepare_data_and_model(spec)
+        self.tokenizer = self.prepared.tokenizer
+        self.special_ids = torch.tensor(sorted(set(self.tokenizer.all_special_ids)))
+        self.sampler = data_lib.BlockSampler(
+            len(self.prepared.train_blocks), spec.batch_size, spec.seed
+        )
+        model = self.prepared.model
+        optimizer = torch.optim.AdamW(param_groups(model, spec), betas=(0.9, 0.98), eps=1e-6)
+        self.objective, self.optimizer = self.accelerator.prepare(
+            DiffusionObjective(model), optimizer
+        )
+        self.model = model
+        self.state = TrainerState()
+
+    # ----------------------------------------------------------------- state on disk
+    def _load_state_if_any(self) -> None:
+        state_dir = self.output_dir / STATE_DIR
+        if not (state_dir / STATE_FILE).is_file():
+            return
+        self.accelerator.load_state(str(state_dir))
+        self.state = TrainerState(**json.loads((state_dir / STATE_FILE).read_text()))
+
+    def save(self) -> Path:
+        """Write a loadable checkpoint and the resumable state; both atomically."""
+        step = self.state.step
+        ckpt = self.output_dir / f"checkpoint-{step}"
+        if self.accelerator.is_main_process:
+            tmp = self.output_dir / f".tmp-checkpoint-{step}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            save_checkpoint(
+                self.accelerator.unwrap_model(self.objective).model,
+                self.tokenizer,
+                tmp,
+                self.spec.model_dump(mode="json"),
+                {"step": step, "tokens_seen": self.state.tokens_seen},
+            )
+            shutil.rmtree(ckpt, ignore_errors=True)
+            tmp.rename(ckpt)
+            self.state.last_checkpoint = str(ckpt)
+        tmp_state = self.output_dir / ".tmp-state"
+        shutil.rmtree(tmp_state, ignore_errors=True)
+        # Pickle format: the tied embedding/decoder weights would trip safetensors' shared
+        # tensor check, and this state is only ever read back by us.
+        self.accelerator.save_state(str(tmp_state), safe_serialization=False)
+        if self.accelerator.is_main_process:
+            (tmp_state / STATE_FILE).write_text(json.dumps(asdict(self.state)))
+            final = self.output_dir / STATE_DIR
+            shutil.rmtree(final, ignore_errors=True)
+            tmp_state.rename(final)
+        self.accelerator.wait_for_everyone()
+        for cb in self.callbacks:
+            cb.on_checkpoint(step, ckpt)
+        return ckpt
+
+    # ----------------------------------------------------------------- one step
+    def _micro_batch(self, k: int) -> dict[str, torch.Tensor]:
+        """Global micro-batch k, this process's share, masked with generator seeded by k."""
+        rows = self.sampler.batch(k)
+        acc = self.accelerator
+        rows = rows[acc.process_index :: acc.num_processes]
+        ids = self.prepared.train_blocks[rows]  # (B, T)
+        g = torch.Generator().manual_seed(self.spec.seed * 1_000_003 + k)
+        maskable = maskable_positions(
+            ids, self.special_ids, prefix_length=self.spec.masking.prefix_length
+        )
+        ratios = sample_ratios(len(ids), self.spec.masking, g)
+        batch = mask_batch(
+            ids,
+            maskable,
+            ratios,
+            mask_token_id=self.tokenizer.mask_token_id,
+            mode=self.spec.masking.mode,
+            generator=g,
+        )
+        masked = batch.masked
+        dev = acc.device
+        return {
+            "input_ids": batch.input_ids.to(dev),
+            "attention_mask": torch.ones_like(ids).to(dev),
+            "masked": masked.to(dev),
+            "targets": batch.labels[masked].to(dev),
+            "weights": batch.weights[masked].to(dev),
+            "ratio": float(ratios.mean()),
+        }
+
+    def _progress(self) -> float:
+        p = self.state.step / self.spec.max_steps
+        if self.spec.minutes:
+            p = max(p, self.state.elapsed_s / (self.spec.minutes * 60))
+        return p
+
+    def train_step(self) -> dict[str, float]:
+        spec, acc = self.spec, self.accelerator
+        factor = lr_factor(spec, self.state.step, self._progress())
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        total, ratio_sum, masked_tokens = 0.0, 0.0, 0
+        for micro in range(spec.grad_accum):
+            batch = self._micro_batch(self.state.step * spec.grad_accum + micro)
+            ratio_sum += batch.pop("ratio")
+            with acc.autocast():
+                loss, _ = self.objective(**batch)
+            acc.backward(loss / spec.grad_accum)
+            total += loss.item() / spec.grad_accum
+            masked_tokens += int(batch["targets"].numel())
+        grad_norm = acc.clip_grad_norm_(self.objective.parameters(), spec.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state.step += 1
+        tokens = spec.batch_size * spec.grad_accum * spec.seq_len
+        self.state.tokens_seen += tokens
+        return {
+            "loss": total,
+            "mask_ratio": ratio_sum / spec.grad_accum,
+            "lr": spec.lr * factor,
+            "grad_norm": float(grad_norm),
+            "masked_tokens": masked_tokens,
+        }
+
+    def evaluate(self) -> tuple[list[RatioResult], dict[str, float]]:
+        spec = self.spec
+        with self.accelerator.autocast():
+            results = evaluate_ratios(
+                self.accelerator.unwrap_model(self.objective).model,
+                self.prepared.val_blocks,
+                self.tokenizer,
+                spec.eval_ratios,
+                batch_size=spec.batch_size,
+                max_batches=spec.eval_batches,
+                seed=spec.seed,
+                prefix_length=spec.masking.prefix_length,
+            )
+        bound = asdict(elbo_bound([r.ratio for r in results], [r.loss for r in results]))
+        self.state.history.append(
+            {"step": self.state.step, **bound, "grid": [asdict(r) for r in results]}
+        )
+        for cb in self.callbacks:
+            cb.on_evaluate(self.state.step, results, bound)
+        return results, bound
+
+    # ----------------------------------------------------------------- the loop
+    def _stop_reason(self) -> str | None:
+        if self.spec.minutes and self.state.elapsed_s >= self.spec.minutes * 60:
+            return "time_budget"
+        if any(cb.should_stop() for cb in self.callbacks):
+            return "callback"
+        return None
+
+    def train(self) -> dict[str, Any]:
+        """Train until max_steps, the time budget, or a callback's stop. Returns the summary."""
+        spec = self.spec
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self._load_state_if_any()
+        start_step = self.state.step
+        if spec.tensorboard:
+            self.accelerator.init_trackers("text-diffusion", config=_flat(spec.model_dump()))
+        info = {
+            "start_step": start_step,
+            "max_steps": spec.max_steps,
+            "train_blocks": len(self.prepared.train_blocks),
+            "val_blocks": len(self.prepared.val_blocks),
+            "mixed_precision": self.accelerator.mixed_precision,
+            "device": str(self.accelerator.device),
+            "num_processes": self.accelerator.num_processes,
+        }
+        for cb in self.callbacks:
+            cb.on_train_begin(info)
+        self.objective.train()
+        stopped_by = "max_steps"
+        window_start, window_tokens = time.perf_counter(), 0
+        while self.state.step < spec.max_steps:
+            reason = self._stop_reason()
+            if reason:
+                stopped_by = reason
+                break
+            t0 = time.perf_counter()
+            metrics = self.train_step()
+            self.state.elapsed_s += time.perf_counter() - t0
+            window_tokens += spec.batch_size * spec.grad_accum * spec.seq_len
+            step = self.state.step
+            if step % spec.log_every == 0 or step == spec.max_steps:
+                now = time.perf_counter()
+                metrics["tokens_per_s"] = window_tokens / max(now - window_start, 1e-9)
+                metrics["tokens_seen"] = self.state.tokens_seen
+                metrics["elapsed_s"] = self.state.elapsed_s
+                metrics["epoch"] = self.sampler.epoch_of(step * spec.grad_accum)
+                window_start, window_tokens = now, 0
+                for cb in self.callbacks:
+                    cb.on_log(step, metrics)
+                if spec.tensorboard:
+                    self.accelerator.log(metrics, step=step)
+            if step % spec.eval_every == 0 and step != spec.max_steps:
+                self.evaluate()
+                self.objective.train()
+                window_start = time.perf_counter()  # throughput excludes evaluation
+            if step % spec.save_every == 0 and step != spec.max_steps:
+                self.save()
+                window_start = time.perf_counter()
+        results, bound = self.evaluate()
+        checkpoint = self.save()
+        summary = self._summary(results, bound, checkpoint, stopped_by, start_step)
+        if self.accelerator.is_main_process:
+            (self.output_dir / RESULTS_FILE).write_text(json.dumps(summary, indent=2))
+        if spec.tensorboard:
+            self.accelerator.end_training()
+        for cb in self.callbacks:
+            cb.on_train_end(summary)
+        return summary
+
+    def _summary(self, results, bound, checkpoint, stopped_by, start_step) -> dict[str, Any]:
+        s = self.state
+        return {
+            "spec": self.spec.model_dump(mode="json"),
+            "steps": s.step,
+            "resumed_from_step": start_step,
+            "stopped_by": stopped_by,
+            "tokens_seen": s.tokens_seen,
+            "train_seconds": round(s.elapsed_s, 2),
+            "tokens_per_s": round(s.tokens_seen / s.elapsed_s, 1) if s.elapsed_s else None,
+            "checkpoint": str(checkpoint),
+            "eval": [asdict(r) for r in results],
+            "bound": bound,
+            "unigram_entropy": unigram_entropy(self.prepared.val_blocks, self.special_ids.tolist()),
+            "history": s.history,
+            "mixed_precision": self.accelerator.mixed_precision,
+        }
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{key}."))
+        elif isinstance(v, list | tuple):
+            out[key] = ",".join(map(str, v))
+        else:
+            out[key] = v
+    return out
+
+
+def train(
+    spec: TrainSpec, output_dir: str | Path, callbacks: Sequence[Callback] = ()
+) -> dict[str, Any]:
+    """Train `spec` into `output_dir` (resuming if it holds a saved state)."""
+    return Trainer(spec, output_dir, callbacks).train()

@@ -1,0 +1,1 @@
+"""Alembic migrations; run them through shared.db (see README)."""

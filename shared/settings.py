@@ -1,0 +1,152 @@
+"""Settings, read from environment variables in this one place.
+
+Every setting is a field of `Settings`; its environment variable is the field name in
+upper case (`database_url` <- `DATABASE_URL`). Defaults are sized for one laptop: with
+nothing set, everything lives under `DATA_DIR` (a SQLite file, an artifact folder) and no
+server is needed. A bad value raises `SettingsError`, whose message names the variable.
+
+    settings = get_settings()          # cached; read once per process
+    get_settings.cache_clear()         # tests: re-read after changing os.environ
+    Settings.from_env({"DATA_DIR": "/tmp/x"})   # build one from any mapping
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+APP_NAME = "text-diffusion"
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value we cannot use; the message names it."""
+
+
+def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """`$XDG_DATA_HOME/text-diffusion`, else `~/.local/share/text-diffusion`.
+
+    A per-user folder rather than `./data`: the CLI, the web server and the worker then
+    find the same database whichever directory they are started from, and an installed
+    package never writes into the current directory.
+    """
+    environ = os.environ if environ is None else environ
+    xdg = environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return base / APP_NAME
+
+
+class Settings(BaseModel):
+    """Typed settings. Build with `from_env`, or get the process-wide one with `get_settings`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Root of everything local; absolute, so a later chdir cannot move it.
+    data_dir: Path
+    # SQLite in the data dir: no server to install; PostgreSQL when several machines share it.
+    database_url: str
+    # None: the embedded broker (no server); set to redis://... for real workers elsewhere.
+    redis_url: str | None = None
+    # Checkpoints and tokenizers; a local folder by default, s3://... across machines.
+    artifact_url: str
+    # Workers beat this often; a few seconds keeps the dashboard live at negligible DB cost.
+    heartbeat_seconds: float = Field(5.0, gt=0.0, le=3600.0)
+    # A running job whose heartbeat is older than this is presumed dead: 6 missed beats.
+    stale_after_seconds: float = Field(30.0, gt=0.0)
+    # A job that dies this many times ends `failed` instead of looping forever.
+    max_attempts: int = Field(3, ge=1, le=100)
+    # Between SIGTERM and SIGKILL on cancel: long enough to finish a step and save.
+    cancel_grace_seconds: float = Field(10.0, ge=0.0, le=3600.0)
+    # Concurrent jobs per worker: one, because a training job already uses every core.
+    worker_concurrency: int = Field(1, ge=1, le=256)
+    # The dashboard listens on loopback only unless told otherwise (no auth yet).
+    web_host: str = "127.0.0.1"
+    # 8000 rather than Flask's 5000, which macOS's AirPlay receiver takes.
+    web_port: int = Field(8000, ge=1, le=65535)
+    # Log every SQL statement (debugging only; very noisy).
+    sql_echo: bool = False
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, v: str) -> str:
+        if v.startswith("postgres://"):  # Heroku-style; SQLAlchemy only knows postgresql://
+            v = "postgresql://" + v.removeprefix("postgres://")
+        backend = v.split(":", 1)[0].split("+", 1)[0]
+        if "://" not in v or backend not in ("sqlite", "postgresql"):
+            raise ValueError(
+                "expected sqlite:///PATH or postgresql://USER@HOST/DB "
+                "(other databases are untested)"
+            )
+        return v
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        if urlsplit(v).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("expected redis://HOST:PORT/DB, rediss://... or unix://PATH")
+        return v
+
+    @field_validator("artifact_url")
+    @classmethod
+    def _artifact_url(cls, v: str) -> str:
+        if "://" not in v:
+            # A bare path is friendlier to type than a file:// URL; turn it into one.
+            return Path(v).expanduser().resolve().as_uri()
+        return v.rstrip("/")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every field from `environ` (default `os.environ`); unset ones take defaults."""
+        environ = os.environ if environ is None else environ
+        raw: dict[str, Any] = {}
+        for name in cls.model_fields:
+            value = environ.get(name.upper())
+            if value is not None:
+                raw[name] = value
+        if "data_dir" not in raw:
+            raw["data_dir"] = default_data_dir(environ)
+        data_dir = Path(raw["data_dir"]).expanduser().resolve()
+        raw.setdefault("database_url", f"sqlite:///{data_dir / 'text-diffusion.db'}")
+        raw.setdefault("artifact_url", (data_dir / "artifacts").as_uri())
+        try:
+            settings = cls.model_validate(raw)
+        except ValidationError as exc:
+            raise SettingsError(_explain(exc, raw)) from None
+        if settings.stale_after_seconds <= settings.heartbeat_seconds:
+            raise SettingsError(
+                f"STALE_AFTER_SECONDS={settings.stale_after_seconds:g} must be larger than "
+                f"HEARTBEAT_SECONDS={settings.heartbeat_seconds:g}, or every job looks dead"
+            )
+        return settings
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _explain(exc: ValidationError, raw: Mapping[str, Any]) -> str:
+    lines = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        value = raw.get(field, "")
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{field.upper()}={value!s:.200}: {msg}")
+    return "bad environment variable: " + "; ".join(lines)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once. `get_settings.cache_clear()` re-reads them."""
+    return Settings.from_env()

@@ -339,7 +339,7 @@ class Trainer:
             )
         bound = asdict(elbo_bound([r.ratio for r in results], [r.loss for r in results]))
         self.state.history.append(
-            {"step": self.state.step, **bound, "grid": [asdict(r) for r in results]}
+            json_safe({"step": self.state.step, **bound, "grid": [asdict(r) for r in results]})
         )
         for cb in self.callbacks:
             cb.on_evaluate(self.state.step, results, bound)
@@ -407,7 +407,7 @@ class Trainer:
         checkpoint = self.save()
         summary = self._summary(results, bound, checkpoint, stopped_by, start_step)
         if self.accelerator.is_main_process:
-            (self.output_dir / RESULTS_FILE).write_text(json.dumps(summary, indent=2))
+            (self.output_dir / RESULTS_FILE).write_text(json.dumps(json_safe(summary), indent=2))
         if spec.tensorboard:
             self.accelerator.end_training()
         for cb in self.callbacks:
@@ -431,6 +431,17 @@ class Trainer:
             "history": s.history,
             "mixed_precision": self.accelerator.mixed_precision,
         }
+
+
+def json_safe(value: Any) -> Any:
+    """Replace NaN and infinities (an empty ratio, an overflowing bound) by None: strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -190,8 +190,12 @@ class Job(Base):
     heartbeat_at: Mapped[datetime | None]
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     error: Mapped[str | None] = mapped_column(Text)
+    # What a finished job produced beyond its rows elsewhere, e.g. an evaluation's grid.
+    result: Mapped[dict[str, Any] | None]
     progress: Mapped[float] = mapped_column(default=0.0)  # 0..1
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Last time its message was sent: the reconciler resends queued jobs sent long ago.
+    enqueued_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
 

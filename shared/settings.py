@@ -54,6 +54,9 @@ class Settings(BaseModel):
     redis_url: str | None = None
     # Checkpoints and tokenizers; a local folder by default, s3://... across machines.
     artifact_url: str
+    # Local dataset files a job may read: specs naming a path outside it are refused, so a
+    # submitted job cannot read arbitrary files of the worker machine.
+    dataset_root: Path
     # Workers beat this often; a few seconds keeps the dashboard live at negligible DB cost.
     heartbeat_seconds: float = Field(5.0, gt=0.0, le=3600.0)
     # A running job whose heartbeat is older than this is presumed dead: 6 missed beats.
@@ -62,6 +65,12 @@ class Settings(BaseModel):
     max_attempts: int = Field(3, ge=1, le=100)
     # Between SIGTERM and SIGKILL on cancel: long enough to finish a step and save.
     cancel_grace_seconds: float = Field(10.0, ge=0.0, le=3600.0)
+    # A queued job nobody has claimed after this long is sent again (a message lost to a
+    # broker restart); duplicates are dropped when claimed, so resending is always safe.
+    requeue_after_seconds: float = Field(120.0, gt=0.0)
+    # Redis redelivers an unacknowledged message after this long. Longer than any job (two
+    # days), so a long job is not redelivered; the database claim drops it if it were.
+    visibility_timeout_seconds: float = Field(172_800.0, gt=0.0)
     # Concurrent jobs per worker: one, because a training job already uses every core.
     worker_concurrency: int = Field(1, ge=1, le=256)
     # The dashboard listens on loopback only unless told otherwise (no auth yet).
@@ -74,6 +83,11 @@ class Settings(BaseModel):
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+    @field_validator("dataset_root")
+    @classmethod
+    def _absolute_root(cls, v: Path) -> Path:
         return v.expanduser().resolve()
 
     @field_validator("database_url")
@@ -120,6 +134,7 @@ class Settings(BaseModel):
         data_dir = Path(raw["data_dir"]).expanduser().resolve()
         raw.setdefault("database_url", f"sqlite:///{data_dir / 'text-diffusion.db'}")
         raw.setdefault("artifact_url", (data_dir / "artifacts").as_uri())
+        raw.setdefault("dataset_root", data_dir / "datasets")
         try:
             settings = cls.model_validate(raw)
         except ValidationError as exc:
@@ -134,6 +149,21 @@ class Settings(BaseModel):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def broker_dir(self) -> Path:
+        """Message folders of the embedded (filesystem) broker."""
+        return self.data_dir / "broker"
+
+    @property
+    def work_dir(self) -> Path:
+        """Per-run working folders of the jobs a worker runs (training state, logs)."""
+        return self.data_dir / "work"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Local copies of artifacts fetched from a remote store."""
+        return self.data_dir / "cache"
 
 
 def _explain(exc: ValidationError, raw: Mapping[str, Any]) -> str:

@@ -7,11 +7,14 @@ wherever it comes from. Nothing in this module imports torch.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+# Evaluation adds 15%: BERT's ratio, where masked-token accuracy is usually quoted.
+DEFAULT_EVAL_GRID = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 class _Spec(BaseModel):
@@ -108,7 +111,7 @@ class TrainSpec(_Spec):
     seed: int = Field(0, ge=0)
     masking: MaskingSpec = Field(default_factory=MaskingSpec)
     eval_every: int = Field(200, ge=1, description="Steps between per-mask-ratio evaluations.")
-    eval_ratios: list[float] = Field(list(DEFAULT_GRID))
+    eval_ratios: list[float] = Field(list(DEFAULT_EVAL_GRID))
     eval_batches: int = Field(4, ge=1, le=10_000, description="Validation batches per ratio.")
     save_every: int = Field(500, ge=1, description="Steps between checkpoints.")
     log_every: int = Field(10, ge=1)
@@ -203,3 +206,233 @@ class SamplerSpec(_Spec):
     block_length: int | None = Field(
         None, ge=1, description="Semi-autoregressive blocks of this many tokens."
     )
+
+
+# ---------------------------------------------------------------------------------------
+# Generation and evaluation jobs
+
+# Limits that keep one job to minutes on a laptop and a row set the dashboard can show.
+MAX_GRID = 64  # sampler combinations per generation job
+MAX_PROMPTS = 32
+MAX_PROMPT_CHARS = 2000
+MAX_SAMPLES = 4096  # combinations x prompts x num_samples
+
+Schedule = Literal["linear", "cosine", "exponential", "loglinear"]
+Sampling = Literal["greedy", "topk", "nucleus"]
+Strategy = Literal["random", "confidence", "margin", "entropy", "threshold"]
+
+
+def _nonempty_unique(values: list[Any], field: str) -> list[Any]:
+    if not values:
+        raise ValueError(f"{field} must hold at least one value")
+    return list(dict.fromkeys(values))  # drop repeats, keep the order given
+
+
+class SamplerGrid(_Spec):
+    """Lists of sampler settings; a generation job runs every combination of them."""
+
+    schedules: list[Schedule] = Field(["linear"], description="Unmasking schedules.")
+    samplings: list[Sampling] = Field(["topk"], description="Token sampling rules.")
+    temperatures: list[float] = Field([0.7], description="Sampling temperatures, each in (0, 10].")
+    steps: list[int] = Field([10], description="Denoising passes, each in [1, 1024].")
+    strategies: list[Strategy] = Field(["confidence"], description="What to unmask first.")
+    seeds: list[int] = Field([0], description="Base seeds; sample j uses seed + j.")
+    top_k: int = Field(50, ge=1)
+    top_p: float = Field(0.9, gt=0.0, le=1.0)
+    threshold: float = Field(0.9, gt=0.0, le=1.0)
+    block_length: int | None = Field(None, ge=1)
+
+    @field_validator("schedules", "samplings", "strategies")
+    @classmethod
+    def _names(cls, v: list[str], info: Any) -> list[str]:
+        return _nonempty_unique(v, info.field_name)
+
+    @field_validator("temperatures")
+    @classmethod
+    def _temperatures(cls, v: list[float]) -> list[float]:
+        for t in v:
+            if not 0.0 < t <= 10.0:
+                raise ValueError(f"temperature {t} is outside (0, 10]")
+        return _nonempty_unique(v, "temperatures")
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, v: list[int]) -> list[int]:
+        for s in v:
+            if not 1 <= s <= 1024:
+                raise ValueError(f"steps {s} is outside [1, 1024]")
+        return _nonempty_unique(v, "steps")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        for s in v:
+            if s < 0:
+                raise ValueError(f"seed {s} is negative")
+        return _nonempty_unique(v, "seeds")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> SamplerGrid:
+        if self.size() > MAX_GRID:
+            raise ValueError(
+                f"the sampler grid has {self.size()} combinations; at most {MAX_GRID} per job "
+                "(split it into several jobs)"
+            )
+        return self
+
+    def size(self) -> int:
+        """Number of combinations: the product of the list lengths."""
+        n = 1
+        for values in (
+            self.schedules,
+            self.samplings,
+            self.temperatures,
+            self.steps,
+            self.strategies,
+            self.seeds,
+        ):
+            n *= len(values)
+        return n
+
+
+class Combination(BaseModel):
+    """One point of a sampler grid: its index in the grid, the sampler, the base seed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    sampler: SamplerSpec
+    seed: int
+
+    def settings(self) -> dict[str, Any]:
+        """The JSON stored with its sample set: the sampler's fields plus the seed."""
+        return {**self.sampler.model_dump(mode="json"), "seed": self.seed}
+
+
+class GenerateSpec(_Spec):
+    """A generation job: one checkpoint, some prompts, a grid of sampler settings."""
+
+    checkpoint: int | str = Field(
+        description="A checkpoint's id in the database, or its artifact URL."
+    )
+    prompts: list[str] = Field([""], description="Prefixes to continue ('' for none).")
+    grid: SamplerGrid = Field(default_factory=SamplerGrid)
+    length: int = Field(32, ge=1, le=1024, description="Tokens to generate after each prompt.")
+    num_samples: int = Field(4, ge=1, le=256, description="Samples per prompt and combination.")
+    batch_size: int = Field(16, ge=1, le=1024)
+    record_trajectory: bool = Field(True, description="Store every denoising pass.")
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _checkpoint(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"checkpoint id must be positive, got {v}")
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("checkpoint must be an id or an artifact URL")
+        return v
+
+    @field_validator("prompts")
+    @classmethod
+    def _prompts(cls, v: list[str]) -> list[str]:
+        if not 1 <= len(v) <= MAX_PROMPTS:
+            raise ValueError(f"give between 1 and {MAX_PROMPTS} prompts, got {len(v)}")
+        for i, p in enumerate(v):
+            if len(p) > MAX_PROMPT_CHARS:
+                raise ValueError(f"prompt {i} has {len(p)} characters; at most {MAX_PROMPT_CHARS}")
+        return v
+
+    @model_validator(mode="after")
+    def _limits(self) -> GenerateSpec:
+        size = self.grid.size()
+        total = size * len(self.prompts) * self.num_samples
+        if total > MAX_SAMPLES:
+            raise ValueError(
+                f"{size} combinations x {len(self.prompts)} prompts x {self.num_samples} "
+                f"samples = {total} samples; at most {MAX_SAMPLES} per job"
+            )
+        return self
+
+    def combinations(self) -> list[Combination]:
+        """Every grid point, in a fixed order (its index names its sample set)."""
+        import itertools
+
+        g = self.grid
+        points = itertools.product(
+            g.schedules, g.samplings, g.temperatures, g.steps, g.strategies, g.seeds
+        )
+        out = []
+        for i, (schedule, sampling, temperature, steps, strategy, seed) in enumerate(points):
+            sampler = SamplerSpec(
+                schedule=schedule,
+                sampling=sampling,
+                temperature=temperature,
+                steps=steps,
+                strategy=strategy,
+                top_k=g.top_k,
+                top_p=g.top_p,
+                threshold=g.threshold,
+                block_length=g.block_length,
+            )
+            out.append(Combination(index=i, sampler=sampler, seed=seed))
+        return out
+
+
+class EvalSpec(_Spec):
+    """An evaluation job: CE(t) per mask ratio and the ELBO bound of one checkpoint."""
+
+    checkpoint: int | str = Field(
+        description="A checkpoint's id in the database, or its artifact URL."
+    )
+    dataset: str | None = Field(
+        None, description="Default: the validation split of the checkpoint's training data."
+    )
+    dataset_config: str | None = None
+    ratios: list[float] = Field(list(DEFAULT_GRID))
+    batches: int = Field(8, ge=1, le=10_000, description="Batches per ratio.")
+    batch_size: int = Field(16, ge=1, le=4096)
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios(cls, v: list[float]) -> list[float]:
+        return _check_ratios(v, "ratios")
+
+    _checkpoint = field_validator("checkpoint")(GenerateSpec._checkpoint.__func__)
+
+
+# ---------------------------------------------------------------------------------------
+# Checks that need the machine's settings (the data root), applied when a job is submitted
+
+
+class SpecError(ValueError):
+    """A spec that validates on its own but cannot run here; `field` names the culprit."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def resolve_dataset(source: str, root: Path, field: str = "dataset") -> str:
+    """`source` as a job may use it: built-in and hub names unchanged, files made absolute.
+
+    A local path must lie inside `root` (the DATASET_ROOT setting): an absolute path, a
+    path starting with `.` or `~`, or a name that exists under `root`. Anything else that
+    looks like a path (`..` segments, a missing file) is refused with a `SpecError`.
+    """
+    if source.startswith("builtin:"):
+        return source
+    root = root.resolve()
+    looks_like_path = source.startswith(("/", ".", "~")) or ".." in Path(source).parts
+    candidate = Path(source).expanduser()
+    if not candidate.is_absolute():
+        candidate = root / candidate
+    if not looks_like_path and not candidate.exists():
+        return source  # a hub dataset name such as "wikitext" or "user/corpus"
+    resolved = candidate.resolve()
+    if not resolved.is_relative_to(root):
+        raise SpecError(
+            field, f"{source!r} is outside the data root {root} (set DATASET_ROOT or move it there)"
+        )
+    if not resolved.exists():
+        raise SpecError(field, f"{source!r} does not exist under the data root {root}")
+    return str(resolved)

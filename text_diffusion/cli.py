@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .commands import diffusion
+from .commands import diffusion, jobs
 
 
 class UserError(Exception):
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"text-diffusion {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     diffusion.register(sub)
+    jobs.register(sub)
     return parser
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -133,9 +134,10 @@ class ProgressBar:
         from tqdm.auto import tqdm
 
         budget = f", budget {self.spec.minutes:g} min" if self.spec.minutes else ""
+        precision = {"no": "fp32"}.get(info["mixed_precision"], info["mixed_precision"])
         print(
             f"training {self.spec.model} on {self.spec.dataset}: {info['train_blocks']} blocks "
-            f"of {self.spec.seq_len} tokens, {info['mixed_precision']} on {info['device']}"
+            f"of {self.spec.seq_len} tokens, {precision} on {info['device']}"
             f"{budget}"
         )
         self.bar = tqdm(
@@ -161,9 +163,13 @@ class ProgressBar:
         self.bar.set_postfix(post, refresh=False)
 
     def on_evaluate(self, step: int, results, bound: dict) -> None:
-        if self.bar is not None:
-            ce = " ".join(f"{r.ratio:.1f}:{r.loss:.2f}" for r in results)
-            self.bar.write(f"step {step}: CE(t) {ce} | bound {bound['perplexity']:.1f} ppl")
+        from tqdm.auto import tqdm
+
+        ce = " ".join(f"{r.ratio:.1f}:{r.loss:.2f}" for r in results)
+        acc = next((r.accuracy for r in results if abs(r.ratio - 0.1) < 1e-9), None)
+        tail = f" | acc@0.1 {acc:.1%}" if acc is not None else ""
+        tqdm.write(f"step {step}: CE(t) {ce} | bound {bound['nats_per_token']:.2f} nats{tail}")
+        sys.stdout.flush()
 
     def on_checkpoint(self, step: int, path: Path) -> None:
         pass
@@ -235,7 +241,7 @@ def _evaluate_parser(sub) -> None:
     p.add_argument("--checkpoint", required=True, type=Path)
     p.add_argument("--dataset", help="default: the checkpoint's training dataset")
     p.add_argument("--dataset-config")
-    p.add_argument("--ratios", type=_ratios, help="default 0.1,0.2,...,1.0")
+    p.add_argument("--ratios", type=_ratios, help="default 0.1,0.15,0.2,0.3,...,1.0")
     p.add_argument("--batches", type=int, default=8, help="validation batches per ratio")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -245,7 +251,7 @@ def _evaluate_parser(sub) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from shared.specs import DEFAULT_GRID
+    from shared.specs import DEFAULT_EVAL_GRID
     from worker.diffusion import data as data_lib
     from worker.diffusion.evaluation import elbo_bound, evaluate_ratios
     from worker.diffusion.modeling import load_checkpoint
@@ -261,7 +267,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             texts = texts[: spec.max_texts]
         val = data_lib.split_corpus(texts, spec.val_fraction, spec.seed).validation
     blocks = data_lib.pack(val, tokenizer, spec.seq_len)
-    ratios = args.ratios or list(DEFAULT_GRID)
+    ratios = args.ratios or list(DEFAULT_EVAL_GRID)
     results = evaluate_ratios(
         model, blocks, tokenizer, ratios, batch_size=args.batch_size, max_batches=args.batches
     )

@@ -1,0 +1,490 @@
+"""Every job state transition, in this one module.
+
+    queued -> running -> succeeded | failed | cancelled
+    running -> queued            (its worker died; the attempt is counted)
+    failed | cancelled -> queued (a user's retry)
+
+Every transition is a compare-and-set UPDATE: it names the state it expects (and, for a
+running job, the attempt that owns it), and does nothing if another process got there
+first. So two workers, a reconciler and a user can act on the same job at once and the
+database decides; a message that arrives twice runs the job once.
+
+Submitting commits the job's row before its message is sent; a message that is lost
+after the commit is resent by `reconcile`, which is idempotent and safe to run anywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, true, update
+from sqlalchemy.orm import Session
+
+from shared.db import session_scope
+from shared.models import Checkpoint, Job, JobKind, JobStatus, Run, utcnow
+from shared.queue import DEFAULT_QUEUE, check_queue, new_task_id, send_job
+from shared.settings import get_settings
+from shared.specs import EvalSpec, GenerateSpec, SpecError, TrainSpec, resolve_dataset
+from shared.storage import ArtifactStore
+
+log = logging.getLogger(__name__)
+
+# Error texts are cut to this many characters: the tail of a traceback is what matters.
+MAX_ERROR_CHARS = 8000
+
+
+class JobError(ValueError):
+    """A request that does not fit the job's state (e.g. retrying a running job)."""
+
+
+def _clip(text: str | None) -> str | None:
+    if text is None or len(text) <= MAX_ERROR_CHARS:
+        return text
+    return "..." + text[-MAX_ERROR_CHARS:]
+
+
+# ----------------------------------------------------------------------------- submit
+
+
+def _enqueue(job_ids: list[int]) -> None:
+    """Stamp each job's send time and task id, commit, then send its message."""
+    for job_id in job_ids:
+        task_id = new_task_id()
+        with session_scope() as s:
+            row = s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+                .values(enqueued_at=utcnow(), celery_task_id=task_id)
+                .returning(Job.queue, Job.priority)
+            ).first()
+        if row is not None:  # cancelled meanwhile: nothing to send
+            send_job(job_id, row.queue, task_id=task_id, priority=row.priority)
+
+
+def _new_job(kind: JobKind, spec: dict[str, Any], run_id: int | None, queue: str, priority: int):
+    return Job(
+        kind=kind,
+        spec=spec,
+        run_id=run_id,
+        queue=check_queue(queue),
+        priority=priority,
+        max_attempts=get_settings().max_attempts,
+    )
+
+
+def submit_train(
+    spec: TrainSpec,
+    *,
+    name: str | None = None,
+    tags: list[str] | None = None,
+    queue: str = DEFAULT_QUEUE,
+    priority: int = 0,
+) -> Job:
+    """Insert a run and its training job, commit, enqueue. Local datasets are checked
+    against DATASET_ROOT first (`SpecError`; nothing is stored)."""
+    dataset = resolve_dataset(spec.dataset, get_settings().dataset_root)
+    spec = spec.model_copy(update={"dataset": dataset})
+    check_queue(queue)
+    payload = spec.model_dump(mode="json")
+    with session_scope() as s:
+        run = Run(
+            name=name or f"{spec.preset}-{utcnow():%Y%m%d-%H%M%S}",
+            preset=spec.preset,
+            tags=tags or [],
+            spec=payload,
+            max_steps=spec.max_steps,
+        )
+        s.add(run)
+        s.flush()
+        job = _new_job(JobKind.TRAIN, payload, run.id, queue, priority)
+        s.add(job)
+    _enqueue([job.id])
+    return job
+
+
+def resolve_checkpoint(s: Session, ref: int | str) -> Checkpoint:
+    """The checkpoint row named by id or artifact URL; `SpecError` if there is none."""
+    if isinstance(ref, int) or ref.isdigit():
+        ckpt = s.get(Checkpoint, int(ref))
+        if ckpt is None:
+            raise SpecError("checkpoint", f"no checkpoint with id {ref}")
+    else:
+        ckpt = s.scalars(select(Checkpoint).where(Checkpoint.url == ref.rstrip("/"))).first()
+        if ckpt is None:
+            raise SpecError("checkpoint", f"no checkpoint is recorded at {ref}")
+    if not ArtifactStore().exists(ckpt.url):
+        raise SpecError("checkpoint", f"checkpoint {ckpt.id}'s files are gone from {ckpt.url}")
+    return ckpt
+
+
+def _submit_on_checkpoint(
+    kind: JobKind, spec: GenerateSpec | EvalSpec, queue: str, priority: int
+) -> Job:
+    check_queue(queue)
+    with session_scope() as s:
+        ckpt = resolve_checkpoint(s, spec.checkpoint)
+        payload = spec.model_dump(mode="json")
+        payload["checkpoint"] = ckpt.id  # pin the row, whatever the user named
+        job = _new_job(kind, payload, ckpt.run_id, queue, priority)
+        s.add(job)
+    _enqueue([job.id])
+    return job
+
+
+def submit_generate(spec: GenerateSpec, *, queue: str = DEFAULT_QUEUE, priority: int = 0) -> Job:
+    """Insert a generation job over `spec.checkpoint` (which must exist), commit, enqueue."""
+    return _submit_on_checkpoint(JobKind.GENERATE, spec, queue, priority)
+
+
+def submit_evaluate(spec: EvalSpec, *, queue: str = DEFAULT_QUEUE, priority: int = 0) -> Job:
+    """Insert an evaluation job over `spec.checkpoint`, commit, enqueue."""
+    if spec.dataset is not None:
+        dataset = resolve_dataset(spec.dataset, get_settings().dataset_root)
+        spec = spec.model_copy(update={"dataset": dataset})
+    return _submit_on_checkpoint(JobKind.EVALUATE, spec, queue, priority)
+
+
+# ----------------------------------------------------------------------------- claim & run
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A worker's hold on a job: the attempt number is the ownership token."""
+
+    job_id: int
+    attempt: int
+    worker: str
+    kind: JobKind
+
+
+def _stale_before() -> datetime:
+    return utcnow() - timedelta(seconds=get_settings().stale_after_seconds)
+
+
+def _owned(job_id: int, attempt: int):
+    return and_(Job.id == job_id, Job.status == JobStatus.RUNNING, Job.attempts == attempt)
+
+
+def claim(job_id: int, worker: str) -> Claim | None:
+    """Take job `job_id` for `worker`: queued (or running with a dead heartbeat) -> running.
+
+    Returns None, and runs nothing, when the job is finished, cancelled, running on a live
+    worker (a redelivered or duplicate message), or out of attempts (it is then failed).
+    """
+    now = utcnow()
+    owed = or_(
+        Job.status == JobStatus.QUEUED,
+        and_(
+            Job.status == JobStatus.RUNNING,
+            or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < _stale_before()),
+        ),
+    )
+    with session_scope() as s:
+        row = s.execute(
+            update(Job)
+            .where(
+                Job.id == job_id,
+                owed,
+                Job.cancel_requested.is_(False),
+                Job.attempts < Job.max_attempts,
+            )
+            .values(
+                status=JobStatus.RUNNING,
+                attempts=Job.attempts + 1,
+                worker=worker,
+                heartbeat_at=now,
+                started_at=func.coalesce(Job.started_at, now),
+                finished_at=None,
+            )
+            .returning(Job.attempts, Job.kind, Job.run_id)
+        ).first()
+        if row is not None and row.kind == JobKind.TRAIN and row.run_id is not None:
+            s.execute(
+                update(Run)
+                .where(Run.id == row.run_id)
+                .values(status=JobStatus.RUNNING, started_at=func.coalesce(Run.started_at, now))
+            )
+    if row is not None:
+        return Claim(job_id, row.attempts, worker, JobKind(row.kind))
+    _settle_unclaimable(job_id)
+    return None
+
+
+def _settle_unclaimable(job_id: int) -> None:
+    """A job we could not claim: end it if it is owed but can never run."""
+    with session_scope() as s:
+        job = s.get(Job, job_id)
+        if job is None or job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
+            return
+        expected = job.status
+        if (
+            job.status == JobStatus.RUNNING
+            and job.heartbeat_at
+            and job.heartbeat_at >= (_stale_before())
+        ):
+            return  # alive elsewhere: the duplicate message is simply dropped
+        if job.cancel_requested:
+            _end(s, job_id, expected, JobStatus.CANCELLED, None, job.attempts)
+        elif job.attempts >= job.max_attempts:
+            reason = f"gave up after {job.attempts} attempts; last: {job.error or 'worker lost'}"
+            _end(s, job_id, expected, JobStatus.FAILED, reason, job.attempts)
+
+
+def _end(
+    s: Session,
+    job_id: int,
+    expected: JobStatus,
+    status: JobStatus,
+    error: str | None,
+    attempt: int | None,
+    result: dict[str, Any] | None = None,
+) -> bool:
+    """Move job `job_id` from `expected` (and `attempt`, if given) to a final `status`."""
+    now = utcnow()
+    where = [Job.id == job_id, Job.status == expected]
+    if attempt is not None:
+        where.append(Job.attempts == attempt)
+    values: dict[str, Any] = {"status": status, "finished_at": now, "error": _clip(error)}
+    if status == JobStatus.SUCCEEDED:
+        values["progress"] = 1.0
+    if result is not None:
+        values["result"] = result
+    row = s.execute(update(Job).where(*where).values(**values).returning(Job.run_id, Job.kind))
+    row = row.first()
+    if row is None:
+        return False
+    if row.kind == JobKind.TRAIN and row.run_id is not None:
+        s.execute(update(Run).where(Run.id == row.run_id).values(status=status, finished_at=now))
+    return True
+
+
+@dataclass(frozen=True)
+class Beat:
+    owned: bool  # False: another attempt or a user's action took the job; stop
+    cancel_requested: bool
+
+
+def heartbeat(c: Claim, progress: float | None = None) -> Beat:
+    """Record that attempt `c` is alive (and its progress); report a cancel request."""
+    values: dict[str, Any] = {"heartbeat_at": utcnow()}
+    if progress is not None:
+        values["progress"] = max(0.0, min(1.0, progress))
+    with session_scope() as s:
+        row = s.execute(
+            update(Job)
+            .where(_owned(c.job_id, c.attempt))
+            .values(**values)
+            .returning(Job.cancel_requested)
+        ).first()
+    if row is None:
+        return Beat(owned=False, cancel_requested=cancel_requested(c.job_id))
+    return Beat(owned=True, cancel_requested=bool(row.cancel_requested))
+
+
+def set_progress(c: Claim, progress: float) -> None:
+    with session_scope() as s:
+        s.execute(
+            update(Job)
+            .where(_owned(c.job_id, c.attempt))
+            .values(progress=max(0.0, min(1.0, progress)))
+        )
+
+
+def still_owned(c: Claim) -> bool:
+    """True while attempt `c` owns its job and nobody asked it to stop."""
+    with session_scope() as s:
+        return (
+            s.scalar(select(Job.id).where(_owned(c.job_id, c.attempt), ~Job.cancel_requested))
+            is not None
+        )
+
+
+def set_result(c: Claim, result: dict[str, Any]) -> None:
+    """Store what attempt `c` produced; the runner then marks the job succeeded."""
+    with session_scope() as s:
+        s.execute(update(Job).where(_owned(c.job_id, c.attempt)).values(result=result))
+
+
+def cancel_requested(job_id: int) -> bool:
+    with session_scope() as s:
+        return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+
+def succeed(c: Claim, result: dict[str, Any] | None = None) -> bool:
+    with session_scope() as s:
+        return _end(s, c.job_id, JobStatus.RUNNING, JobStatus.SUCCEEDED, None, c.attempt, result)
+
+
+def fail(c: Claim, error: str) -> bool:
+    """Attempt `c` failed for a reason retrying will not fix (an exception in the job)."""
+    with session_scope() as s:
+        return _end(s, c.job_id, JobStatus.RUNNING, JobStatus.FAILED, error, c.attempt)
+
+
+def mark_cancelled(c: Claim) -> bool:
+    with session_scope() as s:
+        return _end(s, c.job_id, JobStatus.RUNNING, JobStatus.CANCELLED, None, c.attempt)
+
+
+def release(c: Claim, reason: str, *, count: bool = True) -> bool:
+    """Attempt `c` died of something outside the job (killed, lost): queue it again, or
+    fail it if this was its last attempt. Returns True if it was queued (and sent).
+
+    `count=False` (the worker shut down and stopped it cleanly) gives the attempt back.
+    """
+    with session_scope() as s:
+        job = s.get(Job, c.job_id)
+        if job is None:
+            return False
+        if not count:
+            s.execute(update(Job).where(_owned(c.job_id, c.attempt)).values(attempts=c.attempt - 1))
+            c = Claim(c.job_id, c.attempt - 1, c.worker, c.kind)
+        elif job.attempts >= job.max_attempts:
+            reason = f"gave up after {job.attempts} attempts; last: {reason}"
+            _end(s, c.job_id, JobStatus.RUNNING, JobStatus.FAILED, reason, c.attempt)
+            return False
+        requeued = _requeue(s, [_owned(c.job_id, c.attempt)], reason)
+    if requeued:
+        _enqueue(requeued)
+    return bool(requeued)
+
+
+def _requeue(s: Session, where: list[Any], reason: str) -> list[int]:
+    rows = s.execute(
+        update(Job)
+        .where(*where)
+        .values(status=JobStatus.QUEUED, worker=None, heartbeat_at=None, error=_clip(reason))
+        .returning(Job.id, Job.run_id, Job.kind)
+    ).all()
+    runs = [r.run_id for r in rows if r.kind == JobKind.TRAIN and r.run_id is not None]
+    if runs:
+        s.execute(update(Run).where(Run.id.in_(runs)).values(status=JobStatus.QUEUED))
+    return [r.id for r in rows]
+
+
+# ----------------------------------------------------------------------------- user actions
+
+
+def cancel(job_id: int) -> JobStatus:
+    """Ask job `job_id` to stop. A queued job is cancelled at once; a running one stops at
+    its next check (its runner then signals it). Returns the status after the request."""
+    with session_scope() as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise JobError(f"no job with id {job_id}")
+        if JobStatus(job.status).finished:
+            return JobStatus(job.status)
+        s.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
+        if _end(s, job_id, JobStatus.QUEUED, JobStatus.CANCELLED, None, None):
+            return JobStatus.CANCELLED
+        return JobStatus.RUNNING
+
+
+def retry(job_id: int) -> Job:
+    """Queue a failed or cancelled job again with a fresh set of attempts; enqueue it.
+
+    A training job resumes from its last saved state.
+    """
+    with session_scope() as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise JobError(f"no job with id {job_id}")
+        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+            raise JobError(f"job {job_id} is {job.status}; only failed or cancelled jobs retry")
+        done = _requeue(
+            s,
+            [Job.id == job_id, Job.status == job.status],
+            reason=f"retried after it {job.status}: {job.error or ''}".strip(": "),
+        )
+        if not done:
+            raise JobError(f"job {job_id} changed state meanwhile; try again")
+        s.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(attempts=0, cancel_requested=False, finished_at=None, progress=0.0)
+        )
+    _enqueue([job_id])
+    return get_job(job_id)
+
+
+def get_job(job_id: int) -> Job:
+    with session_scope() as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise JobError(f"no job with id {job_id}")
+        return job
+
+
+def list_jobs(limit: int = 50, status: JobStatus | None = None) -> list[Job]:
+    with session_scope() as s:
+        q = select(Job).order_by(Job.id.desc()).limit(limit)
+        if status is not None:
+            q = q.where(Job.status == status)
+        return list(s.scalars(q))
+
+
+# ----------------------------------------------------------------------------- reconcile
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    requeued: list[int]  # running with a stale heartbeat -> queued
+    failed: list[int]  # ... out of attempts -> failed
+    resent: list[int]  # queued, message sent again
+
+
+def reconcile(resend_after_s: float | None = None) -> Reconciled:
+    """Make the queue match what the database says is owed. Idempotent; run it anywhere.
+
+    Running jobs whose heartbeat is older than STALE_AFTER_SECONDS lost their worker: they
+    are queued again (failed when out of attempts). Queued jobs whose message was sent
+    more than `resend_after_s` ago (default REQUEUE_AFTER_SECONDS) are sent again; the
+    claim drops any duplicate this makes.
+    """
+    settings = get_settings()
+    resend_after_s = settings.requeue_after_seconds if resend_after_s is None else resend_after_s
+    stale = and_(
+        Job.status == JobStatus.RUNNING,
+        or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < _stale_before()),
+    )
+    with session_scope() as s:
+        dead = s.execute(select(Job.id, Job.attempts, Job.max_attempts, Job.error).where(stale))
+        dead = dead.all()
+        failed = [
+            d.id
+            for d in dead
+            if d.attempts >= d.max_attempts
+            and _end(
+                s,
+                d.id,
+                JobStatus.RUNNING,
+                JobStatus.FAILED,
+                f"gave up after {d.attempts} attempts; last: worker lost (no heartbeat)",
+                d.attempts,
+            )
+        ]
+        requeued = _requeue(
+            s,
+            [stale, Job.attempts < Job.max_attempts],
+            "worker lost (no heartbeat); queued again",
+        )
+    resend_before = utcnow() - timedelta(seconds=resend_after_s)
+    with session_scope() as s:
+        resent = list(
+            s.scalars(
+                select(Job.id)
+                .where(
+                    Job.status == JobStatus.QUEUED,
+                    or_(Job.enqueued_at.is_(None), Job.enqueued_at <= resend_before),
+                    Job.id.not_in(requeued) if requeued else true(),
+                )
+                .order_by(Job.priority.desc(), Job.id)
+            )
+        )
+    _enqueue(requeued + resent)
+    if requeued or failed or resent:
+        log.info("reconcile: requeued %s, failed %s, resent %s", requeued, failed, resent)
+    return Reconciled(requeued, failed, resent)

@@ -1,0 +1,150 @@
+"""Helpers for job-system tests: settings, a tiny spec, real worker processes, polling.
+
+Each test gets its own DATA_DIR (SQLite file, embedded broker folder, artifacts, datasets),
+or a throwaway PostgreSQL database and Redis database 15 in services mode, and settings
+tuned so that crashes are noticed in seconds (heartbeat 0.5 s, stale after 3 s).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy import select
+
+from shared import db
+from shared.models import Worker, WorkerState
+from shared.settings import get_settings
+from shared.specs import TrainSpec
+from tests.corpus import paragraphs
+
+REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+FAST_SETTINGS = {
+    "HEARTBEAT_SECONDS": "0.5",
+    "STALE_AFTER_SECONDS": "3",
+    "CANCEL_GRACE_SECONDS": "5",
+    "REQUEUE_AFTER_SECONDS": "60",
+    "OMP_NUM_THREADS": "1",  # two cores are shared by everything; keep jobs to one each
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def reset_process_caches() -> None:
+    """Forget settings, engines and producers built from the previous environment."""
+    from shared import queue
+
+    get_settings.cache_clear()
+    db.dispose_engines()
+    queue._producer.cache_clear()
+
+
+def write_dataset(data_dir: Path) -> Path:
+    root = data_dir / "datasets"
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "corpus.txt"
+    path.write_text("\n".join(paragraphs(120, seed=1)) + "\n")
+    return path
+
+
+def tiny_train_spec(dataset: Path | str, **overrides) -> TrainSpec:
+    values = {
+        "dataset": str(dataset),
+        "seq_len": 32,
+        "batch_size": 8,
+        "max_steps": 20,
+        "scratch": {"layers": 2, "hidden": 64, "heads": 2, "vocab_size": 400},
+        "mixed_precision": "no",
+        "warmup_steps": 2,
+        "log_every": 2,
+        "eval_every": 10,
+        "save_every": 10,
+        "eval_ratios": [0.2, 0.5, 1.0],
+        "eval_batches": 1,
+        **overrides,
+    }
+    return TrainSpec.from_preset("tiny", **values)
+
+
+def wait_for(
+    fn: Callable[[], T], timeout: float = 60.0, interval: float = 0.2, what: str = ""
+) -> T:
+    """Call `fn` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what or fn}")
+        time.sleep(interval)
+
+
+class WorkerProcess:
+    """A real `celery -A worker.app worker` process in its own process group."""
+
+    def __init__(self, name: str, log_dir: Path, queues: str = "cpu") -> None:
+        self.name = f"{name}@test"
+        self.log = log_dir / f"{name}.log"
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "worker.app",
+                    "worker",
+                    "-Q",
+                    queues,
+                    "-c",
+                    "1",
+                    "-n",
+                    self.name,
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                    "-l",
+                    "INFO",
+                ],
+                cwd=REPO,
+                env=os.environ.copy(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def wait_ready(self, timeout: float = 60.0) -> WorkerProcess:
+        def online() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited early:\n{self.log.read_text()[-3000:]}")
+            with db.session_scope() as s:
+                row = s.scalars(select(Worker).where(Worker.name == self.name)).first()
+                return row is not None and row.state == WorkerState.ONLINE
+
+        wait_for(online, timeout, what=f"worker {self.name} online")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the worker process alone, as a crash would (its job notices)."""
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            with suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                with suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)

@@ -1,0 +1,114 @@
+"""Cancel, crash and broker-loss recovery over real worker processes, in both modes."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+from sqlalchemy import func, select
+
+from shared import db, jobs
+from shared.models import Checkpoint, JobStatus, LossPoint, Run
+from tests.jobs.helpers import tiny_train_spec, wait_for
+from tests.services import redis_url
+
+
+def _status(job_id: int) -> JobStatus:
+    return JobStatus(jobs.get_job(job_id).status)
+
+
+def _checkpoint_steps(run_id: int) -> list[int]:
+    with db.session_scope() as s:
+        return list(s.scalars(select(Checkpoint.step).where(Checkpoint.run_id == run_id)))
+
+
+def test_cancel_a_running_job_keeps_its_last_checkpoint(job_env, workers):
+    workers("w1")
+    job = jobs.submit_train(tiny_train_spec(job_env, max_steps=5000, save_every=10))
+    wait_for(lambda: _checkpoint_steps(job.run_id), 90, what="a first checkpoint")
+    assert jobs.cancel(job.id) == JobStatus.RUNNING
+    wait_for(lambda: _status(job.id).finished, 30, what="the job to stop")
+    done = jobs.get_job(job.id)
+    assert done.status == JobStatus.CANCELLED and done.attempts == 1
+    with db.session_scope() as s:
+        run = s.get(Run, job.run_id)
+    assert run.status == JobStatus.CANCELLED and run.step < 5000
+    assert max(_checkpoint_steps(job.run_id)) >= 10
+    assert jobs.cancel(job.id) == JobStatus.CANCELLED  # idempotent
+
+
+def test_killed_worker_job_resumes_elsewhere_without_duplicates(job_env, workers):
+    first = workers("w1")
+    spec = tiny_train_spec(job_env, max_steps=300, save_every=20, eval_every=100)
+    job = jobs.submit_train(spec)
+    wait_for(lambda: _checkpoint_steps(job.run_id), 90, what="a first checkpoint")
+    first.kill()
+    workers("w2")
+    wait_for(lambda: _status(job.id).finished, 120, what="the job to finish on w2")
+    done = jobs.get_job(job.id)
+    assert done.status == JobStatus.SUCCEEDED, done.error
+    assert done.attempts == 2 and done.worker == "w2@test"
+    with db.session_scope() as s:
+        run = s.get(Run, job.run_id)
+        steps = list(s.scalars(select(LossPoint.step).where(LossPoint.run_id == run.id)))
+    assert run.summary["resumed_from_step"] >= 20
+    assert sorted(steps) == list(range(2, 301, 2))  # each step once: resumed, not restarted
+
+
+def test_flushed_redis_loses_no_job(job_env, workers):
+    url = redis_url()
+    if "REDIS_URL" not in os.environ or not os.environ["REDIS_URL"]:
+        pytest.skip("a broker flush is a services-mode test")
+    import redis
+
+    spec = tiny_train_spec(job_env, max_steps=4, eval_every=100, save_every=100)
+    ids = [jobs.submit_train(spec).id for _ in range(3)]
+    redis.Redis.from_url(url).flushdb()  # the messages are gone; the rows are not
+    workers("w1")
+    first = jobs.reconcile(resend_after_s=0)
+    assert sorted(first.resent) == ids
+    jobs.reconcile(resend_after_s=0)  # twice: duplicates are dropped at claim
+    wait_for(lambda: all(_status(i).finished for i in ids), 120, what="every job")
+    for i in ids:
+        job = jobs.get_job(i)
+        assert job.status == JobStatus.SUCCEEDED and job.attempts == 1, job.error
+    with db.session_scope() as s:
+        assert s.scalar(select(func.count(LossPoint.id))) == 3 * 2
+
+
+def test_job_killed_every_time_ends_failed(job_env, workers, monkeypatch):
+    """A job whose process is killed on every attempt stops after MAX_ATTEMPTS."""
+    workers("w1")
+    job = jobs.submit_train(tiny_train_spec(job_env, max_steps=100000, save_every=100000))
+    for attempt in (1, 2, 3):
+
+        def started(a: int = attempt) -> bool:
+            now = jobs.get_job(job.id)
+            # Finished early would be a bug: say how, rather than time out.
+            assert not JobStatus(now.status).finished, (now.status, now.attempts, now.error)
+            return now.attempts == a and now.status == JobStatus.RUNNING
+
+        wait_for(started, 90, what=f"attempt {attempt}")
+        _kill_job_process(job.id, attempt)
+    wait_for(lambda: _status(job.id).finished, 60, what="the job to give up")
+    done = jobs.get_job(job.id)
+    assert done.status == JobStatus.FAILED and done.attempts == 3
+    assert "gave up after 3 attempts" in done.error and "signal 9" in done.error
+
+
+def _kill_job_process(job_id: int, attempt: int) -> None:
+    """SIGKILL the `worker.execute` process of this attempt (found through /proc)."""
+    needle = f"worker.execute\0{job_id}\0{attempt}\0".encode()
+
+    def find() -> int | None:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if needle in f.read():
+                        return int(pid)
+            except OSError:
+                continue
+        return None
+
+    os.kill(wait_for(find, 30, 0.1, what="the job's process"), signal.SIGKILL)

@@ -1,0 +1,96 @@
+"""Job state transitions and spec checks against the database alone (no worker)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import func, select, update
+
+from shared import db, jobs
+from shared.models import Job, JobStatus, Run, utcnow
+from shared.specs import GenerateSpec, SpecError, TrainSpec
+from tests.jobs.helpers import tiny_train_spec
+
+
+def _counts() -> tuple[int, int]:
+    with db.session_scope() as s:
+        return s.scalar(select(func.count(Run.id))), s.scalar(select(func.count(Job.id)))
+
+
+def _age_heartbeat(job_id: int) -> None:
+    with db.session_scope() as s:
+        s.execute(
+            update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow() - timedelta(hours=1))
+        )
+
+
+def test_a_second_message_for_a_live_job_is_dropped(job_env):
+    job = jobs.submit_train(tiny_train_spec(job_env))
+    first = jobs.claim(job.id, "a")
+    assert first is not None and first.attempt == 1
+    assert jobs.claim(job.id, "b") is None  # redelivered while a is alive: dropped
+    assert jobs.heartbeat(first).owned
+    _age_heartbeat(job.id)  # a died without a trace
+    second = jobs.claim(job.id, "b")
+    assert second is not None and second.attempt == 2
+    assert not jobs.heartbeat(first).owned  # a's late beat cannot take it back
+    assert not jobs.succeed(first)
+    assert jobs.succeed(second) and jobs.get_job(job.id).status == JobStatus.SUCCEEDED
+    assert jobs.claim(job.id, "c") is None
+
+
+def test_reconciler_requeues_stale_jobs_until_attempts_run_out(job_env):
+    job = jobs.submit_train(tiny_train_spec(job_env))
+    for attempt in (1, 2, 3):
+        assert jobs.claim(job.id, "w").attempt == attempt
+        _age_heartbeat(job.id)
+        outcome = jobs.reconcile()
+        if attempt < 3:
+            assert outcome.requeued == [job.id]
+        else:
+            assert outcome.failed == [job.id]
+        assert jobs.reconcile() == jobs.Reconciled([], [], [])  # idempotent
+    done = jobs.get_job(job.id)
+    assert done.status == JobStatus.FAILED and "gave up after 3 attempts" in done.error
+    assert jobs.retry(job.id).status == JobStatus.QUEUED
+    assert jobs.get_job(job.id).attempts == 0
+
+
+def test_cancel_a_queued_job_and_retry_it(job_env):
+    job = jobs.submit_train(tiny_train_spec(job_env))
+    assert jobs.cancel(job.id) == JobStatus.CANCELLED
+    assert jobs.claim(job.id, "w") is None
+    jobs.retry(job.id)
+    assert jobs.claim(job.id, "w") is not None
+    with pytest.raises(jobs.JobError, match="only failed or cancelled"):
+        jobs.retry(job.id)
+
+
+def test_invalid_specs_are_refused_and_nothing_is_stored(job_env, tmp_path):
+    with pytest.raises(ValidationError, match="max_steps"):
+        tiny_train_spec(job_env, max_steps=-5)
+    with pytest.raises(ValidationError, match=r"grid\.schedules"):
+        GenerateSpec(checkpoint=1, grid={"schedules": ["zigzag"]})
+    with pytest.raises(ValidationError, match="at most 64 per job"):
+        GenerateSpec(checkpoint=1, grid={"steps": list(range(1, 9)), "seeds": list(range(9))})
+    outside = tmp_path / "outside.txt"
+    outside.write_text("secret\n")
+    for dataset in (str(outside), "../outside.txt", "./../../etc/passwd"):
+        with pytest.raises(SpecError, match="outside the data root"):
+            jobs.submit_train(tiny_train_spec(dataset))
+    with pytest.raises(SpecError, match="no checkpoint with id 999"):
+        jobs.submit_generate(GenerateSpec(checkpoint=999))
+    with pytest.raises(SpecError, match="no checkpoint is recorded"):
+        jobs.submit_generate(GenerateSpec(checkpoint="file:///nowhere/checkpoint-1"))
+    with pytest.raises(ValueError, match="unknown queue"):
+        jobs.submit_train(TrainSpec.from_preset("tiny"), queue="tpu")
+    assert _counts() == (0, 0)
+
+
+def test_dataset_names_relative_to_the_root(job_env):
+    job = jobs.submit_train(tiny_train_spec("corpus.txt"))
+    assert job.spec["dataset"] == str(job_env)
+    hub = jobs.submit_train(tiny_train_spec("wikitext"))  # a hub name passes unchanged
+    assert hub.spec["dataset"] == "wikitext"

@@ -1,0 +1,349 @@
+"""Commands over the job system: submit, jobs, worker, db, up. None of them imports torch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import diffusion
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    _submit_parsers(sub)
+    _jobs_parsers(sub)
+    w = sub.add_parser("worker", help="run a worker: jobs from the given queues")
+    w.add_argument("--queues", default="cpu", help="comma-separated: cpu, gpu")
+    w.add_argument("--concurrency", type=int, help="jobs at once (default WORKER_CONCURRENCY)")
+    w.add_argument("--name", help="worker name (default NAME@HOST)")
+    w.add_argument("--loglevel", default="INFO")
+    w.set_defaults(handler=run_worker)
+    d = sub.add_parser("db", help="database maintenance")
+    dsub = d.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    dsub.add_parser("upgrade", help="migrate DATABASE_URL to the newest schema").set_defaults(
+        handler=run_db_upgrade
+    )
+    u = sub.add_parser("up", help="database, worker and web page in one command (Ctrl-C stops)")
+    u.add_argument("--host", help="default WEB_HOST")
+    u.add_argument("--port", type=int, help="default WEB_PORT")
+    u.add_argument("--queues", default="cpu,gpu")
+    u.add_argument("--no-worker", action="store_true", help="web page only")
+    u.set_defaults(handler=run_up)
+
+
+def _user_error(exc: Exception):
+    from text_diffusion.cli import UserError
+
+    return UserError(str(exc))
+
+
+def _csv(kind):
+    def parse(text: str) -> list:
+        try:
+            return [kind(x) for x in text.split(",") if x.strip()]
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list: {text!r}") from exc
+
+    return parse
+
+
+# --------------------------------------------------------------------------- submit
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--queue", default="cpu", choices=["cpu", "gpu"])
+    p.add_argument("--priority", type=int, default=0)
+    p.add_argument("--wait", action="store_true", help="show progress until the job ends")
+
+
+def _submit_parsers(sub) -> None:
+    s = sub.add_parser("submit", help="queue a job for the workers")
+    ss = s.add_subparsers(dest="kind", required=True, metavar="KIND")
+    # The same flags as `text-diffusion train`, built by the same function.
+    diffusion._train_parser(ss)
+    t = ss.choices["train"]
+    t.add_argument("--name", help="run name")
+    _common(t)
+    t.set_defaults(handler=submit_train)
+
+    g = ss.add_parser("generate", help="a grid of sampler settings over one checkpoint")
+    g.add_argument("--checkpoint", required=True, help="checkpoint id or artifact URL")
+    g.add_argument("--prompt", action="append", help="repeat for several (default: none)")
+    g.add_argument("--schedules", type=_csv(str), default=["linear"])
+    g.add_argument("--samplings", type=_csv(str), default=["topk"])
+    g.add_argument("--temperatures", type=_csv(float), default=[0.7])
+    g.add_argument("--steps", type=_csv(int), default=[10])
+    g.add_argument("--strategies", type=_csv(str), default=["confidence"])
+    g.add_argument("--seeds", type=_csv(int), default=[0])
+    g.add_argument("--top-k", type=int, default=50)
+    g.add_argument("--top-p", type=float, default=0.9)
+    g.add_argument("--length", type=int, default=32)
+    g.add_argument("--num-samples", type=int, default=4)
+    _common(g)
+    g.set_defaults(handler=submit_generate)
+
+    e = ss.add_parser("evaluate", help="per-mask-ratio loss and the bound of a checkpoint")
+    e.add_argument("--checkpoint", required=True, help="checkpoint id or artifact URL")
+    e.add_argument("--dataset", help="default: the run's validation split")
+    e.add_argument("--ratios", type=_csv(float))
+    e.add_argument("--batches", type=int, default=8)
+    e.add_argument("--batch-size", type=int, default=16)
+    _common(e)
+    e.set_defaults(handler=submit_evaluate)
+
+
+def _checkpoint_ref(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
+
+
+def _submitted(job, args) -> int:
+    print(f"job {job.id} queued ({job.kind} on {job.queue})")
+    return wait(job.id) if args.wait else 0
+
+
+def submit_train(args: argparse.Namespace) -> int:
+    from shared import jobs
+    from shared.specs import SpecError
+
+    spec = diffusion.spec_from_args(args)
+    try:
+        job = jobs.submit_train(spec, name=args.name, queue=args.queue, priority=args.priority)
+    except SpecError as exc:
+        raise _user_error(exc) from exc
+    return _submitted(job, args)
+
+
+def submit_generate(args: argparse.Namespace) -> int:
+    from shared import jobs
+    from shared.specs import GenerateSpec, SpecError
+
+    spec = GenerateSpec(
+        checkpoint=_checkpoint_ref(args.checkpoint),
+        prompts=args.prompt or [""],
+        grid={
+            "schedules": args.schedules,
+            "samplings": args.samplings,
+            "temperatures": args.temperatures,
+            "steps": args.steps,
+            "strategies": args.strategies,
+            "seeds": args.seeds,
+            "top_k": args.top_k,
+            "top_p": args.top_p,
+        },
+        length=args.length,
+        num_samples=args.num_samples,
+    )
+    try:
+        job = jobs.submit_generate(spec, queue=args.queue, priority=args.priority)
+    except SpecError as exc:
+        raise _user_error(exc) from exc
+    return _submitted(job, args)
+
+
+def submit_evaluate(args: argparse.Namespace) -> int:
+    from shared import jobs
+    from shared.specs import DEFAULT_GRID, EvalSpec, SpecError
+
+    spec = EvalSpec(
+        checkpoint=_checkpoint_ref(args.checkpoint),
+        dataset=args.dataset,
+        ratios=args.ratios or list(DEFAULT_GRID),
+        batches=args.batches,
+        batch_size=args.batch_size,
+    )
+    try:
+        job = jobs.submit_evaluate(spec, queue=args.queue, priority=args.priority)
+    except SpecError as exc:
+        raise _user_error(exc) from exc
+    return _submitted(job, args)
+
+
+def wait(job_id: int, poll_s: float = 0.5) -> int:
+    """A progress bar until job `job_id` ends; 0 if it succeeded, else 1."""
+    from tqdm.auto import tqdm
+
+    from shared import jobs
+    from shared.models import JobStatus
+
+    with tqdm(total=100, desc=f"job {job_id}", unit="%", dynamic_ncols=True) as bar:
+        while True:
+            job = jobs.get_job(job_id)
+            bar.update(round(job.progress * 100) - bar.n)
+            bar.set_postfix_str(f"{job.status} attempt {job.attempts}", refresh=True)
+            if JobStatus(job.status).finished:
+                break
+            time.sleep(poll_s)
+    print(f"job {job_id} {job.status}" + (f": {job.error}" if job.error else ""))
+    return 0 if job.status == JobStatus.SUCCEEDED else 1
+
+
+# --------------------------------------------------------------------------- jobs
+def _jobs_parsers(sub) -> None:
+    j = sub.add_parser("jobs", help="list, show, cancel or retry jobs")
+    js = j.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ls = js.add_parser("list", help="newest first")
+    ls.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
+    ls.add_argument("--limit", type=int, default=20)
+    ls.set_defaults(handler=jobs_list)
+    for name, handler, help_ in (
+        ("show", jobs_show, "one job as JSON"),
+        ("cancel", jobs_cancel, "stop a queued or running job"),
+        ("retry", jobs_retry, "queue a failed or cancelled job again"),
+    ):
+        p = js.add_parser(name, help=help_)
+        p.add_argument("job_id", type=int)
+        p.set_defaults(handler=handler)
+    js.add_parser("reconcile", help="requeue what the database says is owed").set_defaults(
+        handler=jobs_reconcile
+    )
+
+
+def _row(job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "kind": str(job.kind),
+        "status": str(job.status),
+        "run_id": job.run_id,
+        "queue": job.queue,
+        "progress": round(job.progress, 3),
+        "attempts": f"{job.attempts}/{job.max_attempts}",
+        "worker": job.worker,
+        "created_at": job.created_at.isoformat(timespec="seconds"),
+        "error": job.error,
+    }
+
+
+def jobs_list(args: argparse.Namespace) -> int:
+    from shared import jobs
+
+    rows = jobs.list_jobs(args.limit, args.status)
+    print(f"{'id':>5}  {'kind':<9} {'status':<10} {'progress':>8}  {'tries':<5} worker")
+    for job in rows:
+        r = _row(job)
+        print(
+            f"{r['id']:>5}  {r['kind']:<9} {r['status']:<10} {r['progress']:>8.0%}  "
+            f"{r['attempts']:<5} {r['worker'] or ''}"
+        )
+    return 0
+
+
+def _job_or_error(fn, job_id: int):
+    from shared.jobs import JobError
+
+    try:
+        return fn(job_id)
+    except JobError as exc:
+        raise _user_error(exc) from exc
+
+
+def jobs_show(args: argparse.Namespace) -> int:
+    from shared import jobs
+
+    job = _job_or_error(jobs.get_job, args.job_id)
+    print(json.dumps({**_row(job), "spec": job.spec, "result": job.result}, indent=2))
+    return 0
+
+
+def jobs_cancel(args: argparse.Namespace) -> int:
+    from shared import jobs
+
+    status = _job_or_error(jobs.cancel, args.job_id)
+    verb = "stopping" if status == "running" else str(status)
+    print(f"job {args.job_id}: {verb}")
+    return 0
+
+
+def jobs_retry(args: argparse.Namespace) -> int:
+    from shared import jobs
+
+    job = _job_or_error(jobs.retry, args.job_id)
+    print(f"job {job.id} queued again")
+    return 0
+
+
+def jobs_reconcile(args: argparse.Namespace) -> int:
+    from shared import jobs
+
+    done = jobs.reconcile()
+    print(f"requeued {done.requeued}, failed {done.failed}, resent {done.resent}")
+    return 0
+
+
+# --------------------------------------------------------------------------- worker, db, up
+def run_worker(args: argparse.Namespace) -> int:
+    from shared.queue import QUEUES
+    from worker.app import app
+
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+    unknown = sorted(set(queues) - set(QUEUES))
+    if unknown or not queues:
+        raise _user_error(ValueError(f"unknown queue(s) {unknown}; choose from {QUEUES}"))
+    argv = ["worker", "-Q", ",".join(queues), "-l", args.loglevel, "--without-mingle"]
+    if args.concurrency:
+        argv += ["--concurrency", str(args.concurrency)]
+    if args.name:
+        argv += ["-n", args.name]
+    app.worker_main(argv)
+    return 0
+
+
+def run_db_upgrade(args: argparse.Namespace) -> int:
+    from shared import db
+
+    db.upgrade()
+    print(f"database at {db.head_revision()}: {db.database_url().render_as_string()}")
+    return 0
+
+
+def _stop(proc: subprocess.Popen, grace_s: float) -> None:
+    """SIGTERM the worker (it stops and requeues its jobs), SIGKILL its group if it lingers."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def run_up(args: argparse.Namespace) -> int:
+    from werkzeug.serving import make_server
+
+    from shared import db
+    from shared.settings import get_settings
+    from web import create_app
+
+    settings = get_settings()
+    db.upgrade()
+    host, port = args.host or settings.web_host, args.port or settings.web_port
+    server = make_server(host, port, create_app(), threaded=True)
+    worker = None
+    if not args.no_worker:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "text_diffusion.cli", "worker", "--queues", args.queues],
+            cwd=Path(__file__).resolve().parents[2],
+            start_new_session=True,  # Ctrl-C reaches us only; we stop it in order
+        )
+    broker = settings.redis_url or f"embedded ({settings.broker_dir})"
+    print(f"database: {db.database_url().render_as_string()}")
+    print(f"broker:   {broker}")
+    print(f"text-diffusion is up at http://{host}:{server.port}/  (Ctrl-C stops everything)")
+    sys.stdout.flush()
+    previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        print("stopping ...")
+        server.server_close()
+        if worker is not None:
+            _stop(worker, settings.cancel_grace_seconds + 20)
+        print("stopped")
+    return 0

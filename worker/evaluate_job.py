@@ -1,0 +1,64 @@
+"""An evaluation job: CE(t) per mask ratio and the ELBO bound of a checkpoint.
+
+On the checkpoint's own validation split (no dataset given) the points are also stored as
+the run's eval points at the checkpoint's step; on another dataset they live in the job's
+result and the checkpoint's metrics, keyed by dataset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from shared import jobs
+from shared.models import Job
+from shared.specs import EvalSpec, TrainSpec
+from worker import results
+from worker.generate_job import load_checkpoint_row
+from worker.stopping import StopControl
+
+
+def run_evaluate(claim: jobs.Claim, job: Job, stop: StopControl) -> None:
+    from worker.diffusion import data as data_lib
+    from worker.diffusion.evaluation import elbo_bound, evaluate_ratios
+
+    spec = EvalSpec.model_validate(job.spec)
+    model, tokenizer, meta, ckpt = load_checkpoint_row(int(spec.checkpoint))
+    train = TrainSpec.model_validate(meta["spec"]) if "spec" in meta else TrainSpec()
+    if spec.dataset:
+        texts = data_lib.load_texts(spec.dataset, spec.dataset_config, train.text_column)
+    else:
+        texts = data_lib.load_texts(train.dataset, train.dataset_config, train.text_column)
+        if train.max_texts:
+            texts = texts[: train.max_texts]
+        texts = data_lib.split_corpus(texts, train.val_fraction, train.seed).validation
+    stop.raise_if_stopped()
+    blocks = data_lib.pack(texts, tokenizer, train.seq_len)
+    grid = evaluate_ratios(
+        model,
+        blocks,
+        tokenizer,
+        spec.ratios,
+        batch_size=spec.batch_size,
+        max_batches=spec.batches,
+        seed=train.seed,
+        prefix_length=train.masking.prefix_length,
+    )
+    bound = asdict(elbo_bound([r.ratio for r in grid], [r.loss for r in grid]))
+    dataset = spec.dataset or "validation"
+    result = {
+        "checkpoint": ckpt.id,
+        "step": ckpt.step,
+        "dataset": dataset,
+        "eval": [asdict(r) for r in grid],
+        "bound": bound,
+    }
+    if spec.dataset is None:
+        results.put_eval_points(
+            ckpt.run_id,
+            ckpt.step,
+            [{"ratio": r.ratio, "loss": r.loss, "accuracy": r.accuracy} for r in grid],
+        )
+    evaluations = dict((ckpt.metrics or {}).get("evaluations", {}))
+    evaluations[dataset] = {"bound": bound, "job": job.id}
+    results.merge_checkpoint_metrics(ckpt.id, {"evaluations": evaluations})
+    jobs.set_result(claim, result)

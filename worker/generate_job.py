@@ -1,0 +1,85 @@
+"""A generation job: one sample set per sampler combination, with metrics and trajectories.
+
+Combinations already stored (by an earlier attempt) are skipped; progress is reported
+after each one, and a stop request is honoured between them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from shared import jobs
+from shared.db import session_scope
+from shared.models import Checkpoint, Job
+from shared.specs import GenerateSpec
+from shared.storage import ArtifactStore
+from worker import results
+from worker.stopping import StopControl
+
+
+def load_checkpoint_row(checkpoint_id: int):
+    """(model, tokenizer, meta, checkpoint row) of a stored checkpoint."""
+    from worker.diffusion.modeling import load_checkpoint
+
+    with session_scope() as s:
+        ckpt = s.get(Checkpoint, checkpoint_id)
+        if ckpt is None:
+            raise LookupError(f"checkpoint {checkpoint_id} no longer exists")
+    model, tokenizer, meta = load_checkpoint(ArtifactStore().get_dir(ckpt.url))
+    model.eval()
+    return model, tokenizer, meta, ckpt
+
+
+def _trajectory(tokenizer, sample) -> list[dict[str, Any]] | None:
+    if sample.trajectory is None:
+        return None
+    return [
+        {"step": i, "text": tokenizer.decode(step.tokens)}
+        for i, step in enumerate(sample.trajectory)
+    ]
+
+
+def run_generate(claim: jobs.Claim, job: Job, stop: StopControl) -> None:
+    from worker.diffusion.evaluation import sample_metrics
+    from worker.diffusion.generate import generate
+
+    spec = GenerateSpec.model_validate(job.spec)
+    model, tokenizer, _, ckpt = load_checkpoint_row(int(spec.checkpoint))
+    combinations = spec.combinations()
+    done = results.done_combinations(job.id)
+    for k, combo in enumerate(combinations):
+        if combo.index in done:
+            continue
+        stop.raise_if_stopped()
+        t0 = time.perf_counter()
+        samples = generate(
+            model,
+            tokenizer,
+            spec.prompts,
+            combo.sampler,
+            length=spec.length,
+            num_samples=spec.num_samples,
+            seed=combo.seed,
+            batch_size=spec.batch_size,
+            record_trajectory=spec.record_trajectory,
+        )
+        seconds = time.perf_counter() - t0
+        metrics = {
+            **sample_metrics([s.completion for s in samples]),
+            "seconds": seconds,
+            "forward_passes": sum(s.forward_passes for s in samples) / len(samples),
+        }
+        rows = [
+            {
+                "prompt": s.prompt,
+                "text": s.text,
+                "seed": s.seed,
+                "trajectory": _trajectory(tokenizer, s),
+                "metrics": {"forward_passes": s.forward_passes, "completion": s.completion},
+            }
+            for s in samples
+        ]
+        results.add_sample_set(job.id, ckpt.id, combo.index, combo.settings(), metrics, rows)
+        jobs.set_progress(claim, (k + 1) / len(combinations))
+    jobs.set_result(claim, {"sample_sets": len(combinations), "checkpoint": ckpt.id})

@@ -1,0 +1,162 @@
+"""Runs one job attempt in its own process group and watches over it.
+
+    claim -> spawn `python -m worker.execute JOB ATTEMPT WORKER` in a new session ->
+    heartbeat every HEARTBEAT_SECONDS while it runs -> record how it ended
+
+The job body runs in a child process, not in the Celery worker: torch stays out of the
+worker, a crash in the job cannot take the worker down, and the whole process group (with
+any `accelerate launch` children) can be signalled. Cancel: the child stops at its next
+check of the database flag; the runner also sends SIGTERM to the group (the child treats
+it as the same request: finish the step, save, exit) and SIGKILL after
+CANCEL_GRACE_SECONDS. If the worker itself dies, the child notices its parent is gone and
+kills its group; the job's heartbeat goes stale and the reconciler queues it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared import jobs
+from shared.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+# Exit codes of `worker.execute` beside 0 (done) and 1 (an exception: the job failed).
+EXIT_STOPPED = 3  # stopped on request (cancel flag, SIGTERM); state was saved
+# Set when the worker shuts down: runners stop their jobs and give them back to the queue.
+SHUTDOWN = threading.Event()
+
+
+@dataclass
+class Outcome:
+    returncode: int
+    cancelled: bool  # a user asked
+    lost: bool  # another attempt or action took the job
+    shutdown: bool  # the worker is stopping
+
+
+def log_path(job_id: int, attempt: int) -> Path:
+    return get_settings().work_dir / "logs" / f"job-{job_id}-attempt-{attempt}.log"
+
+
+def _spawn(c: jobs.Claim) -> subprocess.Popen:
+    path = log_path(c.job_id, c.attempt)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "worker.execute", str(c.job_id), str(c.attempt), c.worker],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: signals reach its children too
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+
+
+def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+
+
+def supervise(proc: subprocess.Popen, c: jobs.Claim) -> Outcome:
+    """Heartbeat until the child exits; stop it on cancel, lost ownership or shutdown."""
+    settings = get_settings()
+    cancelled = lost = shutdown = False
+    kill_at: float | None = None
+    while True:
+        try:
+            rc = proc.wait(timeout=min(settings.heartbeat_seconds, 1.0))
+            return Outcome(rc, cancelled, lost, shutdown)
+        except subprocess.TimeoutExpired:
+            pass
+        now = time.monotonic()
+        if kill_at is not None:
+            if now >= kill_at:
+                _signal_group(proc, signal.SIGKILL)
+            continue
+        try:
+            beat = _maybe_beat(c, now)
+        except Exception:  # the database is away: keep running, beat again later
+            log.warning("job %s: heartbeat failed", c.job_id, exc_info=True)
+            beat = None
+        if beat is not None:
+            cancelled, lost = beat.cancel_requested, not beat.owned
+        shutdown = SHUTDOWN.is_set()
+        if cancelled or lost or shutdown:
+            _signal_group(proc, signal.SIGTERM)
+            kill_at = now + settings.cancel_grace_seconds
+
+
+_last_beat: dict[tuple[int, int], float] = {}
+
+
+def _maybe_beat(c: jobs.Claim, now: float) -> jobs.Beat | None:
+    key = (c.job_id, c.attempt)
+    if now - _last_beat.get(key, 0.0) < get_settings().heartbeat_seconds:
+        return None
+    _last_beat[key] = now
+    return jobs.heartbeat(c)
+
+
+def _error_text(c: jobs.Claim) -> str:
+    path = log_path(c.job_id, c.attempt)
+    error_file = path.with_suffix(".error")
+    if error_file.is_file():
+        return error_file.read_text(errors="replace")
+    if path.is_file():
+        return path.read_text(errors="replace")[-4000:] or "no output"
+    return "no output"
+
+
+def record(c: jobs.Claim, o: Outcome) -> str:
+    """Turn how the child ended into the job's next state; return that state's name."""
+    _last_beat.pop((c.job_id, c.attempt), None)
+    if o.lost:
+        return "lost"
+    if o.returncode == 0:
+        jobs.succeed(c)
+        return "succeeded"
+    if o.cancelled or (o.returncode == EXIT_STOPPED and jobs.cancel_requested(c.job_id)):
+        jobs.mark_cancelled(c)
+        return "cancelled"
+    if o.shutdown:
+        jobs.release(c, "worker shut down; queued again", count=False)
+        return "released"
+    if o.returncode == 1:
+        jobs.fail(c, _error_text(c))
+        return "failed"
+    reason = (
+        f"killed by signal {-o.returncode}"
+        if o.returncode < 0
+        else f"exited with status {o.returncode}"
+    )
+    return "requeued" if jobs.release(c, reason) else "failed"
+
+
+def run(job_id: int, worker: str) -> str:
+    """Claim job `job_id` for `worker`, run it to the end, record the result.
+
+    Returns what happened: succeeded, failed, cancelled, requeued, released, lost, or
+    skipped (the job was not ours to run: duplicate message, finished, cancelled).
+    """
+    c = jobs.claim(job_id, worker)
+    if c is None:
+        log.info("job %s: not claimable, message dropped", job_id)
+        return "skipped"
+    log.info("job %s: attempt %s on %s", job_id, c.attempt, worker)
+    proc = _spawn(c)
+    try:
+        outcome = supervise(proc, c)
+    except BaseException:
+        _signal_group(proc, signal.SIGKILL)
+        raise
+    return record(c, outcome)

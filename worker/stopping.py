@@ -1,0 +1,52 @@
+"""How a job body learns it should stop: SIGTERM, the cancel flag, or lost ownership.
+
+Its own module (not `worker.execute`) because that one runs as `__main__`: an exception
+class defined there would be a different class from the one the job bodies import.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+
+from shared import jobs
+
+log = logging.getLogger(__name__)
+
+# The database is asked for the cancel flag at most this often (a cheap indexed read).
+CHECK_EVERY_S = 1.0
+
+
+class Stopped(Exception):
+    """Raised inside a job body that saw a stop request."""
+
+
+class StopControl:
+    """One answer to "should this job stop?": SIGTERM, a cancel flag, lost ownership."""
+
+    def __init__(self, claim: jobs.Claim) -> None:
+        self.claim = claim
+        self.event = threading.Event()
+        self._checked = 0.0
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self.event.set())
+
+    def should_stop(self) -> bool:
+        if self.event.is_set():
+            return True
+        now = time.monotonic()
+        if now - self._checked >= CHECK_EVERY_S:
+            self._checked = now
+            try:
+                if not jobs.still_owned(self.claim):
+                    self.event.set()
+            except Exception:  # database away: keep going, the runner decides
+                log.warning("cancel check failed", exc_info=True)
+        return self.event.is_set()
+
+    def raise_if_stopped(self) -> None:
+        if self.should_stop():
+            raise Stopped()

@@ -1,0 +1,145 @@
+"""A training job: the diffusion Trainer with a callback that streams to the database.
+
+Loss points are batched (one INSERT per FLUSH_SECONDS, at evaluations, checkpoints and
+the end); per-ratio evaluations and the ELBO bound are written as they come; each
+checkpoint is copied to the artifact store together with the resumable training state,
+so a later attempt on any machine resumes from it. A resumed attempt re-logs the steps
+after its checkpoint; the unique (run, step) key skips them, so none is duplicated.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from shared import jobs
+from shared.models import Job
+from shared.settings import get_settings
+from shared.specs import TrainSpec
+from shared.storage import ArtifactStore
+from worker import results
+from worker.diffusion.training import STATE_DIR, STATE_FILE, BaseCallback, Trainer
+from worker.stopping import StopControl, Stopped
+
+# Loss points are written at most this often: a few rows per INSERT, negligible DB time.
+FLUSH_SECONDS = 1.0
+
+
+class DatabaseCallback(BaseCallback):
+    """Streams a run's progress, losses, evaluations and checkpoints to the database."""
+
+    def __init__(self, claim: jobs.Claim, run_id: int, spec: TrainSpec, stop: StopControl) -> None:
+        self.claim = claim
+        self.run_id = run_id
+        self.spec = spec
+        self.stop = stop
+        self.store = ArtifactStore()
+        self.pending: list[dict[str, Any]] = []
+        self.last_flush = time.monotonic()
+        self.progress: dict[str, Any] = {}
+        self.last_loss: float | None = None
+
+    def flush(self) -> None:
+        results.add_loss_points(self.run_id, self.pending, self.progress)
+        if self.progress:
+            jobs.set_progress(self.claim, self.progress["step"] / self.spec.max_steps)
+        self.pending, self.progress = [], {}
+        self.last_flush = time.monotonic()
+
+    def on_train_begin(self, info: dict[str, Any]) -> None:
+        results.merge_run_summary(
+            self.run_id, {"device": info["device"], "resumed_from_step": info["start_step"]}
+        )
+
+    def on_log(self, step: int, metrics: dict[str, float]) -> None:
+        self.last_loss = metrics["loss"]
+        self.pending.append(
+            {
+                "step": step,
+                "loss": metrics["loss"],
+                "mask_ratio": metrics.get("mask_ratio"),
+                "lr": metrics.get("lr"),
+                "tokens_seen": int(metrics.get("tokens_seen", 0)),
+                "elapsed_s": metrics.get("elapsed_s"),
+            }
+        )
+        self.progress = {"step": step, "tokens_seen": int(metrics.get("tokens_seen", 0))}
+        if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
+            self.flush()
+
+    def on_evaluate(self, step: int, results_: list, bound: dict) -> None:
+        self.flush()
+        results.put_eval_points(
+            self.run_id,
+            step,
+            [{"ratio": r.ratio, "loss": r.loss, "accuracy": r.accuracy} for r in results_],
+        )
+        results.merge_run_summary(
+            self.run_id,
+            {
+                "bound_step": step,
+                "nll_bound": bound["nats_per_token"],
+                "ppl_bound": bound["perplexity"],
+                "bits_per_token": bound["bits_per_token"],
+            },
+        )
+
+    def on_checkpoint(self, step: int, path: Path) -> None:
+        self.flush()
+        base = f"runs/{self.run_id}"
+        url = self.store.put_dir(path, f"{base}/checkpoint-{step}")
+        self.store.put_dir(path.parent / STATE_DIR, f"{base}/{STATE_DIR}")
+        results.put_checkpoint(self.run_id, step, url, {"loss": self.last_loss})
+
+    def should_stop(self) -> bool:
+        return self.stop.should_stop()
+
+    def on_train_end(self, summary: dict[str, Any]) -> None:
+        self.flush()
+        results.merge_run_summary(
+            self.run_id,
+            {
+                "steps": summary["steps"],
+                "stopped_by": summary["stopped_by"],
+                "final_loss": self.last_loss,
+                "tokens_per_s": summary["tokens_per_s"],
+                "train_seconds": summary["train_seconds"],
+                "unigram_entropy": summary["unigram_entropy"],
+                "eval": summary["eval"],
+            },
+        )
+
+
+def _saved_step(state_dir: Path) -> int:
+    path = state_dir / STATE_FILE
+    return json.loads(path.read_text())["step"] if path.is_file() else -1
+
+
+def restore_state(run_id: int, output_dir: Path) -> None:
+    """Bring the newest saved state of `run_id` into `output_dir` (from another machine)."""
+    store = ArtifactStore()
+    url = store.url(f"runs/{run_id}/{STATE_DIR}")
+    if not store.exists(url):
+        return
+    remote = store.get_dir(url)
+    local = output_dir / STATE_DIR
+    if _saved_step(remote) > _saved_step(local):
+        import shutil
+
+        shutil.rmtree(local, ignore_errors=True)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(remote, local)
+
+
+def run_train(claim: jobs.Claim, job: Job, stop: StopControl) -> None:
+    spec = TrainSpec.model_validate(job.spec)
+    assert job.run_id is not None, "a training job belongs to a run"
+    output_dir = get_settings().work_dir / f"run-{job.run_id}"
+    restore_state(job.run_id, output_dir)
+    callback = DatabaseCallback(claim, job.run_id, spec, stop)
+    summary = Trainer(spec, output_dir, [callback]).train()
+    if summary["stopped_by"] == "callback":
+        raise Stopped()
+    jobs.set_result(claim, {"bound": summary["bound"], "steps": summary["steps"]})

@@ -13,19 +13,23 @@ waits for the lock up front instead of failing mid-way with "database is locked"
 Keep sessions short: a SQLite transaction holds the single write lock until it ends.
 
 PostgreSQL gets pool_pre_ping, so a worker whose server restarted reconnects on its next
-checkout instead of failing the job.
+checkout instead of failing the job; the writes a running job makes are wrapped in
+`retry_on_disconnect`, so one that falls while the server is down waits for it to return.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import logging
 import os
 import re
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -33,15 +37,23 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.settings import get_settings
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 # Writers wait this long for SQLite's lock before "database is locked": a checkpoint
 # write or a migration can hold it for seconds, a heartbeat must not fail over that.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# A job's writes wait this long for a database that went away (a PostgreSQL restart takes
+# seconds, a failover tens of seconds) before they fail, and the job with them.
+RETRY_DISCONNECT_S = 60.0
 
 
 def database_url(url: str | URL | None = None) -> URL:
@@ -161,6 +173,31 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
     """A session in one transaction: commit on success, roll back on an exception."""
     with get_sessionmaker(url)() as session, session.begin():
         yield session
+
+
+def retry_on_disconnect(fn: Callable[P, R]) -> Callable[P, R]:
+    """Call `fn` again, with backoff, while the database cannot be reached.
+
+    Only for functions that are safe to repeat: compare-and-set updates and idempotent
+    inserts. A connection lost mid-transaction rolls it back, so a retry starts afresh.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        deadline = time.monotonic() + RETRY_DISCONNECT_S
+        delay = 0.25
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except (OperationalError, InterfaceError) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                reason = str(exc.orig or exc).strip().splitlines()[0][:200]
+                log.warning("%s: database unavailable (%s); retrying", fn.__name__, reason)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    return wrapper
 
 
 # --- migrations -------------------------------------------------------------------------

@@ -23,9 +23,9 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
-from shared.db import session_scope
+from shared.db import retry_on_disconnect, session_scope
 from shared.models import Checkpoint, Job, JobKind, JobStatus, Run, utcnow
-from shared.queue import DEFAULT_QUEUE, check_queue, new_task_id, send_job
+from shared.queue import check_queue, new_task_id, queue_for_device, send_job
 from shared.settings import get_settings
 from shared.specs import EvalSpec, GenerateSpec, SpecError, TrainSpec, resolve_dataset
 from shared.storage import ArtifactStore
@@ -64,6 +64,11 @@ def _enqueue(job_ids: list[int]) -> None:
             send_job(job_id, row.queue, task_id=task_id, priority=row.priority)
 
 
+def _queue(spec: TrainSpec | GenerateSpec | EvalSpec, queue: str | None) -> str:
+    """An explicit queue wins; otherwise the one the spec's device asks for."""
+    return check_queue(queue if queue is not None else queue_for_device(spec.device))
+
+
 def _new_job(kind: JobKind, spec: dict[str, Any], run_id: int | None, queue: str, priority: int):
     return Job(
         kind=kind,
@@ -80,14 +85,15 @@ def submit_train(
     *,
     name: str | None = None,
     tags: list[str] | None = None,
-    queue: str = DEFAULT_QUEUE,
+    queue: str | None = None,
     priority: int = 0,
 ) -> Job:
     """Insert a run and its training job, commit, enqueue. Local datasets are checked
-    against DATASET_ROOT first (`SpecError`; nothing is stored)."""
+    against DATASET_ROOT first (`SpecError`; nothing is stored). The queue is the spec's
+    device's (`queue_for_device`) unless `queue` names one."""
     dataset = resolve_dataset(spec.dataset, get_settings().dataset_root)
     spec = spec.model_copy(update={"dataset": dataset})
-    check_queue(queue)
+    queue = _queue(spec, queue)
     payload = spec.model_dump(mode="json")
     with session_scope() as s:
         run = Run(
@@ -121,9 +127,9 @@ def resolve_checkpoint(s: Session, ref: int | str) -> Checkpoint:
 
 
 def _submit_on_checkpoint(
-    kind: JobKind, spec: GenerateSpec | EvalSpec, queue: str, priority: int
+    kind: JobKind, spec: GenerateSpec | EvalSpec, queue: str | None, priority: int
 ) -> Job:
-    check_queue(queue)
+    queue = _queue(spec, queue)
     with session_scope() as s:
         ckpt = resolve_checkpoint(s, spec.checkpoint)
         payload = spec.model_dump(mode="json")
@@ -134,12 +140,12 @@ def _submit_on_checkpoint(
     return job
 
 
-def submit_generate(spec: GenerateSpec, *, queue: str = DEFAULT_QUEUE, priority: int = 0) -> Job:
+def submit_generate(spec: GenerateSpec, *, queue: str | None = None, priority: int = 0) -> Job:
     """Insert a generation job over `spec.checkpoint` (which must exist), commit, enqueue."""
     return _submit_on_checkpoint(JobKind.GENERATE, spec, queue, priority)
 
 
-def submit_evaluate(spec: EvalSpec, *, queue: str = DEFAULT_QUEUE, priority: int = 0) -> Job:
+def submit_evaluate(spec: EvalSpec, *, queue: str | None = None, priority: int = 0) -> Job:
     """Insert an evaluation job over `spec.checkpoint`, commit, enqueue."""
     if spec.dataset is not None:
         dataset = resolve_dataset(spec.dataset, get_settings().dataset_root)
@@ -168,6 +174,7 @@ def _owned(job_id: int, attempt: int):
     return and_(Job.id == job_id, Job.status == JobStatus.RUNNING, Job.attempts == attempt)
 
 
+@retry_on_disconnect
 def claim(job_id: int, worker: str) -> Claim | None:
     """Take job `job_id` for `worker`: queued (or running with a dead heartbeat) -> running.
 
@@ -267,6 +274,7 @@ class Beat:
     cancel_requested: bool
 
 
+@retry_on_disconnect
 def heartbeat(c: Claim, progress: float | None = None) -> Beat:
     """Record that attempt `c` is alive (and its progress); report a cancel request."""
     values: dict[str, Any] = {"heartbeat_at": utcnow()}
@@ -284,6 +292,7 @@ def heartbeat(c: Claim, progress: float | None = None) -> Beat:
     return Beat(owned=True, cancel_requested=bool(row.cancel_requested))
 
 
+@retry_on_disconnect
 def set_progress(c: Claim, progress: float) -> None:
     with session_scope() as s:
         s.execute(
@@ -293,6 +302,7 @@ def set_progress(c: Claim, progress: float) -> None:
         )
 
 
+@retry_on_disconnect
 def still_owned(c: Claim) -> bool:
     """True while attempt `c` owns its job and nobody asked it to stop."""
     with session_scope() as s:
@@ -302,33 +312,39 @@ def still_owned(c: Claim) -> bool:
         )
 
 
+@retry_on_disconnect
 def set_result(c: Claim, result: dict[str, Any]) -> None:
     """Store what attempt `c` produced; the runner then marks the job succeeded."""
     with session_scope() as s:
         s.execute(update(Job).where(_owned(c.job_id, c.attempt)).values(result=result))
 
 
+@retry_on_disconnect
 def cancel_requested(job_id: int) -> bool:
     with session_scope() as s:
         return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 
 
+@retry_on_disconnect
 def succeed(c: Claim, result: dict[str, Any] | None = None) -> bool:
     with session_scope() as s:
         return _end(s, c.job_id, JobStatus.RUNNING, JobStatus.SUCCEEDED, None, c.attempt, result)
 
 
+@retry_on_disconnect
 def fail(c: Claim, error: str) -> bool:
     """Attempt `c` failed for a reason retrying will not fix (an exception in the job)."""
     with session_scope() as s:
         return _end(s, c.job_id, JobStatus.RUNNING, JobStatus.FAILED, error, c.attempt)
 
 
+@retry_on_disconnect
 def mark_cancelled(c: Claim) -> bool:
     with session_scope() as s:
         return _end(s, c.job_id, JobStatus.RUNNING, JobStatus.CANCELLED, None, c.attempt)
 
 
+@retry_on_disconnect
 def release(c: Claim, reason: str, *, count: bool = True) -> bool:
     """Attempt `c` died of something outside the job (killed, lost): queue it again, or
     fail it if this was its last attempt. Returns True if it was queued (and sent).
@@ -410,6 +426,7 @@ def retry(job_id: int) -> Job:
     return get_job(job_id)
 
 
+@retry_on_disconnect
 def get_job(job_id: int) -> Job:
     with session_scope() as s:
         job = s.get(Job, job_id)

@@ -8,7 +8,8 @@ Brokers:
 - `REDIS_URL` set: Redis. Messages are acknowledged late (when the job ends) with a
   prefetch of one; a worker that dies before acknowledging gets its message redelivered
   after the visibility timeout, which is set longer than any job (VISIBILITY_TIMEOUT_SECONDS)
-  so that a long job is not handed to a second worker meanwhile.
+  so that a long job is not handed to a second worker meanwhile. REDIS_KEY_PREFIX puts
+  every key under a prefix, so several deployments or test runs can share one database.
 - otherwise the embedded broker: kombu's filesystem transport under `DATA_DIR/broker`.
   It needs no server and no extra package, works across processes on one machine, and
   claims each message with an atomic rename, so two workers never take the same one.
@@ -45,7 +46,11 @@ def broker_url(settings: Settings) -> str:
 
 def broker_transport_options(settings: Settings) -> dict[str, object]:
     if settings.redis_url:
-        return {"visibility_timeout": settings.visibility_timeout_seconds}
+        options: dict[str, object] = {"visibility_timeout": settings.visibility_timeout_seconds}
+        if settings.redis_key_prefix:
+            # Queues, bindings, unacknowledged messages and control channels alike.
+            options["global_keyprefix"] = settings.redis_key_prefix
+        return options
     folder = settings.broker_dir
     for sub in ("queue", "processed", "control"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
@@ -97,6 +102,11 @@ def make_celery(settings: Settings | None = None, *, main: str = "text-diffusion
 @lru_cache(maxsize=4)
 def _producer(settings: Settings) -> Celery:
     return make_celery(settings)
+
+
+def queue_for_device(device: str) -> str:
+    """The queue for a spec's `device`: gpu for cuda, cpu for cpu and auto."""
+    return "gpu" if device == "cuda" else DEFAULT_QUEUE
 
 
 def check_queue(queue: str) -> str:

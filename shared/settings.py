@@ -52,6 +52,9 @@ class Settings(BaseModel):
     database_url: str
     # None: the embedded broker (no server); set to redis://... for real workers elsewhere.
     redis_url: str | None = None
+    # Prepended to every key the broker writes in Redis, so several deployments (or test
+    # runs) can share one Redis database without taking or deleting each other's messages.
+    redis_key_prefix: str = Field("", max_length=200)
     # Checkpoints and tokenizers; a local folder by default, s3://... across machines.
     artifact_url: str
     # Local dataset files a job may read: specs naming a path outside it are refused, so a

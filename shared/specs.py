@@ -21,6 +21,15 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+# Where a job runs. The job system sends `cuda` jobs to the gpu queue and everything else
+# to the cpu queue (`shared.queue.queue_for_device`); the ML core itself ignores it.
+Device = Literal["auto", "cpu", "cuda"]
+DEVICE_HELP = (
+    "cuda: needs a GPU (the gpu queue; fails on a worker without one). cpu: the cpu queue, "
+    "and GPUs are hidden from the job. auto: the cpu queue, on whatever device the worker has."
+)
+
+
 def _check_ratios(ratios: list[float], field: str) -> list[float]:
     if not ratios:
         raise ValueError(f"{field} must hold at least one mask ratio")
@@ -117,6 +126,7 @@ class TrainSpec(_Spec):
     log_every: int = Field(10, ge=1)
     num_processes: int = Field(1, ge=1, le=64)
     tensorboard: bool = False
+    device: Device = Field("auto", description=DEVICE_HELP)
 
     @field_validator("eval_ratios")
     @classmethod
@@ -321,6 +331,7 @@ class GenerateSpec(_Spec):
     num_samples: int = Field(4, ge=1, le=256, description="Samples per prompt and combination.")
     batch_size: int = Field(16, ge=1, le=1024)
     record_trajectory: bool = Field(True, description="Store every denoising pass.")
+    device: Device = Field("auto", description=DEVICE_HELP)
 
     @field_validator("checkpoint")
     @classmethod
@@ -390,6 +401,7 @@ class EvalSpec(_Spec):
     ratios: list[float] = Field(list(DEFAULT_GRID))
     batches: int = Field(8, ge=1, le=10_000, description="Batches per ratio.")
     batch_size: int = Field(16, ge=1, le=4096)
+    device: Device = Field("auto", description=DEVICE_HELP)
 
     @field_validator("ratios")
     @classmethod

@@ -10,6 +10,9 @@ CI must never go green by skipping what it exists to check.
     with temporary_postgres_database() as url:   # a fresh database, dropped afterwards
         ...
 
+    with throwaway_postgres_cluster() as cluster: # a server of its own, to restart at will
+        cluster.restart()
+
 Where the services are: TD_TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/test)
 and TD_TEST_REDIS_URL (default redis://127.0.0.1:6379/15, a database number nothing else uses).
 """
@@ -17,9 +20,13 @@ and TD_TEST_REDIS_URL (default redis://127.0.0.1:6379/15, a database number noth
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache
 from typing import TypeVar
 
@@ -99,3 +106,73 @@ def temporary_postgres_database() -> Iterator[str]:
                 connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         admin.dispose()
+
+
+# --- a PostgreSQL server of the test's own --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A throwaway Debian PostgreSQL cluster: `url` is its `postgres` database."""
+
+    version: str
+    name: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def ctl(self, action: str) -> None:
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", self.version, self.name, action],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+
+    def restart(self) -> None:
+        """Stop (fast: open connections are cut) and start again, as an upgrade would."""
+        self.ctl("restart")
+
+
+def local_cluster_version() -> str | None:
+    """The PostgreSQL version whose clusters this process may create, or None.
+
+    Needs Debian's postgresql-common (pg_createcluster) and root: restarting the shared
+    test server would break every other test using it, so tests that restart PostgreSQL
+    get a server of their own.
+    """
+    tools = all(shutil.which(t) for t in ("pg_createcluster", "pg_ctlcluster", "pg_dropcluster"))
+    if not tools or os.geteuid() != 0 or not os.path.isdir("/etc/postgresql"):
+        return None
+    versions = sorted(os.listdir("/etc/postgresql"), key=lambda v: [int(x) for x in v.split(".")])
+    return versions[-1] if versions else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def throwaway_postgres_cluster() -> Iterator[Cluster]:
+    """Create and start a PostgreSQL cluster on a free port (trust auth on loopback only);
+    yield it; stop and delete it. Skips (or fails, under TD_REQUIRE_SERVICES=1) where
+    clusters cannot be created."""
+    version = require_or_skip(
+        "a local PostgreSQL to restart", local_cluster_version(), "needs pg_createcluster and root"
+    )
+    cluster = Cluster(version, f"td_{uuid.uuid4().hex[:10]}", _free_port())
+    # After "--": initdb's options. Trust is safe here: the server listens on loopback only.
+    initdb = ["--auth=trust", "--no-sync"]
+    create = ["pg_createcluster", "-p", str(cluster.port), version, cluster.name, "--", *initdb]
+    subprocess.run(create, check=True, capture_output=True, timeout=120)
+    try:
+        cluster.ctl("start")
+        yield cluster
+    finally:
+        subprocess.run(
+            ["pg_dropcluster", "--stop", version, cluster.name], capture_output=True, timeout=120
+        )

@@ -20,7 +20,7 @@ import time
 import traceback
 
 from shared import jobs
-from shared.db import session_scope
+from shared.db import retry_on_disconnect, session_scope
 from shared.models import Job, JobKind
 from worker.runner import EXIT_STOPPED, log_path
 from worker.stopping import StopControl, Stopped
@@ -41,10 +41,31 @@ def _watch_parent() -> None:
     threading.Thread(target=loop, name="parent-watch", daemon=True).start()
 
 
-def run_body(claim: jobs.Claim, stop: StopControl) -> None:
+def use_device(device: str) -> None:
+    """Make torch see the device the spec asks for; call before torch is imported."""
+    if device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # a GPU worker that serves the cpu queue too
+    elif device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                "the spec asks for device 'cuda' but this worker has no usable GPU "
+                "(start workers without one on the cpu queue only)"
+            )
+
+
+@retry_on_disconnect
+def load_job(job_id: int) -> Job:
     with session_scope() as s:
-        job = s.get(Job, claim.job_id)
-        assert job is not None, f"job {claim.job_id} vanished"
+        job = s.get(Job, job_id)
+        assert job is not None, f"job {job_id} vanished"
+        return job
+
+
+def run_body(claim: jobs.Claim, stop: StopControl) -> None:
+    job = load_job(claim.job_id)
+    use_device(job.spec.get("device", "auto"))
     if job.kind == JobKind.TRAIN:
         from worker.train_job import run_train
 

@@ -3,7 +3,8 @@
 Rows that a resumed or retried attempt may write again are keyed by unique constraints
 (loss points by run and step, eval points by run, step and ratio, checkpoints by run and
 step, sample sets by job and combination): loss points skip what exists, the others
-overwrite it, so no attempt ever duplicates a row.
+overwrite it, so no attempt ever duplicates a row. That also makes each write safe to
+repeat, so each waits out a database restart (`retry_on_disconnect`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from shared.db import session_scope
+from shared.db import retry_on_disconnect, session_scope
 from shared.models import Checkpoint, EvalPoint, LossPoint, Run, Sample, SampleSet
 
 
@@ -23,6 +24,7 @@ def _insert(session: Session, model: type):
     return (postgresql if dialect == "postgresql" else sqlite).insert(model)
 
 
+@retry_on_disconnect
 def add_loss_points(run_id: int, points: list[dict[str, Any]], progress: dict[str, Any]) -> None:
     """Insert loss points (skipping steps already stored) and the run's progress."""
     with session_scope() as s:
@@ -34,6 +36,7 @@ def add_loss_points(run_id: int, points: list[dict[str, Any]], progress: dict[st
             s.execute(update(Run).where(Run.id == run_id).values(**progress))
 
 
+@retry_on_disconnect
 def put_eval_points(run_id: int, step: int, points: list[dict[str, Any]]) -> None:
     """Insert or overwrite the per-ratio losses of `run_id` at `step`."""
     with session_scope() as s:
@@ -47,6 +50,7 @@ def put_eval_points(run_id: int, step: int, points: list[dict[str, Any]]) -> Non
         )
 
 
+@retry_on_disconnect
 def merge_run_summary(run_id: int, values: dict[str, Any]) -> None:
     with session_scope() as s:
         run = s.get(Run, run_id)
@@ -54,6 +58,7 @@ def merge_run_summary(run_id: int, values: dict[str, Any]) -> None:
             run.summary = {**(run.summary or {}), **values}
 
 
+@retry_on_disconnect
 def put_checkpoint(run_id: int, step: int, url: str, metrics: dict[str, Any]) -> int:
     """Record (or refresh) the checkpoint of `run_id` at `step`; return its id."""
     with session_scope() as s:
@@ -69,6 +74,7 @@ def put_checkpoint(run_id: int, step: int, url: str, metrics: dict[str, Any]) ->
         ).one()
 
 
+@retry_on_disconnect
 def merge_checkpoint_metrics(checkpoint_id: int, values: dict[str, Any]) -> None:
     with session_scope() as s:
         ckpt = s.get(Checkpoint, checkpoint_id)
@@ -76,11 +82,13 @@ def merge_checkpoint_metrics(checkpoint_id: int, values: dict[str, Any]) -> None
             ckpt.metrics = {**(ckpt.metrics or {}), **values}
 
 
+@retry_on_disconnect
 def done_combinations(job_id: int) -> set[int]:
     with session_scope() as s:
         return set(s.scalars(select(SampleSet.combination).where(SampleSet.job_id == job_id)))
 
 
+@retry_on_disconnect
 def add_sample_set(
     job_id: int,
     checkpoint_id: int,

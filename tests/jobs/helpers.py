@@ -1,8 +1,13 @@
 """Helpers for job-system tests: settings, a tiny spec, real worker processes, polling.
 
 Each test gets its own DATA_DIR (SQLite file, embedded broker folder, artifacts, datasets),
-or a throwaway PostgreSQL database and Redis database 15 in services mode, and settings
-tuned so that crashes are noticed in seconds (heartbeat 0.5 s, stale after 3 s).
+or a throwaway PostgreSQL database and its own key prefix in the test Redis database in
+services mode, and settings tuned so that crashes are noticed in seconds (heartbeat 0.5 s,
+stale after 3 s).
+
+Everything a test touches is its own: other test runs on the same machine (another
+checkout, CI) share the Redis database and the process table, so helpers that reach into
+either (deleting broker keys, finding a job's process) are scoped to this test.
 """
 
 from __future__ import annotations
@@ -45,6 +50,43 @@ def reset_process_caches() -> None:
     get_settings.cache_clear()
     db.dispose_engines()
     queue._producer.cache_clear()
+
+
+def delete_broker_keys(url: str, prefix: str) -> int:
+    """Delete every Redis key under `prefix` (this test's broker: queues, bindings, unacked
+    messages): a FLUSHALL as far as this test's workers can tell, and no one else's."""
+    import redis
+
+    assert prefix, "an empty prefix would delete every test run's keys"
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        return client.delete(*keys) if keys else 0
+    finally:
+        client.close()
+
+
+def job_processes(parent_pid: int, job_id: int, attempt: int) -> list[int]:
+    """Pids of `worker.execute JOB ATTEMPT` processes started by process `parent_pid`.
+
+    Scoped by parent: job ids restart at 1 in every test's database, so a machine-wide
+    search by command line would also find (and kill) another test run's job.
+    """
+    needle = f"worker.execute\0{job_id}\0{attempt}\0".encode()
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                # pid (comm) state ppid ...: comm may hold spaces, so split after its ')'
+                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+            if ppid != parent_pid:
+                continue
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if needle in f.read():
+                    found.append(int(pid))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
 
 
 def write_dataset(data_dir: Path) -> Path:
@@ -132,6 +174,18 @@ class WorkerProcess:
 
         wait_for(online, timeout, what=f"worker {self.name} online")
         return self
+
+    def kill_job(self, job_id: int, attempt: int, timeout: float = 30.0) -> None:
+        """SIGKILL the process of this job attempt that this worker started."""
+        pids = wait_for(
+            lambda: job_processes(self.proc.pid, job_id, attempt),
+            timeout,
+            0.1,
+            what=f"job {job_id} attempt {attempt}'s process under {self.name}",
+        )
+        for pid in pids:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def kill(self) -> None:
         """SIGKILL the worker process alone, as a crash would (its job notices)."""

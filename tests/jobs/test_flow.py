@@ -5,6 +5,9 @@ broker) and services mode (PostgreSQL, Redis)."""
 
 from __future__ import annotations
 
+import shutil
+
+import pytest
 from sqlalchemy import func, select
 
 from shared import db, jobs
@@ -72,3 +75,14 @@ def test_train_then_generate_then_evaluate(job_env, workers):
     assert ev.status == JobStatus.SUCCEEDED, ev.error
     assert ev.result["step"] == 10 and len(ev.result["eval"]) == 2
     assert ev.result["bound"]["perplexity"] > 1.0
+
+
+@pytest.mark.parametrize("job_env", ["embedded"], indirect=True)
+def test_a_cuda_job_on_a_worker_without_a_gpu_fails_clearly(job_env, workers):
+    if shutil.which("nvidia-smi"):
+        pytest.skip("this machine has a GPU")
+    workers("w1", queues="gpu")
+    job = jobs.submit_train(tiny_train_spec(job_env, device="cuda"))
+    assert job.queue == "gpu"
+    done = wait_for(finished(job.id), 90, what="the job to fail")
+    assert done.status == JobStatus.FAILED and "no usable GPU" in done.error

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
 
 import pytest
 from sqlalchemy import func, select
 
 from shared import db, jobs
 from shared.models import Checkpoint, JobStatus, LossPoint, Run
-from tests.jobs.helpers import tiny_train_spec, wait_for
+from tests.jobs.helpers import delete_broker_keys, tiny_train_spec, wait_for
 from tests.services import redis_url
 
 
@@ -60,11 +59,12 @@ def test_flushed_redis_loses_no_job(job_env, workers):
     url = redis_url()
     if "REDIS_URL" not in os.environ or not os.environ["REDIS_URL"]:
         pytest.skip("a broker flush is a services-mode test")
-    import redis
 
     spec = tiny_train_spec(job_env, max_steps=4, eval_every=100, save_every=100)
     ids = [jobs.submit_train(spec).id for _ in range(3)]
-    redis.Redis.from_url(url).flushdb()  # the messages are gone; the rows are not
+    # FLUSHALL as this deployment sees it (every key under its prefix), sparing other
+    # test runs that share the database: the messages are gone; the rows are not.
+    assert delete_broker_keys(url, os.environ["REDIS_KEY_PREFIX"]) > 0
     workers("w1")
     first = jobs.reconcile(resend_after_s=0)
     assert sorted(first.resent) == ids
@@ -79,7 +79,7 @@ def test_flushed_redis_loses_no_job(job_env, workers):
 
 def test_job_killed_every_time_ends_failed(job_env, workers, monkeypatch):
     """A job whose process is killed on every attempt stops after MAX_ATTEMPTS."""
-    workers("w1")
+    worker = workers("w1")
     job = jobs.submit_train(tiny_train_spec(job_env, max_steps=100000, save_every=100000))
     for attempt in (1, 2, 3):
 
@@ -90,25 +90,8 @@ def test_job_killed_every_time_ends_failed(job_env, workers, monkeypatch):
             return now.attempts == a and now.status == JobStatus.RUNNING
 
         wait_for(started, 90, what=f"attempt {attempt}")
-        _kill_job_process(job.id, attempt)
+        worker.kill_job(job.id, attempt)
     wait_for(lambda: _status(job.id).finished, 60, what="the job to give up")
     done = jobs.get_job(job.id)
     assert done.status == JobStatus.FAILED and done.attempts == 3
     assert "gave up after 3 attempts" in done.error and "signal 9" in done.error
-
-
-def _kill_job_process(job_id: int, attempt: int) -> None:
-    """SIGKILL the `worker.execute` process of this attempt (found through /proc)."""
-    needle = f"worker.execute\0{job_id}\0{attempt}\0".encode()
-
-    def find() -> int | None:
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if needle in f.read():
-                        return int(pid)
-            except OSError:
-                continue
-        return None
-
-    os.kill(wait_for(find, 30, 0.1, what="the job's process"), signal.SIGKILL)

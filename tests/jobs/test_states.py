@@ -94,3 +94,19 @@ def test_dataset_names_relative_to_the_root(job_env):
     assert job.spec["dataset"] == str(job_env)
     hub = jobs.submit_train(tiny_train_spec("wikitext"))  # a hub name passes unchanged
     assert hub.spec["dataset"] == "wikitext"
+
+
+def test_the_queue_follows_the_spec_device_unless_named(job_env, capsys):
+    from text_diffusion.cli import main
+
+    assert jobs.submit_train(tiny_train_spec(job_env)).queue == "cpu"  # auto
+    assert jobs.submit_train(tiny_train_spec(job_env, device="cpu")).queue == "cpu"
+    assert jobs.submit_train(tiny_train_spec(job_env, device="cuda")).queue == "gpu"
+    explicit = jobs.submit_train(tiny_train_spec(job_env, device="cuda"), queue="cpu")
+    assert explicit.queue == "cpu" and explicit.spec["device"] == "cuda"
+
+    flags = ["submit", "train", "--preset", "tiny", "--dataset", str(job_env)]
+    assert main([*flags, "--device", "cuda"]) == 0
+    assert "(train on gpu)" in capsys.readouterr().out
+    assert main([*flags, "--device", "cuda", "--queue", "cpu"]) == 0
+    assert "(train on cpu)" in capsys.readouterr().out

@@ -165,9 +165,9 @@ class ProgressBar:
     def on_evaluate(self, step: int, results, bound: dict) -> None:
         from tqdm.auto import tqdm
 
-        ce = " ".join(f"{r.ratio:.1f}:{r.loss:.2f}" for r in results)
-        acc = next((r.accuracy for r in results if abs(r.ratio - 0.1) < 1e-9), None)
-        tail = f" | acc@0.1 {acc:.1%}" if acc is not None else ""
+        ce = " ".join(f"{r.ratio:g}:{r.loss:.2f}" for r in results)
+        acc = next((r.accuracy for r in results if abs(r.ratio - 0.15) < 1e-9), None)
+        tail = f" | acc@0.15 {acc:.1%}" if acc is not None else ""
         tqdm.write(f"step {step}: CE(t) {ce} | bound {bound['nats_per_token']:.2f} nats{tail}")
         sys.stdout.flush()
 

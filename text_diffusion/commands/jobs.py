@@ -55,7 +55,12 @@ def _csv(kind):
 
 # --------------------------------------------------------------------------- submit
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--queue", default="cpu", choices=["cpu", "gpu"])
+    p.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        help="cuda: a GPU job, sent to the gpu queue; cpu or auto (default): the cpu queue",
+    )
+    p.add_argument("--queue", choices=["cpu", "gpu"], help="overrides the device's queue")
     p.add_argument("--priority", type=int, default=0)
     p.add_argument("--wait", action="store_true", help="show progress until the job ends")
 
@@ -110,6 +115,8 @@ def submit_train(args: argparse.Namespace) -> int:
     from shared.specs import SpecError
 
     spec = diffusion.spec_from_args(args)
+    if args.device:
+        spec = spec.model_copy(update={"device": args.device})
     try:
         job = jobs.submit_train(spec, name=args.name, queue=args.queue, priority=args.priority)
     except SpecError as exc:
@@ -136,6 +143,7 @@ def submit_generate(args: argparse.Namespace) -> int:
         },
         length=args.length,
         num_samples=args.num_samples,
+        device=args.device or "auto",
     )
     try:
         job = jobs.submit_generate(spec, queue=args.queue, priority=args.priority)
@@ -154,6 +162,7 @@ def submit_evaluate(args: argparse.Namespace) -> int:
         ratios=args.ratios or list(DEFAULT_GRID),
         batches=args.batches,
         batch_size=args.batch_size,
+        device=args.device or "auto",
     )
     try:
         job = jobs.submit_evaluate(spec, queue=args.queue, priority=args.priority)

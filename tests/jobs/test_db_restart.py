@@ -1,0 +1,46 @@
+"""A PostgreSQL restart in the middle of a training job: the worker and the job reconnect,
+and the job finishes in its first attempt with every loss point stored once.
+
+Runs on a PostgreSQL cluster created for the test (restarting the shared test server
+would break every other test using it), so it needs root and Debian's postgresql-common;
+it skips elsewhere (fails under TD_REQUIRE_SERVICES=1, like every services test).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from shared import db, jobs
+from shared.models import JobStatus, LossPoint, Run, Worker, WorkerState, utcnow
+from tests.jobs.helpers import tiny_train_spec, wait_for
+
+
+def _run_step(run_id: int) -> int:
+    with db.session_scope() as s:
+        return s.get(Run, run_id).step
+
+
+def test_jobs_finish_across_a_postgres_restart(cluster_env, cluster_workers):
+    dataset, cluster = cluster_env
+    cluster_workers("w1")
+    spec = tiny_train_spec(dataset, max_steps=160, save_every=40, eval_every=80)
+    job = jobs.submit_train(spec)
+    wait_for(lambda: _run_step(job.run_id) >= 10, 120, what="training to be under way")
+
+    cluster.restart()  # every open connection of the worker and the job is cut
+    restarted_at = utcnow()
+
+    done = wait_for(
+        lambda: (j := jobs.get_job(job.id)) and JobStatus(j.status).finished and j,
+        180,
+        what="the job to finish after the restart",
+    )
+    assert done.status == JobStatus.SUCCEEDED, done.error
+    assert done.attempts == 1, "the job was restarted instead of riding out the outage"
+    with db.session_scope() as s:
+        steps = sorted(s.scalars(select(LossPoint.step).where(LossPoint.run_id == job.run_id)))
+        worker = s.scalars(select(Worker).where(Worker.name == "w1@test")).one()
+    assert steps == list(range(2, 161, 2))
+    # The worker's own heartbeat reconnected too.
+    assert worker.state == WorkerState.ONLINE
+    assert worker.last_heartbeat > restarted_at

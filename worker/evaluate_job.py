@@ -24,13 +24,7 @@ def run_evaluate(claim: jobs.Claim, job: Job, stop: StopControl) -> None:
     spec = EvalSpec.model_validate(job.spec)
     model, tokenizer, meta, ckpt = load_checkpoint_row(int(spec.checkpoint))
     train = TrainSpec.model_validate(meta["spec"]) if "spec" in meta else TrainSpec()
-    if spec.dataset:
-        texts = data_lib.load_texts(spec.dataset, spec.dataset_config, train.text_column)
-    else:
-        texts = data_lib.load_texts(train.dataset, train.dataset_config, train.text_column)
-        if train.max_texts:
-            texts = texts[: train.max_texts]
-        texts = data_lib.split_corpus(texts, train.val_fraction, train.seed).validation
+    texts = data_lib.evaluation_texts(train, spec.dataset, spec.dataset_config)
     stop.raise_if_stopped()
     blocks = data_lib.pack(texts, tokenizer, train.seq_len)
     grid = evaluate_ratios(

@@ -214,7 +214,7 @@ def run_train(args: argparse.Namespace) -> int:
         from worker.diffusion.modeling import load_checkpoint
 
         model, tokenizer, _ = load_checkpoint(summary["checkpoint"])
-        sampler = SamplerSpec(strategy="confidence", sampling="topk", temperature=0.7)
+        sampler = SamplerSpec()
         # Fill the rest of a training-length block: the length the model knows best.
         length = max(1, spec.seq_len - len(tokenizer(args.prompt)["input_ids"]))
         samples = generate(
@@ -242,7 +242,7 @@ def _evaluate_parser(sub) -> None:
     p.add_argument("--dataset", help="default: the checkpoint's training dataset")
     p.add_argument("--dataset-config")
     p.add_argument("--ratios", type=_ratios, help="default 0.1,0.15,0.2,0.3,...,1.0")
-    p.add_argument("--batches", type=int, default=8, help="validation batches per ratio")
+    p.add_argument("--batches", type=int, help="validation batches per ratio (default: all)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=run_evaluate)
@@ -258,14 +258,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     model, tokenizer, meta = load_checkpoint(args.checkpoint)
     spec = TrainSpec.model_validate(meta["spec"]) if "spec" in meta else TrainSpec()
-    if args.dataset:
-        texts = data_lib.load_texts(args.dataset, args.dataset_config, spec.text_column)
-        val = texts
-    else:
-        texts = data_lib.load_texts(spec.dataset, spec.dataset_config, spec.text_column)
-        if spec.max_texts:
-            texts = texts[: spec.max_texts]
-        val = data_lib.split_corpus(texts, spec.val_fraction, spec.seed).validation
+    val = data_lib.evaluation_texts(spec, args.dataset, args.dataset_config)
     blocks = data_lib.pack(val, tokenizer, spec.seq_len)
     ratios = args.ratios or list(DEFAULT_EVAL_GRID)
     results = evaluate_ratios(
@@ -316,7 +309,7 @@ def _generate_parser(sub) -> None:
     p.add_argument("--num-samples", type=int, default=5)
     p.add_argument("--length", type=int, default=48, help="tokens to generate after the prefix")
     p.add_argument("--seed", type=int, default=0, help="sample j uses seed + j")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=64, help="bigger batches: faster per sample")
     add_sampler_flags(p)
     p.add_argument("--show-steps", action="store_true", help="print every denoising pass")
     p.add_argument("--json", action="store_true", help="print samples as JSON lines")

@@ -82,7 +82,7 @@ def _submit_parsers(sub) -> None:
     g.add_argument("--samplings", type=_csv(str), default=["topk"])
     g.add_argument("--temperatures", type=_csv(float), default=[0.7])
     g.add_argument("--steps", type=_csv(int), default=[10])
-    g.add_argument("--strategies", type=_csv(str), default=["confidence"])
+    g.add_argument("--strategies", type=_csv(str), default=["entropy"])
     g.add_argument("--seeds", type=_csv(int), default=[0])
     g.add_argument("--top-k", type=int, default=50)
     g.add_argument("--top-p", type=float, default=0.9)

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from shared.specs import TrainSpec
+
 from .hub import ensure_hub_reachable
 
 BUILDERS = {".txt": "text", ".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -117,6 +119,23 @@ def split_corpus(texts: Sequence[str], val_fraction: float, seed: int) -> Corpus
     val = sorted(order[:n_val])
     train = sorted(order[n_val:])
     return Corpus([texts[i] for i in train], [texts[i] for i in val])
+
+
+def corpus_for(spec: TrainSpec) -> Corpus:
+    """The train/validation split that a training spec sees."""
+    texts = load_texts(spec.dataset, spec.dataset_config, spec.text_column)
+    if spec.max_texts:
+        texts = texts[: spec.max_texts]
+    return split_corpus(texts, spec.val_fraction, spec.seed)
+
+
+def evaluation_texts(
+    spec: TrainSpec, dataset: str | None = None, dataset_config: str | None = None
+) -> list[str]:
+    """What to evaluate a checkpoint of `spec` on: its held-out split, or all of `dataset`."""
+    if dataset:
+        return load_texts(dataset, dataset_config, spec.text_column)
+    return corpus_for(spec).validation
 
 
 def pack(texts: Sequence[str], tokenizer, seq_len: int) -> torch.Tensor:

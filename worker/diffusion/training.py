@@ -185,10 +185,7 @@ class Prepared:
 
 def prepare_data_and_model(spec: TrainSpec) -> Prepared:
     """Load the corpus, the model (or a fresh one with a tokenizer trained on the corpus), pack."""
-    texts = data_lib.load_texts(spec.dataset, spec.dataset_config, spec.text_column)
-    if spec.max_texts:
-        texts = texts[: spec.max_texts]
-    corpus = data_lib.split_corpus(texts, spec.val_fraction, spec.seed)
+    corpus = data_lib.corpus_for(spec)
     if spec.model == "scratch":
         torch.manual_seed(spec.seed)
         model, tokenizer = build_scratch(spec.scratch, corpus.train, spec.seq_len)

@@ -115,6 +115,11 @@ class TrainSpec(_Spec):
         None, gt=0.0, description="Wall-clock budget; the LR schedule follows time when set."
     )
     max_grad_norm: float = Field(1.0, gt=0.0)
+    init_output_bias: bool = Field(
+        True,
+        description="Start a fresh MLM head's output bias at the corpus's log unigram "
+        "frequencies (the loss starts at the unigram entropy instead of ln V).",
+    )
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 where the device supports it."
     )

@@ -62,7 +62,10 @@ class Recorder(BaseCallback):
 
 def test_loss_is_finite_and_falls(tmp_path, corpus_file):
     rec = Recorder()
-    spec = tiny_spec(corpus_file, max_steps=60, eval_every=30, save_every=30)
+    # Without the log-prior bias the head starts at ln V and must learn the frequencies.
+    spec = tiny_spec(
+        corpus_file, max_steps=60, eval_every=30, save_every=30, init_output_bias=False
+    )
     summary = Trainer(spec, tmp_path / "run", [rec]).train()
     losses = [rec.losses[s] for s in sorted(rec.losses)]
     assert all(math.isfinite(x) for x in losses)
@@ -72,6 +75,17 @@ def test_loss_is_finite_and_falls(tmp_path, corpus_file):
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert [r["ratio"] for r in results["eval"]] == [0.2, 0.5, 1.0]
     assert results["bound"]["nats_per_token"] > 0
+
+
+def test_log_prior_bias_starts_the_loss_at_the_unigram_entropy(tmp_path, corpus_file):
+    first: dict[bool, float] = {}
+    for init in (True, False):
+        rec = Recorder()
+        spec = tiny_spec(corpus_file, max_steps=1, init_output_bias=init)
+        summary = Trainer(spec, tmp_path / str(init), [rec]).train()
+        first[init] = rec.losses[1]
+    assert first[True] == pytest.approx(summary["unigram_entropy"], abs=0.5)
+    assert first[False] == pytest.approx(math.log(400), abs=0.5)
 
 
 def test_checkpoint_loads_in_a_fill_mask_pipeline(tmp_path, corpus_file):

@@ -196,7 +196,8 @@ def prepare_data_and_model(spec: TrainSpec) -> Prepared:
             raise ValueError(f"seq_len {spec.seq_len} exceeds the model's limit of {limit}")
     train = data_lib.pack(corpus.train, tokenizer, spec.seq_len)
     val = data_lib.pack(corpus.validation, tokenizer, spec.seq_len)
-    if spec.model == "scratch" or getattr(model, "fresh_head", False):
+    fresh = spec.model == "scratch" or getattr(model, "fresh_head", False)
+    if fresh and spec.init_output_bias:
         init_output_bias(model, train)
     return Prepared(model, tokenizer, train, val)
 

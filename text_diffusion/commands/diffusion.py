@@ -140,11 +140,13 @@ class ProgressBar:
             f"of {self.spec.seq_len} tokens, {precision} on {info['device']}"
             f"{budget}"
         )
+        # With a time budget the bar runs over seconds, so its ETA is the budget's end.
+        self.by_time = self.spec.minutes is not None
         self.bar = tqdm(
-            total=self.spec.max_steps,
-            initial=info["start_step"],
+            total=int(self.spec.minutes * 60) if self.by_time else self.spec.max_steps,
+            initial=0 if self.by_time else info["start_step"],
             desc="train",
-            unit="step",
+            unit="s" if self.by_time else "step",
             disable=not self.enabled,
             dynamic_ncols=True,
         )
@@ -152,14 +154,14 @@ class ProgressBar:
     def on_log(self, step: int, metrics: dict[str, float]) -> None:
         if self.bar is None:
             return
-        self.bar.update(step - self.bar.n)
+        done = min(int(metrics["elapsed_s"]), self.bar.total) if self.by_time else step
+        self.bar.update(done - self.bar.n)
         post = {
+            "step": step,
             "loss": f"{metrics['loss']:.3f}",
             "mask": f"{metrics['mask_ratio']:.2f}",
             "tok/s": f"{metrics['tokens_per_s']:.0f}",
         }
-        if self.spec.minutes:
-            post["min"] = f"{metrics['elapsed_s'] / 60:.1f}/{self.spec.minutes:g}"
         self.bar.set_postfix(post, refresh=False)
 
     def on_evaluate(self, step: int, results, bound: dict) -> None:
@@ -179,6 +181,8 @@ class ProgressBar:
 
     def on_train_end(self, summary: dict[str, Any]) -> None:
         if self.bar is not None:
+            if summary["stopped_by"] == "time_budget":
+                self.bar.update(self.bar.total - self.bar.n)
             self.bar.close()
 
 

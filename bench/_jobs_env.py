@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from _common import ROOT
 
@@ -153,36 +154,41 @@ def wait_job(job_id: int, timeout: float = 600.0, poll_s: float = 0.01):
         time.sleep(poll_s)
 
 
-def tiny_checkpoint(data_dir: Path, steps: int = 20) -> int:
-    """Train a 2-layer model in this process (through the job tables, no worker) and
-    return the id of its checkpoint row, for generation jobs to use."""
-    from shared import jobs
+def tiny_train_spec(data_dir: Path, steps: int, **overrides: Any):
+    """A 2-layer TrainSpec over a small generated corpus written under data_dir/datasets."""
     from shared.specs import TrainSpec
     from tests.corpus import paragraphs
-    from worker.execute import load_job
-    from worker.stopping import StopControl
-    from worker.train_job import run_train
 
     root = data_dir / "datasets"
     root.mkdir(parents=True, exist_ok=True)
     corpus = root / "corpus.txt"
     corpus.write_text("\n".join(paragraphs(120, seed=1)) + "\n")
-    spec = TrainSpec.from_preset(
-        "tiny",
-        dataset=str(corpus),
-        seq_len=32,
-        batch_size=8,
-        max_steps=steps,
-        scratch={"layers": 2, "hidden": 64, "heads": 2, "vocab_size": 400},
-        mixed_precision="no",
-        warmup_steps=2,
-        log_every=2,
-        eval_every=steps,
-        save_every=steps,
-        eval_ratios=[0.5],
-        eval_batches=1,
-    )
-    job = jobs.submit_train(spec)
+    settings = {
+        "dataset": str(corpus),
+        "seq_len": 32,
+        "batch_size": 8,
+        "max_steps": steps,
+        "scratch": {"layers": 2, "hidden": 64, "heads": 2, "vocab_size": 400},
+        "mixed_precision": "no",
+        "warmup_steps": 2,
+        "log_every": 2,
+        "eval_every": steps,
+        "save_every": steps,
+        "eval_ratios": [0.5],
+        "eval_batches": 1,
+    }
+    return TrainSpec.from_preset("tiny", **{**settings, **overrides})
+
+
+def tiny_checkpoint(data_dir: Path, steps: int = 20) -> int:
+    """Train a 2-layer model in this process (through the job tables, no worker) and
+    return the id of its checkpoint row, for generation jobs to use."""
+    from shared import jobs
+    from worker.execute import load_job
+    from worker.stopping import StopControl
+    from worker.train_job import run_train
+
+    job = jobs.submit_train(tiny_train_spec(data_dir, steps))
     claim = jobs.claim(job.id, "bench")
     assert claim is not None
     run_train(claim, load_job(job.id), StopControl(claim))

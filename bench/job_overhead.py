@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 from _common import ROOT, command, machine, write_result
-from _jobs_env import job_system, tiny_checkpoint, wait_job
+from _jobs_env import job_system, tiny_checkpoint, tiny_train_spec, wait_job
 
 # The direct baseline runs in a fresh process, as a job's body does.
 DIRECT = """
@@ -88,8 +88,6 @@ def generation_overhead(n_jobs: int) -> dict[str, Any]:
 
 def logging_cost(steps: int) -> dict[str, Any]:
     from shared import jobs
-    from shared.specs import TrainSpec
-    from tests.corpus import paragraphs
     from worker import results, train_job
     from worker.execute import load_job
     from worker.stopping import StopControl
@@ -108,23 +106,9 @@ def logging_cost(steps: int) -> dict[str, Any]:
         return wrapper
 
     with job_system("embedded") as env:
-        corpus = env.data_dir / "datasets" / "corpus.txt"
-        corpus.parent.mkdir(parents=True, exist_ok=True)
-        corpus.write_text("\n".join(paragraphs(120, seed=1)) + "\n")
-        spec = TrainSpec.from_preset(
-            "tiny",
-            dataset=str(corpus),
-            seq_len=32,
-            batch_size=8,
-            max_steps=steps,
-            scratch={"layers": 2, "hidden": 64, "heads": 2, "vocab_size": 400},
-            mixed_precision="no",
-            warmup_steps=2,
-            log_every=1,
-            eval_every=steps + 1,
-            save_every=steps + 1,
-            eval_ratios=[0.5],
-            eval_batches=1,
+        # Logging every step is the worst case for the database's share.
+        spec = tiny_train_spec(
+            env.data_dir, steps, log_every=1, eval_every=steps + 1, save_every=steps + 1
         )
         job = jobs.submit_train(spec)
         claim = jobs.claim(job.id, "bench")

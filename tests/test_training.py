@@ -155,3 +155,10 @@ def test_head_gets_its_own_learning_rate(corpus_file):
     total = sum(p.numel() for p in model.parameters())
     assert sum(by_lr.values()) == total
     assert torch.is_tensor(next(model.parameters()))
+
+
+def test_tensorboard_logging_writes_events(tmp_path, corpus_file):
+    spec = tiny_spec(corpus_file, max_steps=3, tensorboard=True)
+    Trainer(spec, tmp_path / "run").train()
+    events = list((tmp_path / "run").rglob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0

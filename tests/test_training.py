@@ -162,3 +162,14 @@ def test_tensorboard_logging_writes_events(tmp_path, corpus_file):
     Trainer(spec, tmp_path / "run").train()
     events = list((tmp_path / "run").rglob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+
+
+def test_resume_survives_a_crash_in_the_middle_of_a_state_swap(tmp_path, corpus_file):
+    spec = tiny_spec(corpus_file, max_steps=6)
+    Trainer(spec, tmp_path / "run", [Recorder(stop_at=3)]).train()
+    # A crash after the old state was moved aside, before the new one took its place.
+    (tmp_path / "run" / "state").rename(tmp_path / "run" / ".old-state")
+    summary = Trainer(spec, tmp_path / "run").train()
+    assert summary["resumed_from_step"] == 3 and summary["steps"] == 6
+    assert (tmp_path / "run" / "state").is_dir()
+    assert not (tmp_path / "run" / ".old-state").exists()

@@ -44,6 +44,7 @@ from .modeling import (
 )
 
 STATE_DIR = "state"  # latest resumable training state (Accelerate format)
+OLD_STATE_DIR = ".old-state"  # the previous state while a new one is swapped in
 STATE_FILE = "trainer_state.json"
 RESULTS_FILE = "results.json"
 
@@ -245,6 +246,8 @@ class Trainer:
     def _load_state_if_any(self) -> None:
         state_dir = self.output_dir / STATE_DIR
         if not (state_dir / STATE_FILE).is_file():
+            state_dir = self.output_dir / OLD_STATE_DIR  # a crash during the last swap
+        if not (state_dir / STATE_FILE).is_file():
             return
         self.accelerator.load_state(str(state_dir))
         self.state = TrainerState(**json.loads((state_dir / STATE_FILE).read_text()))
@@ -273,9 +276,13 @@ class Trainer:
         self.accelerator.save_state(str(tmp_state), safe_serialization=False)
         if self.accelerator.is_main_process:
             (tmp_state / STATE_FILE).write_text(json.dumps(asdict(self.state)))
-            final = self.output_dir / STATE_DIR
-            shutil.rmtree(final, ignore_errors=True)
+            # Swap by renames so that a crash at any point leaves one complete state.
+            final, old = self.output_dir / STATE_DIR, self.output_dir / OLD_STATE_DIR
+            shutil.rmtree(old, ignore_errors=True)
+            if final.exists():
+                final.rename(old)
             tmp_state.rename(final)
+            shutil.rmtree(old, ignore_errors=True)
         self.accelerator.wait_for_everyone()
         for cb in self.callbacks:
             cb.on_checkpoint(step, ckpt)

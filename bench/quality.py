@@ -41,7 +41,7 @@ def main() -> None:
     from shared.specs import DEFAULT_EVAL_GRID, SamplerSpec, TrainSpec
     from worker.diffusion import data
     from worker.diffusion.evaluation import (
-        elbo_bound,
+        bound_of,
         evaluate_ratios,
         real_word_share,
         sample_metrics,
@@ -59,7 +59,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     results = evaluate_ratios(model, val, tokenizer, list(DEFAULT_EVAL_GRID), batch_size=32)
-    bound = elbo_bound([r.ratio for r in results], [r.loss for r in results])
+    bound = bound_of(results)
     entropy = unigram_entropy(val, tokenizer.all_special_ids)
     print(f"held-out: {len(val)} blocks of {spec.seq_len} tokens ({time.perf_counter() - t0:.0f}s)")
     for r in results:

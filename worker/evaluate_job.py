@@ -19,7 +19,7 @@ from worker.stopping import StopControl
 
 def run_evaluate(claim: jobs.Claim, job: Job, stop: StopControl) -> None:
     from worker.diffusion import data as data_lib
-    from worker.diffusion.evaluation import elbo_bound, evaluate_ratios
+    from worker.diffusion.evaluation import bound_of, evaluate_ratios
 
     spec = EvalSpec.model_validate(job.spec)
     model, tokenizer, meta, ckpt = load_checkpoint_row(int(spec.checkpoint))
@@ -37,7 +37,7 @@ def run_evaluate(claim: jobs.Claim, job: Job, stop: StopControl) -> None:
         seed=train.seed,
         prefix_length=train.masking.prefix_length,
     )
-    bound = asdict(elbo_bound([r.ratio for r in grid], [r.loss for r in grid]))
+    bound = asdict(bound_of(grid))
     dataset = spec.dataset or "validation"
     result = {
         "checkpoint": ckpt.id,

@@ -257,7 +257,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     from shared.specs import DEFAULT_EVAL_GRID
     from worker.diffusion import data as data_lib
-    from worker.diffusion.evaluation import elbo_bound, evaluate_ratios
+    from worker.diffusion.evaluation import bound_of, evaluate_ratios
     from worker.diffusion.modeling import load_checkpoint
 
     model, tokenizer, meta = load_checkpoint(args.checkpoint)
@@ -268,7 +268,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     results = evaluate_ratios(
         model, blocks, tokenizer, ratios, batch_size=args.batch_size, max_batches=args.batches
     )
-    bound = asdict(elbo_bound([r.ratio for r in results], [r.loss for r in results]))
+    bound = asdict(bound_of(results))
     rows = [asdict(r) for r in results]
     if args.json:
         print(json.dumps({"eval": rows, "bound": bound}, indent=2))

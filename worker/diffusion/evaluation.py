@@ -196,6 +196,11 @@ def elbo_bound(ratios: Sequence[float], losses: Sequence[float]) -> Bound:
     return Bound(nats, perplexity, nats / math.log(2))
 
 
+def bound_of(results: Sequence[RatioResult]) -> Bound:
+    """`elbo_bound` of an `evaluate_ratios` grid."""
+    return elbo_bound([r.ratio for r in results], [r.loss for r in results])
+
+
 # ---------------------------------------------------------------------------------------
 # Corpus baseline
 

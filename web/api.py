@@ -7,9 +7,10 @@ The routes and their bodies are described by the OpenAPI document at /api/openap
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, jsonify, request
+from flask import Blueprint, Flask, jsonify, render_template, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -21,6 +22,11 @@ from web.api_models import PatchJob, SubmitEvaluate, SubmitGenerate, SubmitTrain
 from web.auth import ApiAuthError
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+
+# Ids are 32-bit in PostgreSQL (and SQLite refuses integers past 64 bits): a larger id is
+# simply not found, rather than an overflow deep in the database driver.
+MAX_ID = 2**31 - 1
+
 
 SCHEMAS: dict[str, type[BaseModel]] = {
     "train": TrainSpec,
@@ -35,7 +41,17 @@ class ApiError(Exception):
         self.status, self.message, self.fields = status, message, fields or []
 
 
+@bp.before_request  # after the app's login guard: a stranger gets 401, not 404
+def _ids_in_range() -> None:
+    for name, value in (request.view_args or {}).items():
+        if isinstance(value, int) and value > MAX_ID:
+            raise ApiError(404, f"no {name.removesuffix('_id')} with id {value}")
+
+
 def error_response(status: int, message: str, fields: list[dict[str, str]] | None = None):
+    """JSON under /api/, the error page elsewhere (a page that hit a missing run, say)."""
+    if not request.path.startswith("/api/"):
+        return render_template("error.html", status=status, message=message), status
     body = {"error": {"status": status, "message": message, "fields": fields or []}}
     return jsonify(body), status
 
@@ -75,6 +91,41 @@ def _submitted(job, sample_sets: int | None = None):
     return jsonify(body), 201
 
 
+def _id_arg(name: str) -> int | None:
+    """An optional id in the query string; `QueryError` (400) names a bad one."""
+    if request.args.get(name) in (None, ""):
+        return None
+    return queries._int_arg(request.args, name, 0, 1, MAX_ID)
+
+
+def _spec_error(exc: SpecError) -> ApiError:
+    """A `SpecError` from `shared.jobs` as a 422 naming the field under `spec.`."""
+    return ApiError(422, str(exc), [{"field": f"spec.{exc.field}", "reason": exc.message}])
+
+
+def _check_refs(spec: TrainSpec | GenerateSpec | EvalSpec) -> None:
+    """Refuse, as 422s, references the job system cannot look up: a checkpoint id past
+    the id range (or in non-ASCII digits), a dataset under a home directory that does not
+    exist (`~nobody/x`), a step count no integer column holds."""
+    ref = getattr(spec, "checkpoint", None)
+    if isinstance(ref, str) and ref.isdigit():
+        if not ref.isascii():
+            raise _spec_error(SpecError("checkpoint", f"expected an id or a URL, got {ref!r}"))
+        ref = int(ref)
+    if isinstance(ref, int) and ref > MAX_ID:
+        raise _spec_error(SpecError("checkpoint", f"no checkpoint with id {ref}"))
+    dataset = getattr(spec, "dataset", None)
+    if isinstance(dataset, str) and dataset.startswith("~"):
+        try:
+            Path(dataset).expanduser()
+        except RuntimeError:
+            reason = f"no such home directory in {dataset!r}"
+            raise _spec_error(SpecError("dataset", reason)) from None
+    steps = getattr(spec, "max_steps", None)
+    if isinstance(steps, int) and steps > MAX_ID:
+        raise _spec_error(SpecError("max_steps", f"at most {MAX_ID}"))
+
+
 def _query(fn, *args, **kwargs):
     with session_scope() as s:
         return fn(s, *args, **kwargs)
@@ -100,9 +151,9 @@ def register_errors(app: Flask) -> None:
     def _spec_error(exc: SpecError):
         return error_response(422, str(exc), [{"field": exc.field, "reason": exc.message}])
 
-    @app.errorhandler(LookupError)
-    def _not_found(exc: LookupError):
-        return error_response(404, str(exc).strip("'\""))
+    @app.errorhandler(queries.NotFound)
+    def _not_found(exc: queries.NotFound):
+        return error_response(404, str(exc))
 
     @app.errorhandler(jobs.JobError)
     def _conflict(exc: jobs.JobError):
@@ -111,7 +162,7 @@ def register_errors(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
-        if request.path.startswith("/api/"):
+        if request.path.startswith("/api/") or exc.code == 413:
             return error_response(exc.code or 500, exc.description or exc.name)
         return exc
 
@@ -143,13 +194,13 @@ def spec_from_submission(body: SubmitTrain) -> TrainSpec:
 def submit_run():
     body = _body(SubmitTrain)
     spec = spec_from_submission(body)
+    _check_refs(spec)
     try:
         job = jobs.submit_train(
             spec, name=body.name, tags=body.tags, queue=body.queue, priority=body.priority
         )
     except SpecError as exc:
-        fields = [{"field": f"spec.{exc.field}", "reason": exc.message}]
-        raise ApiError(422, str(exc), fields) from None
+        raise _spec_error(exc) from None
     return _submitted(job)
 
 
@@ -203,7 +254,7 @@ def job_list():
 
 @bp.get("/jobs/<int:job_id>")
 def job(job_id: int):
-    return _query(queries.get_job_row, job_id)
+    return _query(queries.get_job_row, job_id, with_spec=True)
 
 
 @bp.patch("/jobs/<int:job_id>")
@@ -228,14 +279,22 @@ def retry_job(job_id: int):
 @bp.post("/generate")
 def submit_generate():
     body = _body(SubmitGenerate)
-    job = jobs.submit_generate(body.spec, queue=body.queue, priority=body.priority)
-    return _submitted(job, sample_sets=body.spec.grid.size)
+    _check_refs(body.spec)
+    try:
+        job = jobs.submit_generate(body.spec, queue=body.queue, priority=body.priority)
+    except SpecError as exc:
+        raise _spec_error(exc) from None
+    return _submitted(job, sample_sets=body.spec.grid.size())
 
 
 @bp.post("/evaluate")
 def submit_evaluate():
     body = _body(SubmitEvaluate)
-    job = jobs.submit_evaluate(body.spec, queue=body.queue, priority=body.priority)
+    _check_refs(body.spec)
+    try:
+        job = jobs.submit_evaluate(body.spec, queue=body.queue, priority=body.priority)
+    except SpecError as exc:
+        raise _spec_error(exc) from None
     return _submitted(job)
 
 
@@ -244,22 +303,18 @@ def submit_evaluate():
 
 @bp.get("/checkpoints")
 def checkpoints():
-    run_id = request.args.get("run_id")
-    if run_id is not None and not run_id.isdigit():
-        raise queries.QueryError("run_id", f"expected an integer, got {run_id!r}")
-    return jsonify(_query(queries.list_checkpoints, int(run_id) if run_id else None))
+    return jsonify(_query(queries.list_checkpoints, _id_arg("run_id")))
 
 
 @bp.get("/sample-sets")
 def sample_sets():
-    ids = {}
-    for name in ("run_id", "checkpoint_id"):
-        raw = request.args.get(name)
-        if raw is not None:
-            if not raw.isdigit():
-                raise queries.QueryError(name, f"expected an integer, got {raw!r}")
-            ids[name] = int(raw)
-    return jsonify(_query(queries.list_sample_sets, **ids))
+    return jsonify(
+        _query(
+            queries.list_sample_sets,
+            run_id=_id_arg("run_id"),
+            checkpoint_id=_id_arg("checkpoint_id"),
+        )
+    )
 
 
 @bp.get("/sample-sets/<int:set_id>")

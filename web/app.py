@@ -15,7 +15,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, abort, send_from_directory
+from flask import Flask, abort, request, send_from_directory
 from flask_wtf.csrf import CSRFProtect
 
 from shared.settings import Settings, get_settings
@@ -49,8 +49,14 @@ def _secret_key(settings: Settings) -> str:
     return path.read_text().strip()
 
 
+def datasets_upload_limit() -> None:
+    """Raise the body limit from MAX_CONTENT_LENGTH to MAX_UPLOAD_MB for uploads only."""
+    if request.endpoint == "pages.datasets" and request.method == "POST":
+        request.max_content_length = (get_settings().max_upload_mb + 1) << 20
+
+
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    from web import api, auth, pages
+    from web import api, auth, filters, pages
 
     settings = get_settings()
     app = Flask(__name__)
@@ -63,10 +69,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         JSON_SORT_KEYS=False,
     )
     app.config.from_mapping(test_config or {})
+    # Before the CSRF check, which reads the form: the upload page accepts larger bodies.
+    app.before_request(datasets_upload_limit)
     csrf.init_app(app)
     auth.init_app(app, settings)
     app.register_blueprint(auth.bp)
     app.register_blueprint(pages.bp)
+    filters.register(app)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # the API checks CSRF itself, and only for cookie sessions
     api.register_errors(app)

@@ -119,11 +119,23 @@ def _guard():
 
 
 def _safe_next(target: str | None) -> str:
-    """Only local paths: never redirect a login to another site."""
+    """Only local paths: never redirect a login to another site.
+
+    Browsers read `\\` as `/` and drop tabs and newlines from URLs, so `/\\evil.example`
+    and `/\\t/evil.example` would leave the site too: any backslash or control character
+    refuses the target.
+    """
     if not target:
         return url_for("pages.runs")
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+    if (
+        parts.scheme
+        or parts.netloc
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target)
+    ):
         return url_for("pages.runs")
     return target
 

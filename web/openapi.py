@@ -22,6 +22,7 @@ from web.api_models import (
 REF = "#/components/schemas/{model}"
 OBJECT = {"type": "object"}
 ID = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
+ID_FILTER = {"anyOf": [ID, {"const": ""}], "description": "empty: any"}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -37,26 +38,127 @@ ERRORS = {
     "401": _json(_ref("Error"), "Not logged in and no valid token"),
     "404": _json(_ref("Error"), "No such object"),
 }
-BODY_ERRORS = {
+# Every POST/PATCH: a cookie session must send the CSRF token; the state may forbid it.
+WRITE_ERRORS = {
     **ERRORS,
     "403": _json(_ref("Error"), "CSRF check failed (cookie sessions)"),
     "409": _json(_ref("Error"), "The object's state does not allow it"),
+}
+BODY_ERRORS = {
+    **WRITE_ERRORS,
     "413": _json(_ref("Error"), "Body too large"),
     "415": _json(_ref("Error"), "Not JSON"),
     "422": _json(_ref("Error"), "Invalid body: `fields` names each problem"),
 }
 
 
+STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"]
+KINDS = ["train", "generate", "evaluate"]
+
+
+def _maybe(kind: str) -> dict[str, Any]:
+    return {"type": [kind, "null"]}
+
+
+def _record(properties: dict[str, Any]) -> dict[str, Any]:
+    """An object with exactly these keys, all present (values may be null where typed so)."""
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
+# Response bodies that scripts rely on. Built by hand from `web.queries` (job_row,
+# run_row, list_runs); tests/web/test_api.py checks real responses against them.
+JOB = _record(
+    {
+        "id": {"type": "integer"},
+        "kind": {"type": "string", "enum": KINDS},
+        "status": {"type": "string", "enum": STATUSES},
+        "run_id": _maybe("integer"),
+        "queue": {"type": "string"},
+        "priority": {"type": "integer"},
+        "attempts": {"type": "integer"},
+        "max_attempts": {"type": "integer"},
+        "progress": {"type": "number", "minimum": 0, "maximum": 1},
+        "worker": _maybe("string"),
+        "cancel_requested": {"type": "boolean"},
+        "error": _maybe("string"),
+        "result": _maybe("object"),
+        "created_at": {"type": "string", "format": "date-time"},
+        "started_at": _maybe("string"),
+        "finished_at": _maybe("string"),
+        "heartbeat_at": _maybe("string"),
+    }
+)
+JOB_WITH_SPEC = {
+    **JOB,
+    "properties": {**JOB["properties"], "spec": {"type": "object", "description": "Its spec."}},
+}
+RUN_ROW = _record(
+    {
+        "id": {"type": "integer"},
+        "name": {"type": "string"},
+        "status": {"type": "string", "enum": STATUSES},
+        "preset": _maybe("string"),
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "step": {"type": "integer"},
+        "max_steps": _maybe("integer"),
+        "tokens_seen": {"type": "integer"},
+        "progress": {"type": "number", "minimum": 0, "maximum": 1},
+        "eta_s": _maybe("number"),
+        "ppl_bound": _maybe("number"),
+        "nll_bound": _maybe("number"),
+        "settings": {"type": "object", "description": "Key settings, flattened (masking.mode)."},
+        "created_at": {"type": "string", "format": "date-time"},
+        "started_at": _maybe("string"),
+        "finished_at": _maybe("string"),
+        "job_id": _maybe("integer"),
+        "queue": _maybe("string"),
+        "error": _maybe("string"),
+    }
+)
+RUN_PAGE = _record(
+    {
+        "items": {"type": "array", "items": _ref("RunRow")},
+        "total": {"type": "integer", "minimum": 0},
+        "page": {"type": "integer", "minimum": 1},
+        "pages": {"type": "integer", "minimum": 1},
+        "per_page": {"type": "integer", "minimum": 1},
+    }
+)
+
+
+def _choice(values: list[str], default: str = "any") -> dict[str, Any]:
+    """A query parameter picked from `values`; empty means the default, as the pages'
+    forms send it (`<option value="">any status</option>`)."""
+    return {"type": "string", "enum": ["", *values], "description": f"empty: {default}"}
+
+
+def _number(low: int, high: int, default: str) -> dict[str, Any]:
+    """An integer query parameter; empty means the default, as for `_choice`."""
+    return {
+        "anyOf": [{"type": "integer", "minimum": low, "maximum": high}, {"const": ""}],
+        "description": f"empty: {default}",
+    }
+
+
 def _param(name: str, schema: dict[str, Any], where: str = "query", **extra: Any) -> dict:
     return {"name": name, "in": where, "required": where == "path", "schema": schema, **extra}
 
 
-def _op(summary: str, responses: dict, *, params=(), body: str | None = None, tag: str) -> dict:
+def _op(
+    summary: str,
+    responses: dict,
+    *,
+    params=(),
+    body: str | None = None,
+    write: bool = False,
+    tag: str,
+) -> dict:
+    errors = BODY_ERRORS if body else WRITE_ERRORS if write else ERRORS
     op: dict[str, Any] = {
         "summary": summary,
         "tags": [tag],
         "parameters": list(params),
-        "responses": {**responses, **(BODY_ERRORS if body else ERRORS)},
+        "responses": {**responses, **errors},
     }
     if body:
         op["requestBody"] = {
@@ -69,26 +171,26 @@ def _op(summary: str, responses: dict, *, params=(), body: str | None = None, ta
 def _paths() -> dict[str, Any]:
     run_id = _param("run_id", ID, "path")
     job_id = _param("job_id", ID, "path")
-    max_points = _param("max_points", {"type": "integer", "minimum": 2, "maximum": 5000})
-    statuses = ["queued", "running", "succeeded", "failed", "cancelled"]
+    max_points = _param("max_points", _number(2, 5000, "300"))
+    statuses = STATUSES
     page = [
-        _param("status", {"type": "string", "enum": statuses}),
+        _param("status", _choice(statuses)),
         _param("preset", {"type": "string"}),
         _param("tag", {"type": "string"}),
         _param("q", {"type": "string", "maxLength": 200}, description="name contains"),
-        _param(
-            "sort", {"type": "string", "enum": ["created", "name", "status", "step", "bound", "id"]}
-        ),
-        _param("order", {"type": "string", "enum": ["asc", "desc"]}),
-        _param("page", {"type": "integer", "minimum": 1, "maximum": 10**6}),
-        _param("per_page", {"type": "integer", "minimum": 1, "maximum": 200}),
+        _param("sort", _choice(["created", "name", "status", "step", "bound", "id"], "created")),
+        _param("order", _choice(["asc", "desc"], "desc")),
+        _param("page", _number(1, 10**6, "1")),
+        _param("per_page", _number(1, 200, "50")),
     ]
     created = {"201": _json(_ref("Submitted"), "Queued")}
     ok = {"200": _json(OBJECT)}
     ok_list = {"200": _json({"type": "array", "items": OBJECT})}
+    job = {"200": _json(_ref("Job"))}
+    run_page = {"200": _json(_ref("RunPage"))}
     return {
         "/api/runs": {
-            "get": _op("Runs, filtered, sorted and paged", ok, params=page, tag="runs"),
+            "get": _op("Runs, filtered, sorted and paged", run_page, params=page, tag="runs"),
             "post": _op("Queue a training run", created, body="SubmitTrain", tag="runs"),
         },
         "/api/runs/{run_id}": {
@@ -105,34 +207,49 @@ def _paths() -> dict[str, Any]:
             )
         },
         "/api/runs/{run_id}/cancel": {
-            "post": _op("Cancel the run's training job", ok, params=[run_id], tag="runs")
+            "post": _op(
+                "Cancel the run's training job", job, params=[run_id], write=True, tag="runs"
+            )
         },
         "/api/runs/{run_id}/retry": {
             "post": _op(
-                "Retry the run's failed or cancelled training job", ok, params=[run_id], tag="runs"
+                "Retry the run's failed or cancelled training job",
+                job,
+                params=[run_id],
+                write=True,
+                tag="runs",
             )
         },
         "/api/jobs": {
             "get": _op(
                 "Jobs, newest first",
-                ok_list,
+                {"200": _json({"type": "array", "items": _ref("Job")})},
                 params=[
-                    _param("status", {"type": "string", "enum": statuses}),
-                    _param("kind", {"type": "string", "enum": ["train", "generate", "evaluate"]}),
-                    _param("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                    _param("status", _choice(statuses)),
+                    _param("kind", _choice(KINDS)),
+                    _param("limit", _number(1, 1000, "100")),
                 ],
                 tag="jobs",
             )
         },
         "/api/jobs/{job_id}": {
-            "get": _op("A job", ok, params=[job_id], tag="jobs"),
+            "get": _op(
+                "A job, with its spec",
+                {"200": _json(_ref("JobWithSpec"))},
+                params=[job_id],
+                tag="jobs",
+            ),
             "patch": _op(
-                "Change a queued job's priority", ok, params=[job_id], body="PatchJob", tag="jobs"
+                "Change a queued job's priority", job, params=[job_id], body="PatchJob", tag="jobs"
             ),
         },
-        "/api/jobs/{job_id}/cancel": {"post": _op("Cancel a job", ok, params=[job_id], tag="jobs")},
+        "/api/jobs/{job_id}/cancel": {
+            "post": _op("Cancel a job", job, params=[job_id], write=True, tag="jobs")
+        },
         "/api/jobs/{job_id}/retry": {
-            "post": _op("Retry a failed or cancelled job", ok, params=[job_id], tag="jobs")
+            "post": _op(
+                "Retry a failed or cancelled job", job, params=[job_id], write=True, tag="jobs"
+            )
         },
         "/api/generate": {
             "post": _op(
@@ -149,14 +266,17 @@ def _paths() -> dict[str, Any]:
         },
         "/api/checkpoints": {
             "get": _op(
-                "Checkpoints, newest first", ok_list, params=[_param("run_id", ID)], tag="browse"
+                "Checkpoints, newest first",
+                ok_list,
+                params=[_param("run_id", ID_FILTER)],
+                tag="browse",
             )
         },
         "/api/sample-sets": {
             "get": _op(
                 "Sample sets, newest first",
                 ok_list,
-                params=[_param("run_id", ID), _param("checkpoint_id", ID)],
+                params=[_param("run_id", ID_FILTER), _param("checkpoint_id", ID_FILTER)],
                 tag="browse",
             )
         },
@@ -216,7 +336,13 @@ def document() -> dict[str, Any]:
             "description": (web_doc or "").strip(),
         },
         "components": {
-            "schemas": schemas.get("$defs", {}),
+            "schemas": {
+                **schemas.get("$defs", {}),
+                "Job": JOB,
+                "JobWithSpec": JOB_WITH_SPEC,
+                "RunRow": RUN_ROW,
+                "RunPage": RUN_PAGE,
+            },
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "session": {"type": "apiKey", "in": "cookie", "name": "session"},

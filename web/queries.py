@@ -9,6 +9,7 @@ per curve, whatever the run's length.
 from __future__ import annotations
 
 import difflib
+import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any
 from sqlalchemy import exists, func, literal_column, or_, select
 from sqlalchemy.orm import Session
 
-from shared.bound import elbo_bound
+from shared.bound import quadrature_weights
 from shared.models import (
     Checkpoint,
     EvalPoint,
@@ -33,6 +34,7 @@ from shared.models import (
     WorkerState,
     utcnow,
 )
+from shared.workers import display_state
 
 MAX_POINTS = 300  # per curve sent to a chart
 PER_PAGE = 50
@@ -50,6 +52,10 @@ class QueryError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class NotFound(LookupError):
+    """No object with that id (the API answers 404)."""
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -224,10 +230,22 @@ def run_row(run: Run, job: Job | None) -> dict[str, Any]:
     }
 
 
+def flat_settings(spec: dict[str, Any] | None) -> dict[str, Any]:
+    """A spec as dotted field -> value, in the spec's own order (the run page's table)."""
+    return _flat(spec or {})
+
+
+def train_job_id(s: Session, run_id: int) -> int | None:
+    """The id of the run's newest training job (None if it has none); `NotFound` if no run."""
+    get_run(s, run_id)
+    job = _train_jobs(s, [run_id]).get(run_id)
+    return job.id if job is not None else None
+
+
 def get_run(s: Session, run_id: int) -> Run:
     run = s.get(Run, run_id)
     if run is None:
-        raise LookupError(f"no run with id {run_id}")
+        raise NotFound(f"no run with id {run_id}")
     return run
 
 
@@ -293,28 +311,34 @@ def run_curves(s: Session, run_id: int, max_points: int = MAX_POINTS) -> dict[st
         )
     )
     steps = _pick(steps, max_points)
+    # Core rows, not ORM ones: these are thousands of plain tuples per run.
     rows = (
-        s.execute(
+        s.connection()
+        .execute(
             select(EvalPoint.step, EvalPoint.ratio, EvalPoint.loss, EvalPoint.accuracy).where(
                 EvalPoint.run_id == run_id, EvalPoint.step.in_(steps)
             )
-        ).all()
+        )
+        .all()
         if steps
         else []
     )
-    ratios = sorted({r.ratio for r in rows})
+    # Up to max_points x ratios rows per run, and the compare page asks for 8 runs: plain
+    # tuples and one set of quadrature weights keep this loop to a few ms per run.
+    ratios = sorted({ratio for _, ratio, _, _ in rows})
     at = {s_: i for i, s_ in enumerate(steps)}
-    loss = {r: [None] * len(steps) for r in ratios}
-    acc = {r: [None] * len(steps) for r in ratios}
-    for r in rows:
-        loss[r.ratio][at[r.step]] = r.loss
-        acc[r.ratio][at[r.step]] = r.accuracy
+    loss: dict[float, list[float | None]] = {r: [None] * len(steps) for r in ratios}
+    acc: dict[float, list[float | None]] = {r: [None] * len(steps) for r in ratios}
+    for step, ratio, value, accuracy in rows:
+        loss[ratio][at[step]] = value
+        acc[ratio][at[step]] = accuracy
+    weights = quadrature_weights(ratios) if ratios else []
+    columns = [loss[r] for r in ratios]
     bound: list[float | None] = []
-    for i in range(len(steps)):
-        values = [loss[r][i] for r in ratios]
-        bound.append(
-            elbo_bound(ratios, values).nats_per_token if None not in values and values else None
-        )
+    for values in zip(*columns, strict=True):
+        complete = None not in values and all(map(math.isfinite, values))
+        # shared.bound.elbo_bound's nats per token, with the weights computed once
+        bound.append(sum(w * v for w, v in zip(weights, values, strict=True)) if complete else None)
     return {
         "ratios": ratios,
         "eval": {
@@ -332,14 +356,16 @@ def _x_axes(s: Session, run_id: int, steps: list[int]) -> dict[str, list]:
     """tokens seen and wall time at each evaluation step, from the loss points there."""
     if not steps:
         return {"tokens": [], "elapsed": []}
-    logged = {
-        r.step: r
-        for r in s.execute(
+    rows = (
+        s.connection()
+        .execute(
             select(LossPoint.step, LossPoint.tokens_seen, LossPoint.elapsed_s).where(
                 LossPoint.run_id == run_id, LossPoint.step.in_(steps)
             )
         )
-    }
+        .all()
+    )
+    logged = {r.step: r for r in rows}
     return {
         "tokens": [logged[x].tokens_seen if x in logged else None for x in steps],
         "elapsed": [logged[x].elapsed_s if x in logged else None for x in steps],
@@ -352,17 +378,21 @@ def _train_curve(s: Session, run_id: int, max_points: int) -> dict[str, list]:
         return {"step": [], "loss": [], "tokens": [], "elapsed": []}
     bucket = max(1, -(-(last + 1) // max_points))
     group = LossPoint.step // bucket
-    rows = s.execute(
-        select(
-            func.max(LossPoint.step),
-            func.avg(LossPoint.loss),
-            func.max(LossPoint.tokens_seen),
-            func.max(LossPoint.elapsed_s),
+    rows = (
+        s.connection()
+        .execute(
+            select(
+                func.max(LossPoint.step),
+                func.avg(LossPoint.loss),
+                func.max(LossPoint.tokens_seen),
+                func.max(LossPoint.elapsed_s),
+            )
+            .where(LossPoint.run_id == run_id)
+            .group_by(group)
+            .order_by(group)
         )
-        .where(LossPoint.run_id == run_id)
-        .group_by(group)
-        .order_by(group)
-    ).all()
+        .all()
+    )
     return {
         "step": [r[0] for r in rows],
         "loss": [float(r[1]) for r in rows],
@@ -379,7 +409,7 @@ def parse_run_ids(text: str | None) -> list[int]:
     for part in (text or "").replace(" ", ",").split(","):
         if not part:
             continue
-        if not part.isdigit():
+        if not (part.isascii() and part.isdigit()) or int(part) > 2**31 - 1:
             raise QueryError("runs", f"expected run ids separated by commas, got {part!r}")
         if int(part) not in ids:
             ids.append(int(part))
@@ -515,10 +545,27 @@ def list_sample_sets(
     ]
 
 
+def sample_set_runs(s: Session) -> list[dict[str, Any]]:
+    """Runs that have sample sets, newest first: [{"id", "name"}] (the samples page's filter)."""
+    q = (
+        select(Run.id, Run.name)
+        .where(
+            exists(
+                select(literal_column("1"))
+                .select_from(SampleSet)
+                .join(Checkpoint, Checkpoint.id == SampleSet.checkpoint_id)
+                .where(Checkpoint.run_id == Run.id)
+            )
+        )
+        .order_by(Run.id.desc())
+    )
+    return [{"id": i, "name": name} for i, name in s.execute(q)]
+
+
 def sample_set_detail(s: Session, set_id: int) -> dict[str, Any]:
     ss = s.get(SampleSet, set_id)
     if ss is None:
-        raise LookupError(f"no sample set with id {set_id}")
+        raise NotFound(f"no sample set with id {set_id}")
     ckpt = ss.checkpoint
     return {
         "id": ss.id,
@@ -585,11 +632,11 @@ def list_jobs(
     return [job_row(j) for j in s.scalars(q)]
 
 
-def get_job_row(s: Session, job_id: int) -> dict[str, Any]:
+def get_job_row(s: Session, job_id: int, *, with_spec: bool = False) -> dict[str, Any]:
     job = s.get(Job, job_id)
     if job is None:
-        raise LookupError(f"no job with id {job_id}")
-    return job_row(job)
+        raise NotFound(f"no job with id {job_id}")
+    return {**job_row(job), "spec": job.spec} if with_spec else job_row(job)
 
 
 # ----------------------------------------------------------------------------- workers
@@ -626,6 +673,8 @@ def workers_and_queues(s: Session) -> dict[str, Any]:
     now = utcnow()
     workers = s.scalars(select(Worker).order_by(Worker.name)).all()
     estimates = _runtime_estimates(s)
+    # "lost" (no heartbeat), "drained" and "draining" workers take no jobs: not online.
+    states = {w.name: display_state(w, now) for w in workers}
     worker_rows = []
     for w in workers:
         age = (now - w.last_heartbeat).total_seconds()
@@ -635,7 +684,7 @@ def workers_and_queues(s: Session) -> dict[str, Any]:
                 "host": w.host,
                 "queues": list(w.queues or []),
                 "device": w.device,
-                "state": str(w.state),
+                "state": states[w.name],
                 "last_heartbeat": _iso(w.last_heartbeat),
                 "heartbeat_age_s": round(age, 1),
                 "current_job_id": w.current_job_id,
@@ -649,7 +698,7 @@ def workers_and_queues(s: Session) -> dict[str, Any]:
     queues = []
     for name in sorted({j.queue for j in owed} | {"cpu", "gpu"}):
         online = sum(
-            1 for w in workers if name in (w.queues or []) and w.state == WorkerState.ONLINE
+            1 for w in workers if name in (w.queues or []) and states[w.name] == WorkerState.ONLINE
         )
         running = [j for j in owed if j.queue == name and j.status == JobStatus.RUNNING]
         queued = [j for j in owed if j.queue == name and j.status == JobStatus.QUEUED]

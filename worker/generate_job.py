@@ -31,13 +31,36 @@ def load_checkpoint_row(checkpoint_id: int):
     return model, tokenizer, meta, ckpt
 
 
-def _trajectory(tokenizer, sample) -> list[dict[str, Any]] | None:
+def _trajectory(tokenizer, sample) -> dict[str, Any] | None:
+    """The denoising trajectory as the dashboard's viewer draws it, or None if not recorded.
+
+    Special tokens are dropped; every other position keeps its index across steps:
+    `steps[i]["tokens"][p]` is position p's text piece after pass i, None while masked.
+    `given[p]` marks prompt positions and `committed_at[p]` is the pass that committed p
+    (-1 for given ones), so a viewer can colour tokens by when they appeared.
+    """
     if sample.trajectory is None:
         return None
-    return [
-        {"step": i, "text": tokenizer.decode(step.tokens)}
+    special = set(tokenizer.all_special_ids) - {tokenizer.mask_token_id}
+    keep = [p for p, t in enumerate(sample.token_ids) if t not in special]
+    mask_id = tokenizer.mask_token_id
+    steps = [
+        {
+            "step": i,
+            "text": tokenizer.decode(step.tokens, skip_special_tokens=False),
+            "tokens": [
+                None if step.tokens[p] == mask_id else tokenizer.decode([step.tokens[p]])
+                for p in keep
+                if p < len(step.tokens)
+            ],
+        }
         for i, step in enumerate(sample.trajectory)
     ]
+    return {
+        "steps": steps,
+        "given": [sample.given[p] for p in keep],
+        "committed_at": [sample.committed_at[p] for p in keep],
+    }
 
 
 def run_generate(claim: jobs.Claim, job: Job, stop: StopControl) -> None:

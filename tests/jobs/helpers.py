@@ -30,7 +30,7 @@ from shared.settings import get_settings
 from shared.specs import TrainSpec
 from tests.corpus import paragraphs
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # the repository root
 T = TypeVar("T")
 
 FAST_SETTINGS = {
@@ -66,27 +66,31 @@ def delete_broker_keys(url: str, prefix: str) -> int:
         client.close()
 
 
-def job_processes(parent_pid: int, job_id: int, attempt: int) -> list[int]:
-    """Pids of `worker.execute JOB ATTEMPT` processes started by process `parent_pid`.
+def job_processes(worker_pid: int, job_id: int, attempt: int) -> list[int]:
+    """Pid of job `job_id` attempt `attempt`'s process, if worker `worker_pid` started it.
 
-    Scoped by parent: job ids restart at 1 in every test's database, so a machine-wide
-    search by command line would also find (and kill) another test run's job.
+    The runner writes it to the attempt's pid file while the job runs; the process counts
+    only if it descends from the worker (a fresh process is the worker's child, a warm
+    one the child of the worker's warm process). Scoped by worker: job ids restart at 1 in
+    every test's database, so a machine-wide search would also find another test's job.
     """
-    needle = f"worker.execute\0{job_id}\0{attempt}\0".encode()
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
+    from worker.runner import pid_path
+
+    try:
+        pid = int(pid_path(job_id, attempt).read_text())
+    except (OSError, ValueError):
+        return []
+    ancestor = pid
+    for _ in range(3):  # job -> (warm process ->) worker
         try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
+            with open(f"/proc/{ancestor}/stat", "rb") as f:
                 # pid (comm) state ppid ...: comm may hold spaces, so split after its ')'
-                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
-            if ppid != parent_pid:
-                continue
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if needle in f.read():
-                    found.append(int(pid))
+                ancestor = int(f.read().rsplit(b")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
-            continue
-    return found
+            return []
+        if ancestor == worker_pid:
+            return [pid]
+    return []
 
 
 def write_dataset(data_dir: Path) -> Path:

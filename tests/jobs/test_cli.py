@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -74,7 +77,9 @@ def _free_port() -> int:
 
 
 @embedded
-def test_up_serves_runs_and_stops_cleanly_on_ctrl_c(job_env):
+def test_up_serves_the_dashboard_and_stops_cleanly_on_ctrl_c(job_env, monkeypatch):
+    """With no password configured, `up` prints a generated one once; it logs in."""
+    monkeypatch.delenv("ADMIN_PASSWORD", raising=False)
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "text_diffusion.cli", "up", "--port", str(port)],
@@ -90,8 +95,19 @@ def test_up_serves_runs_and_stops_cleanly_on_ctrl_c(job_env):
             line = proc.stdout.readline()
             assert line, "up exited early:\n" + "".join(lines)
             lines.append(line)
-        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read().decode()
-        assert "<h1>Runs</h1>" in page
+        login = next(line for line in lines if "Dashboard login: admin / " in line)
+        password = login.split(" / ", 1)[1].strip()
+        base = f"http://127.0.0.1:{port}"
+        opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        )
+        form = opener.open(f"{base}/", timeout=10).read().decode()  # redirected to /login
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+        data = urllib.parse.urlencode(
+            {"username": "admin", "password": password, "csrf_token": token}
+        ).encode()
+        page = opener.open(f"{base}/login", data, timeout=10).read().decode()
+        assert "<h1>Runs" in page
 
         def worker_state() -> WorkerState | None:
             with db.session_scope() as s:

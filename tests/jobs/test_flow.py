@@ -68,7 +68,9 @@ def test_train_then_generate_then_evaluate(job_env, workers):
     }
     assert all("distinct_2" in ss.metrics for ss in sets)
     assert n_samples == 4 * 2 * 2
-    assert sample.trajectory and "text" in sample.trajectory[0]
+    steps = sample.trajectory["steps"]
+    assert len(steps[0]["tokens"]) == len(sample.trajectory["committed_at"])
+    assert None in steps[0]["tokens"] and None not in steps[-1]["tokens"]
 
     ev = jobs.submit_evaluate(EvalSpec(checkpoint=ckpts[0].url, ratios=[0.5, 1.0], batches=1))
     ev = wait_for(finished(ev.id), 90, what="evaluation job")

@@ -1,4 +1,4 @@
-"""Commands over the job system: submit, jobs, worker, db, up. None of them imports torch."""
+"""Commands over the job system: submit, jobs, worker(s), db, up. None of them imports torch."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import diffusion
+from . import diffusion, remote
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--name", help="worker name (default NAME@HOST)")
     w.add_argument("--loglevel", default="INFO")
     w.set_defaults(handler=run_worker)
+    _workers_parsers(sub)
     d = sub.add_parser("db", help="database maintenance")
     dsub = d.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     dsub.add_parser("upgrade", help="migrate DATABASE_URL to the newest schema").set_defaults(
@@ -63,6 +64,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--queue", choices=["cpu", "gpu"], help="overrides the device's queue")
     p.add_argument("--priority", type=int, default=0)
     p.add_argument("--wait", action="store_true", help="show progress until the job ends")
+    remote.add_url_argument(p)
 
 
 def _submit_parsers(sub) -> None:
@@ -107,12 +109,13 @@ def _checkpoint_ref(text: str) -> int | str:
 
 def _submitted(job, args) -> int:
     print(f"job {job.id} queued ({job.kind} on {job.queue})")
-    return wait(job.id) if args.wait else 0
+    return wait(job.id, jobs=remote.backend(args)) if args.wait else 0
 
 
 def submit_train(args: argparse.Namespace) -> int:
-    from shared import jobs
     from shared.specs import SpecError
+
+    jobs = remote.backend(args)
 
     spec = diffusion.spec_from_args(args)
     if args.device:
@@ -125,8 +128,9 @@ def submit_train(args: argparse.Namespace) -> int:
 
 
 def submit_generate(args: argparse.Namespace) -> int:
-    from shared import jobs
     from shared.specs import GenerateSpec, SpecError
+
+    jobs = remote.backend(args)
 
     spec = GenerateSpec(
         checkpoint=_checkpoint_ref(args.checkpoint),
@@ -153,8 +157,9 @@ def submit_generate(args: argparse.Namespace) -> int:
 
 
 def submit_evaluate(args: argparse.Namespace) -> int:
-    from shared import jobs
     from shared.specs import DEFAULT_GRID, EvalSpec, SpecError
+
+    jobs = remote.backend(args)
 
     spec = EvalSpec(
         checkpoint=_checkpoint_ref(args.checkpoint),
@@ -171,12 +176,15 @@ def submit_evaluate(args: argparse.Namespace) -> int:
     return _submitted(job, args)
 
 
-def wait(job_id: int, poll_s: float = 0.5) -> int:
-    """A progress bar until job `job_id` ends; 0 if it succeeded, else 1."""
+def wait(job_id: int, poll_s: float = 0.5, jobs: Any = None) -> int:
+    """A progress bar until job `job_id` ends; 0 if it succeeded, else 1. `jobs` is where
+    to read it (`remote.backend`; default the database)."""
     from tqdm.auto import tqdm
 
-    from shared import jobs
     from shared.models import JobStatus
+
+    if jobs is None:
+        from shared import jobs
 
     with tqdm(total=100, desc=f"job {job_id}", unit="%", dynamic_ncols=True) as bar:
         while True:
@@ -197,6 +205,7 @@ def _jobs_parsers(sub) -> None:
     ls = js.add_parser("list", help="newest first")
     ls.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
     ls.add_argument("--limit", type=int, default=20)
+    remote.add_url_argument(ls)
     ls.set_defaults(handler=jobs_list)
     for name, handler, help_ in (
         ("show", jobs_show, "one job as JSON"),
@@ -205,6 +214,7 @@ def _jobs_parsers(sub) -> None:
     ):
         p = js.add_parser(name, help=help_)
         p.add_argument("job_id", type=int)
+        remote.add_url_argument(p)
         p.set_defaults(handler=handler)
     js.add_parser("reconcile", help="requeue what the database says is owed").set_defaults(
         handler=jobs_reconcile
@@ -227,8 +237,7 @@ def _row(job) -> dict[str, Any]:
 
 
 def jobs_list(args: argparse.Namespace) -> int:
-    from shared import jobs
-
+    jobs = remote.backend(args)
     rows = jobs.list_jobs(args.limit, args.status)
     print(f"{'id':>5}  {'kind':<9} {'status':<10} {'progress':>8}  {'tries':<5} worker")
     for job in rows:
@@ -250,16 +259,14 @@ def _job_or_error(fn, job_id: int):
 
 
 def jobs_show(args: argparse.Namespace) -> int:
-    from shared import jobs
-
+    jobs = remote.backend(args)
     job = _job_or_error(jobs.get_job, args.job_id)
     print(json.dumps({**_row(job), "spec": job.spec, "result": job.result}, indent=2))
     return 0
 
 
 def jobs_cancel(args: argparse.Namespace) -> int:
-    from shared import jobs
-
+    jobs = remote.backend(args)
     status = _job_or_error(jobs.cancel, args.job_id)
     verb = "stopping" if status == "running" else str(status)
     print(f"job {args.job_id}: {verb}")
@@ -267,8 +274,7 @@ def jobs_cancel(args: argparse.Namespace) -> int:
 
 
 def jobs_retry(args: argparse.Namespace) -> int:
-    from shared import jobs
-
+    jobs = remote.backend(args)
     job = _job_or_error(jobs.retry, args.job_id)
     print(f"job {job.id} queued again")
     return 0
@@ -298,6 +304,74 @@ def run_worker(args: argparse.Namespace) -> int:
         argv += ["-n", args.name]
     app.worker_main(argv)
     return 0
+
+
+def _workers_parsers(sub) -> None:
+    ws = sub.add_parser("workers", help="list the workers, or drain one")
+    wss = ws.add_subparsers(dest="action", required=True, metavar="ACTION")
+    wss.add_parser("list", help="every worker that has registered").set_defaults(
+        handler=workers_list
+    )
+    dr = wss.add_parser(
+        "drain", help="finish the running job, take no new one, exit (start it to undo)"
+    )
+    dr.add_argument("name", help="the worker's name, as `workers list` shows it")
+    dr.add_argument("--wait", action="store_true", help="return once the worker has exited")
+    dr.set_defaults(handler=workers_drain)
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    return f"{seconds / 60:.0f}m ago" if seconds < 7200 else f"{seconds / 3600:.0f}h ago"
+
+
+def workers_list(args: argparse.Namespace) -> int:
+    from shared import workers
+    from shared.models import utcnow
+
+    now = utcnow()
+    rows = workers.list_workers()
+    head = ("name", "host", "queues", "device", "state", "heartbeat", "job")
+    table = [
+        (
+            w.name,
+            w.host,
+            ",".join(w.queues or []),
+            w.device or "",
+            workers.display_state(w, now),
+            _ago((now - w.last_heartbeat).total_seconds()),
+            "" if w.current_job_id is None else str(w.current_job_id),
+        )
+        for w in rows
+    ]
+    widths = [max(len(r[i]) for r in [head, *table]) for i in range(len(head))]
+    for r in [head, *table]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def workers_drain(args: argparse.Namespace) -> int:
+    from shared import workers
+    from shared.settings import get_settings
+
+    try:
+        row = workers.request_drain(args.name)
+    except workers.WorkerError as exc:
+        raise _user_error(exc) from exc
+    running = f"finishing job {row.current_job_id}" if row.current_job_id else "idle"
+    print(f"worker {row.name}: draining ({running}); it exits when done")
+    if not args.wait:
+        return 0
+    poll_s = min(1.0, get_settings().heartbeat_seconds)
+    while (state := workers.display_state(workers.get_worker(args.name))) not in (
+        "drained",
+        "offline",
+        "lost",
+    ):
+        time.sleep(poll_s)
+    print(f"worker {args.name}: {state}")
+    return 0 if state == "drained" else 1
 
 
 def run_db_upgrade(args: argparse.Namespace) -> int:

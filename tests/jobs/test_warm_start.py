@@ -1,0 +1,223 @@
+"""Jobs forked from the worker's warm process keep every guarantee of a fresh process.
+
+The warm process (`python -m worker.execute --warm`) imports torch and the job modules
+once and forks each job. These tests check what that must not change: the job runs in a
+session of its own and writes to its log; exit codes mean the same; a job never outlives
+its worker or its warm process; each job sees the worker's environment and builds its own
+settings and engines; and neither the worker nor the warm process touches CUDA (a CUDA
+context does not survive a fork). `WARM_JOBS=0` starts a fresh Python per job instead.
+
+Most run the runner in this process (this process plays the worker), on SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from shared import db, jobs
+from shared.models import Job, JobStatus
+from tests.jobs.helpers import REPO, reset_process_caches, tiny_train_spec, wait_for, write_dataset
+from worker import runner
+
+embedded = pytest.mark.parametrize("job_env", ["embedded"], indirect=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_warm_process():
+    yield
+    runner.stop_warm_process()
+
+
+def _ppid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return int(f.read().rsplit(b")", 1)[1].split()[1])
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, dead but not yet reaped by its new parent, counts as dead)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False
+
+
+def _claim(job: Job) -> jobs.Claim:
+    claim = jobs.claim(job.id, "t@test")
+    assert claim is not None
+    return claim
+
+
+def _run_in_thread(job_id: int, **kwargs) -> tuple[threading.Thread, list[str]]:
+    result: list[str] = []
+    thread = threading.Thread(target=lambda: result.append(runner.run(job_id, "t@test", **kwargs)))
+    thread.start()
+    return thread, result
+
+
+PRELOAD_PROBE = """
+import json, torch
+calls = []
+def recorder(name, real):
+    def wrapper(*args, **kwargs):
+        calls.append(name)
+        return real(*args, **kwargs)
+    return wrapper
+# Everything that would initialise the CUDA driver or a context (is_available and
+# device_count initialise the driver too), wrapped before anything else imports torch.cuda.
+for name in ("is_available", "device_count", "init", "_lazy_init", "current_device",
+             "set_device", "get_device_properties", "get_device_capability",
+             "get_device_name", "mem_get_info", "synchronize"):
+    setattr(torch.cuda, name, recorder(name, getattr(torch.cuda, name)))
+from shared import db
+from shared.settings import get_settings
+from worker.execute import preload
+preload()
+print(json.dumps({
+    "calls": calls,
+    "initialized": torch.cuda.is_initialized(),
+    "engines": len(db._ENGINES),
+    "settings_read": get_settings.cache_info().currsize,
+}))
+"""
+
+
+def test_preloading_touches_neither_cuda_nor_the_database():
+    out = subprocess.run(
+        [sys.executable, "-c", PRELOAD_PROBE], cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout
+    probe = json.loads(out.strip().splitlines()[-1])
+    assert probe == {"calls": [], "initialized": False, "engines": 0, "settings_read": 0}
+
+
+def test_the_celery_worker_process_does_not_import_torch():
+    code = (
+        "import sys; import worker.app, worker.tasks, worker.runner; "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True)
+
+
+@embedded
+def test_a_warm_job_runs_in_its_own_session_and_writes_its_log(job_env):
+    job = jobs.submit_train(tiny_train_spec(job_env, max_steps=300, save_every=1000))
+    thread, result = _run_in_thread(job.id, warm=True)
+    pid_file = runner.pid_path(job.id, 1)
+    pid = int(wait_for(lambda: pid_file.is_file() and pid_file.read_text(), 120, 0.05))
+    warm = runner.warm_process()
+    assert warm is not None and _ppid(pid) == warm.proc.pid  # forked, not a fresh Python
+    assert os.getsid(pid) == pid and os.getpgid(pid) == pid  # session and group leader
+    assert os.getsid(warm.proc.pid) != os.getsid(os.getpid())  # the worker's signals miss it
+    thread.join(120)
+    assert result == ["succeeded"], jobs.get_job(job.id).error
+    assert not pid_file.exists()
+
+
+@embedded
+def test_warm_exit_codes_mean_what_fresh_ones_do(job_env):
+    warm = runner.warm_process()
+    assert warm is not None
+    long_spec = tiny_train_spec(job_env, max_steps=100000, save_every=100000)
+
+    # SIGTERM to the group: the job stops at its next step, saves, exits EXIT_STOPPED.
+    claim = _claim(jobs.submit_train(long_spec))
+    proc = runner.start_job(claim, warm)
+    wait_for(lambda: jobs.get_job(claim.job_id).progress > 0, 120, what="training to start")
+    os.killpg(proc.pid, signal.SIGTERM)
+    assert proc.wait(60) == runner.EXIT_STOPPED
+    log = runner.log_path(claim.job_id, 1).read_text()  # stdout and stderr land here
+    assert f"job {claim.job_id} stopped on request" in log
+
+    # SIGKILL: reported as a negative signal number, as subprocess does.
+    claim = _claim(jobs.submit_train(long_spec))
+    proc = runner.start_job(claim, warm)
+    wait_for(lambda: jobs.get_job(claim.job_id).progress > 0, 120, what="training to start")
+    os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.wait(30) == -signal.SIGKILL
+
+    # An exception: exit 1, the traceback in the .error file, the job failed with it.
+    failing = jobs.submit_train(tiny_train_spec(job_env, max_steps=4))
+    Path(failing.spec["dataset"]).unlink()
+    assert runner.run(failing.id, "t@test", warm=True) == "failed"
+    assert "Traceback" in jobs.get_job(failing.id).error
+    assert f"job {failing.id} failed\nTraceback" in runner.log_path(failing.id, 1).read_text()
+
+
+@embedded
+def test_a_job_takes_the_workers_environment_of_now_not_the_warm_process(
+    job_env, tmp_path, monkeypatch
+):
+    warm = runner.warm_process()  # started (or kept from an earlier test) under this env
+    assert warm is not None
+    # The worker's settings change after the warm process started: a new data folder and
+    # database. The job must use them, as a fresh process would.
+    other = tmp_path / "other"
+    monkeypatch.setenv("DATA_DIR", str(other))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{other / 'td.db'}")
+    reset_process_caches()
+    db.upgrade()
+    dataset = write_dataset(other)
+    job = jobs.submit_train(tiny_train_spec(dataset, max_steps=4, eval_every=100))
+    assert runner.run(job.id, "t@test", warm=True) == "succeeded", jobs.get_job(job.id).error
+    assert runner.warm_process() is warm  # the same warm process ran it
+    assert runner.log_path(job.id, 1).is_relative_to(other)
+    assert jobs.get_job(job.id).status == JobStatus.SUCCEEDED
+
+
+@embedded
+def test_a_job_dies_with_its_warm_process(job_env):
+    warm = runner.warm_process()
+    assert warm is not None
+    claim = _claim(jobs.submit_train(tiny_train_spec(job_env, max_steps=100000)))
+    proc = runner.start_job(claim, warm)
+    wait_for(lambda: jobs.get_job(claim.job_id).progress > 0, 120, what="training to start")
+    warm.proc.kill()
+    assert proc.wait(30) == -signal.SIGKILL
+    wait_for(lambda: not _alive(proc.pid), 10, 0.1, what="the job process to die")
+    # The next job starts a new warm process.
+    fresh = runner.warm_process()
+    assert fresh is not None and fresh is not warm
+
+
+@embedded
+def test_a_killed_worker_leaves_no_job_running(job_env, workers):
+    worker = workers("w1")
+    job = jobs.submit_train(tiny_train_spec(job_env, max_steps=100000, save_every=100000))
+    pid_file = runner.pid_path(job.id, 1)
+    pid = int(wait_for(lambda: pid_file.is_file() and pid_file.read_text(), 120, 0.05))
+    warm_pid = _ppid(pid)
+    assert warm_pid != worker.proc.pid and _ppid(warm_pid) == worker.proc.pid
+    worker.kill()
+    wait_for(lambda: not _alive(warm_pid), 10, 0.1, what="the warm process to exit")
+    wait_for(lambda: not _alive(pid), 10, 0.1, what="the job process to die")
+
+
+@embedded
+def test_fresh_processes_when_asked_or_when_the_warm_one_is_gone(job_env, monkeypatch):
+    monkeypatch.setenv("WARM_JOBS", "0")
+    assert not runner.warm_enabled()
+    monkeypatch.setenv("WARM_JOBS", "1")
+    assert runner.warm_enabled()
+
+    job = jobs.submit_train(tiny_train_spec(job_env, max_steps=200, save_every=1000))
+    thread, result = _run_in_thread(job.id, warm=False)
+    pid_file = runner.pid_path(job.id, 1)
+    pid = int(wait_for(lambda: pid_file.is_file() and pid_file.read_text(), 120, 0.05))
+    assert _ppid(pid) == os.getpid() and os.getsid(pid) == pid  # a fresh child of ours
+    thread.join(120)
+    assert result == ["succeeded"], jobs.get_job(job.id).error
+
+    gone = runner.WarmProcess()
+    gone.close(kill=True)
+    wait_for(lambda: gone.gone, 10, 0.05, what="the reader to see it exit")
+    claim = _claim(jobs.submit_train(tiny_train_spec(job_env, max_steps=4, eval_every=100)))
+    proc = runner.start_job(claim, gone)
+    assert isinstance(proc, subprocess.Popen) and proc.wait(120) == 0

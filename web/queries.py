@@ -469,11 +469,14 @@ def _paired_samples(s: Session, run_ids: list[int], limit: int = 12) -> list[dic
         .limit(5000)
     ).all()
     by_key: dict[tuple, dict[int, str]] = defaultdict(dict)
+    raw: dict[tuple, dict[str, Any]] = {}  # the settings as stored, for display
     for r in rows:
         key = (r.prompt, r.seed, _settings_key(r.settings or {}))
         by_key[key].setdefault(r.run_id, r.text)  # newest wins
+        raw.setdefault(key, {k: v for k, v in (r.settings or {}).items() if k != "seed"})
     out = []
-    for (prompt, seed, settings), texts in by_key.items():
+    for key, texts in by_key.items():
+        prompt, seed, _ = key
         if len(texts) < 2:
             continue
         base = texts.get(run_ids[0], next(iter(texts.values())))
@@ -481,7 +484,7 @@ def _paired_samples(s: Session, run_ids: list[int], limit: int = 12) -> list[dic
             {
                 "prompt": prompt,
                 "seed": seed,
-                "settings": dict((k, v) for k, v in settings),
+                "settings": raw[key],
                 "texts": {
                     str(i): {"text": texts.get(i), "diff": word_diff(base, texts[i])}
                     if i in texts

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+import shutil
+import threading
 
 import pytest
+from werkzeug.serving import make_server
 
 from shared import db
 from tests.jobs.helpers import reset_process_caches
+from tests.services import require_or_skip
 
 PASSWORD = "correct-horse-battery"
 TOKEN = "test-token-0123456789"
@@ -55,6 +59,38 @@ def client(app):
     r = c.post("/login", data={"username": "admin", "password": PASSWORD, "csrf_token": token})
     assert r.status_code == 302, r.text
     return c
+
+
+def chromium() -> str:
+    """Debian's chromium for the browser tests; skip without it (fail in CI)."""
+    path = shutil.which("chromium")
+    return require_or_skip("chromium", path, "is not installed (apt-get install chromium)")
+
+
+@pytest.fixture
+def browser(app):
+    """(page, base URL, uncaught script errors): headless chromium, logged in."""
+    executable = chromium()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        with sync_api.sync_playwright() as p:
+            chrome = p.chromium.launch(executable_path=executable)
+            page = chrome.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(f"{base}/login")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("#login button[type=submit]")
+            page.wait_for_url(f"{base}/runs")
+            yield page, base, errors
+            chrome.close()
+    finally:
+        server.shutdown()
+        thread.join(10)
 
 
 @pytest.fixture

@@ -11,28 +11,20 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.jobs.helpers import FAST_SETTINGS, REPO, write_dataset
-from tests.services import require_or_skip
+from tests.web.conftest import chromium
 
 PASSWORD = "browser-test-password"
 ARTIFACTS = REPO / "test-artifacts"
 TIMEOUT_MS = 120_000
-
-
-def _chromium() -> str | None:
-    return shutil.which("chromium") or (
-        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
-    )
 
 
 def _free_port() -> int:
@@ -76,12 +68,10 @@ def server(tmp_path):
 
 @pytest.fixture
 def page(request):
-    chromium = require_or_skip(
-        "chromium", _chromium(), "is not installed (apt-get install chromium)"
-    )
+    path = chromium()
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, headless=True)
+        browser = p.chromium.launch(executable_path=path, headless=True)
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         page = context.new_page()
         page.set_default_timeout(30_000)

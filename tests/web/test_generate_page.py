@@ -12,11 +12,8 @@ from shared.db import session_scope
 from shared.models import Checkpoint, Job, JobKind, JobStatus
 from shared.specs import MAX_GRID, Sampling, Schedule, Strategy
 from shared.storage import ArtifactStore
-from tests.web import test_new_run
 from tests.web.seed import add_run
 from tests.web.test_new_run import Page
-
-browser = test_new_run.browser  # the headless-chromium fixture
 
 
 def jobs_count() -> int:

@@ -8,20 +8,16 @@ scripts in headless chromium against the app served on a free port.
 
 from __future__ import annotations
 
-import shutil
-import threading
 from html.parser import HTMLParser
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 from werkzeug.datastructures import MultiDict
-from werkzeug.serving import make_server
 
 from shared.db import session_scope
 from shared.models import Job, JobStatus, Run
 from shared.specs import PRESETS, TrainSpec
-from tests.web.conftest import PASSWORD
 from tests.web.seed import add_run
 
 VOID = {"input", "br", "img", "meta", "link", "hr"}
@@ -165,34 +161,6 @@ def schema_leaves(schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
     walk(schema, "")
     return out
-
-
-@pytest.fixture
-def browser(app):
-    """(page, base URL, uncaught script errors): headless chromium, logged in."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.skip("chromium is not installed (.ci/run installs it)")
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{server.port}"
-    try:
-        with sync_api.sync_playwright() as p:
-            chrome = p.chromium.launch(executable_path=executable)
-            page = chrome.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(f"{base}/login")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("#login button[type=submit]")
-            page.wait_for_url(f"{base}/runs")
-            yield page, base, errors
-            chrome.close()
-    finally:
-        server.shutdown()
-        thread.join(10)
 
 
 def count_rows() -> tuple[int, int]:

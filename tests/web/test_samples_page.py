@@ -10,10 +10,7 @@ from sqlalchemy import select, update
 
 from shared.db import session_scope
 from shared.models import Sample
-from tests.web import test_new_run
 from tests.web.seed import add_run, add_sample_set
-
-browser = test_new_run.browser  # the headless-chromium fixture
 
 XSS = "<script>alert(1)</script>"
 

@@ -500,14 +500,18 @@ def train_while(env_dir: Path, steps: int):
     from shared.models import JobStatus
 
     system = JobSystem(env_dir, dict(os.environ))
-    system.start_workers(2, threads=1)  # one job each, so both train at once
-    spec = tiny_train_spec(env_dir, steps, log_every=1, eval_every=max(1, steps // 4))
-    ids = [jobs.submit_train(spec, name=f"load-{i}").id for i in range(2)]
-    deadline = time.monotonic() + 180
-    while any(jobs.get_job(i).status == JobStatus.QUEUED for i in ids):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the training jobs did not start; see {env_dir}/worker-*.log")
-        time.sleep(0.2)
+    try:
+        system.start_workers(2, threads=1)  # one job each, so both train at once
+        spec = tiny_train_spec(env_dir, steps, log_every=1, eval_every=max(1, steps // 4))
+        ids = [jobs.submit_train(spec, name=f"load-{i}").id for i in range(2)]
+        deadline = time.monotonic() + 180
+        while any(jobs.get_job(i).status == JobStatus.QUEUED for i in ids):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the training jobs did not start; see {env_dir}/worker-*.log")
+            time.sleep(0.2)
+    except BaseException:
+        system.stop_workers()
+        raise
     return system, ids
 
 

@@ -51,18 +51,25 @@ OWN_COMMANDS = {"info", "config"}
 
 
 class SubmitWrites:
-    """Counts this process's database writes while `on` (the submitter's share)."""
+    """Counts this process's database writes (and transactions that wrote) while `on`:
+    the submitter's share."""
 
     def __init__(self) -> None:
         from sqlalchemy import Engine, event
 
         self.on = False
-        self.writes = 0
+        self.writes = self.transactions = 0
         event.listen(Engine, "after_cursor_execute", self._count)
+        event.listen(Engine, "commit", self._commit)
 
-    def _count(self, _conn, _cursor, statement: str, *_args) -> None:
+    def _count(self, conn, _cursor, statement: str, *_args) -> None:
         if self.on and statement.lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE"):
             self.writes += 1
+            conn.info["td_bench_wrote"] = True
+
+    def _commit(self, conn) -> None:
+        if conn.info.pop("td_bench_wrote", False):
+            self.transactions += 1
 
 
 def _spec(checkpoint: int):
@@ -132,7 +139,7 @@ def throughput(
         env.start_workers(n_workers, threads=1, env=worker_env)
         if broker == "redis":
             redis.Redis.from_url(settings["REDIS_URL"]).config_resetstat()
-        submit.on, submit.writes = True, 0
+        submit.on, submit.writes, submit.transactions = True, 0, 0
         warm_up = _warm_up(spec, n_workers)
         t0 = time.perf_counter()
         ids = [jobs.submit_generate(spec).id for _ in range(n_jobs)]
@@ -146,8 +153,9 @@ def throughput(
     if failed:
         raise RuntimeError(f"jobs {failed} did not succeed: {done[0].error}")
     all_jobs = warm_up + n_jobs  # the counts cover the warm-up jobs too
-    writes = {k: n for k, n in sql.items() if k != "statements"}
+    writes = {k: n for k, n in sql.items() if k not in ("statements", "write_transactions")}
     db_writes = sum(writes.values()) + submit.writes
+    write_transactions = sql.get("write_transactions", 0) + submit.transactions
     redis_total = sum(redis_calls.values())
     job_seconds = [(j.finished_at - j.started_at).total_seconds() for j in done]
     return {
@@ -160,7 +168,8 @@ def throughput(
         "redis_commands_per_job": round(redis_total / all_jobs, 1) if redis_calls else None,
         "redis_commands": redis_calls,
         "db_writes_per_job": round(db_writes / all_jobs, 1),
-        "db_statements_per_job": round((sql.get("statements", 0)) / all_jobs, 1),
+        "db_write_transactions_per_job": round(write_transactions / all_jobs, 1),
+        "db_statements_per_job": round(sql.get("statements", 0) / all_jobs, 1),
         "db_writes": {**dict(sorted(writes.items())), "submitter": submit.writes},
     }
 

@@ -419,18 +419,23 @@ _WRITE = re.compile(
 
 
 def count_sql(path: str) -> dict[str, int]:
-    """Count this process's SQL statements, and its writes by kind and table ("UPDATE
-    jobs": n); append them to `path` as a JSON line when it exits. For
+    """Count this process's SQL statements, its writes by kind and table ("UPDATE jobs":
+    n) and its transactions that wrote; append them to `path` as a JSON line at exit. For
     bench/worker_scaling.py, through TD_COUNT_SQL=PATH (read below: worker and job
     processes all import this module). Returns the live counts."""
-    counts = {"statements": 0}
+    counts = {"statements": 0, "write_transactions": 0}
 
-    def on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+    def on_execute(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         counts["statements"] += 1
         write = _WRITE.match(statement)
         if write:
             key = f"{write[1].upper()} {write[2]}"
             counts[key] = counts.get(key, 0) + 1
+            conn.info["td_wrote"] = True
+
+    def on_commit(conn: Any) -> None:
+        if conn.info.pop("td_wrote", False):  # a commit that must reach the disk
+            counts["write_transactions"] += 1
 
     def append() -> None:
         if counts["statements"]:
@@ -438,6 +443,7 @@ def count_sql(path: str) -> dict[str, int]:
                 f.write(json.dumps({"pid": os.getpid(), **counts}) + "\n")
 
     event.listen(Engine, "after_cursor_execute", on_execute)
+    event.listen(Engine, "commit", on_commit)
     atexit.register(append)
     return counts
 

@@ -15,6 +15,7 @@ from sqlalchemy import func, select, update
 from shared import jobs, workers
 from shared.db import session_scope
 from shared.models import Checkpoint, Job, JobStatus, Run
+from shared.specs import TrainSpec
 from tests.web.seed import add_run, add_sample_set
 from web.openapi import document
 
@@ -384,7 +385,7 @@ def test_compare(api, web_env):
 
 def test_workers_presets_schema_openapi(api, web_env):
     workers.register("w1@box", ["cpu", "gpu"], "cuda:0")
-    jobs.submit_train(jobs_spec(), name="queued")
+    jobs.submit_train(TrainSpec.from_preset("tiny", max_steps=5), name="queued")
     data = api.get("/api/workers").json
     assert [w["name"] for w in data["workers"]] == ["w1@box"]
     assert data["workers"][0]["state"] == "online" and data["workers"][0]["heartbeat_age_s"] < 60
@@ -404,12 +405,6 @@ def test_workers_presets_schema_openapi(api, web_env):
     assert doc["openapi"].startswith("3.1")
     schemas = set(doc["components"]["schemas"])
     assert {"SubmitTrain", "TrainSpec", "Error", "Job", "RunPage"} <= schemas
-
-
-def jobs_spec():
-    from shared.specs import TrainSpec
-
-    return TrainSpec.from_preset("tiny", max_steps=5)
 
 
 def test_openapi_describes_every_api_route(app):

@@ -113,7 +113,9 @@ def submit_train(
 
 def resolve_checkpoint(s: Session, ref: int | str) -> Checkpoint:
     """The checkpoint row named by id or artifact URL; `SpecError` if there is none."""
-    if isinstance(ref, int) or ref.isdigit():
+    if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
+        if not 0 < int(ref) < 2**31:
+            raise SpecError("checkpoint", f"no checkpoint with id {ref}")
         ckpt = s.get(Checkpoint, int(ref))
         if ckpt is None:
             raise SpecError("checkpoint", f"no checkpoint with id {ref}")

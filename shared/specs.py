@@ -110,7 +110,9 @@ class TrainSpec(_Spec):
     weight_decay: float = Field(0.01, ge=0.0, le=1.0)
     warmup_steps: int = Field(50, ge=0)
     lr_decay: Literal["linear", "cosine", "constant"] = "cosine"
-    max_steps: int = Field(2000, ge=1, description="Steps; also the length of the LR schedule.")
+    max_steps: int = Field(
+        2000, ge=1, le=10**9, description="Steps; also the length of the LR schedule."
+    )
     minutes: float | None = Field(
         None, gt=0.0, description="Wall-clock budget; the LR schedule follows time when set."
     )
@@ -443,7 +445,10 @@ def resolve_dataset(source: str, root: Path, field: str = "dataset") -> str:
         return source
     root = root.resolve()
     looks_like_path = source.startswith(("/", ".", "~")) or ".." in Path(source).parts
-    candidate = Path(source).expanduser()
+    try:
+        candidate = Path(source).expanduser()
+    except RuntimeError:  # ~user of a user that does not exist
+        raise SpecError(field, f"{source!r}: no such home directory") from None
     if not candidate.is_absolute():
         candidate = root / candidate
     if not looks_like_path and not candidate.exists():

@@ -297,12 +297,15 @@ def _pick(values: list[int], n: int) -> list[int]:
     return [values[i] for i in sorted(idx)]
 
 
-def run_curves(s: Session, run_id: int, max_points: int = MAX_POINTS) -> dict[str, Any]:
+def run_curves(
+    s: Session, run_id: int, max_points: int = MAX_POINTS, *, with_train: bool = True
+) -> dict[str, Any]:
     """Per-mask-ratio evaluation curves, the bound per step, and the training loss.
 
     eval: steps (<= max_points, evenly picked), and per ratio the loss and accuracy at
     those steps (None where missing); bound: nats per token at each step whose grid is
-    complete. train: the loss averaged over <= max_points buckets of steps.
+    complete. train: the loss averaged over <= max_points buckets of steps (left out,
+    and not computed, with `with_train=False`: the compare page draws no training loss).
     """
     get_run(s, run_id)
     steps = list(
@@ -310,19 +313,21 @@ def run_curves(s: Session, run_id: int, max_points: int = MAX_POINTS) -> dict[st
             select(EvalPoint.step).where(EvalPoint.run_id == run_id).distinct().order_by("step")
         )
     )
-    steps = _pick(steps, max_points)
-    # Core rows, not ORM ones: these are thousands of plain tuples per run.
-    rows = (
-        s.connection()
-        .execute(
-            select(EvalPoint.step, EvalPoint.ratio, EvalPoint.loss, EvalPoint.accuracy).where(
-                EvalPoint.run_id == run_id, EvalPoint.step.in_(steps)
-            )
+    picked = _pick(steps, max_points)
+    # Core rows, not ORM ones: these are thousands of plain tuples per run. All of the
+    # run's rows by its index prefix, filtered here: cheaper than binding hundreds of
+    # picked steps into an IN list.
+    rows = s.connection().execute(
+        select(EvalPoint.step, EvalPoint.ratio, EvalPoint.loss, EvalPoint.accuracy).where(
+            EvalPoint.run_id == run_id
         )
-        .all()
-        if steps
-        else []
     )
+    if len(picked) < len(steps):
+        keep = set(picked)
+        rows = [r for r in rows if r[0] in keep]
+    else:
+        rows = rows.all()
+    steps = picked
     # Up to max_points x ratios rows per run, and the compare page asks for 8 runs: plain
     # tuples and one set of quadrature weights keep this loop to a few ms per run.
     ratios = sorted({ratio for _, ratio, _, _ in rows})
@@ -348,7 +353,7 @@ def run_curves(s: Session, run_id: int, max_points: int = MAX_POINTS) -> dict[st
             "bound": bound,
             **_x_axes(s, run_id, steps),
         },
-        "train": _train_curve(s, run_id, max_points),
+        **({"train": _train_curve(s, run_id, max_points)} if with_train else {}),
     }
 
 
@@ -433,7 +438,7 @@ def compare(s: Session, run_ids: list[int], max_points: int = MAX_POINTS) -> dic
     ]
     return {
         "runs": [run_row(r, jobs.get(r.id)) for r in runs],
-        "curves": {str(r.id): run_curves(s, r.id, max_points) for r in runs},
+        "curves": {str(r.id): run_curves(s, r.id, max_points, with_train=False) for r in runs},
         "settings": settings,
         "sample_metrics": {str(r.id): _latest_sample_metrics(s, r.id) for r in runs},
         "samples": _paired_samples(s, run_ids),

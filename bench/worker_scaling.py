@@ -191,7 +191,7 @@ def main() -> None:
             f"{r['workers']} worker(s): {r['jobs']} jobs in {r['seconds']:.1f}s = "
             f"{r['jobs_per_s']:.3f} jobs/s; job median {r['job_seconds_median']:.2f}s; "
             f"per job: {r['redis_commands_per_job']} Redis commands, "
-            f"{r['db_writes_per_job']} DB writes"
+            f"{r['db_writes_per_job']} DB writes in {r['db_write_transactions_per_job']} commits"
         )
     about = {
         "threads_per_worker": 1,
@@ -217,6 +217,7 @@ def main() -> None:
     scaling |= {
         "redis_commands_per_job": per_job("redis_commands_per_job"),
         "db_writes_per_job": per_job("db_writes_per_job"),
+        "db_write_transactions_per_job": per_job("db_write_transactions_per_job"),
         "per_job_note": "median over the runs; includes per-second costs spread over jobs",
         "runs": {f"workers_{n}": r for n, r in runs.items()},
         **about,

@@ -161,7 +161,9 @@ def serve_warm() -> None:
     # Stray prints (warnings of the imports) must not garble the replies: keep the pipes
     # on fds of their own and point stdin at /dev/null, stdout at stderr (the worker's log).
     requests, replies = os.dup(0), os.dup(1)
-    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
     os.dup2(2, 1)
     # The worker ends us by closing the pipe; a signal to all of its processes (systemd's
     # stop) must not kill us first, or our jobs would kill themselves instead of saving.
@@ -182,7 +184,7 @@ def serve_warm() -> None:
     selector = selectors.DefaultSelector()
     selector.register(requests, selectors.EVENT_READ)
     selector.register(wake_r, selectors.EVENT_READ)
-    private = (requests, replies, wake_r, wake_w)
+    private = (requests, replies, wake_r, wake_w, selector.fileno())  # not the jobs'
     reply({"ready": True})
     pending = b""
     while True:
@@ -227,7 +229,12 @@ def _fork_job(request: dict[str, Any], private: tuple[int, ...]) -> int:
     # The pid goes to the runner once the child is in its own session, so that the runner's
     # first signal to the job's process group cannot come before the group exists.
     in_session_r, in_session_w = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(in_session_r)
+        os.close(in_session_w)
+        raise
     if pid:
         os.close(in_session_w)
         os.read(in_session_r, 1)  # b"" if it died first: fine, its end is reported anyway
@@ -240,6 +247,8 @@ def _fork_job(request: dict[str, Any], private: tuple[int, ...]) -> int:
         os.close(in_session_w)
         _become_job(request, private)
         code = main(request["argv"], parent=parent)
+    except SystemExit as exc:  # as the interpreter would turn it into a status
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     except BaseException:
         traceback.print_exc()
     finally:
@@ -269,6 +278,7 @@ def _become_job(request: dict[str, Any], private: tuple[int, ...]) -> None:
     os.dup2(out, 1)
     os.dup2(out, 2)
     os.close(out)
+    sys.argv = [sys.argv[0], *request["argv"]]
     # The worker's environment now, and settings and engines built from it, not ours.
     os.environ.clear()
     os.environ.update(request["env"])

@@ -92,8 +92,8 @@ def warm_enabled() -> bool:
     On by default on Linux only: macOS's system libraries are not safe to use in a child
     forked from a process that has loaded them (why Python spawns there by default).
     """
-    default = "1" if sys.platform == "linux" else "0"
-    return os.environ.get("WARM_JOBS", default).strip().lower() not in ("0", "false", "no")
+    warm = get_settings().warm_jobs
+    return sys.platform == "linux" if warm is None else warm
 
 
 def _spawn(c: jobs.Claim) -> subprocess.Popen:
@@ -151,7 +151,8 @@ class WarmProcess:
             start_new_session=True,  # signals meant for the worker's group are not for it
             cwd=ROOT,
         )
-        self._lock = threading.Lock()  # one writer on the pipe; `_waiting` and `gone`
+        self._lock = threading.Lock()  # `_waiting`, `_jobs` and `gone`
+        self._write_lock = threading.Lock()  # one request at a time down the pipe
         self._waiting: dict[str, queue.SimpleQueue[ForkedJob | str]] = {}
         self._jobs: dict[int, ForkedJob] = {}
         self._ready = threading.Event()
@@ -178,13 +179,15 @@ class WarmProcess:
             if self.gone:
                 raise WarmProcessGone("the warm process has exited")
             self._waiting[token] = answer
-            try:
+        try:
+            with self._write_lock:
                 assert self.proc.stdin is not None
                 self.proc.stdin.write((json.dumps(request) + "\n").encode())
                 self.proc.stdin.flush()
-            except OSError as exc:
-                del self._waiting[token]
-                raise WarmProcessGone(f"the warm process is not listening: {exc}") from exc
+        except (OSError, ValueError) as exc:  # ValueError: closed meanwhile
+            with self._lock:
+                self._waiting.pop(token, None)
+            raise WarmProcessGone(f"the warm process is not listening: {exc}") from exc
         try:
             reply = answer.get(timeout=WARM_FORK_TIMEOUT_S)
         except queue.Empty:
@@ -206,7 +209,9 @@ class WarmProcess:
         for line in self.proc.stdout:
             try:
                 reply = json.loads(line)
-            except ValueError:  # a stray print before it moved its stdout aside
+            except ValueError:
+                reply = None
+            if not isinstance(reply, dict):  # a stray print before it moved stdout aside
                 log.info("warm process: %s", line.decode(errors="replace").rstrip())
                 continue
             if "ready" in reply:
@@ -248,7 +253,7 @@ class WarmProcess:
         if kill:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError), self._write_lock:
             assert self.proc.stdin is not None
             self.proc.stdin.close()
         with contextlib.suppress(subprocess.TimeoutExpired):

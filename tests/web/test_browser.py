@@ -89,9 +89,34 @@ def page(request):
         browser.close()
 
 
+def goto(page, url: str) -> None:
+    """page.goto, again if the page's own reload (a live run page reloads once when its run
+    ends) aborted the navigation."""
+    for attempt in range(3):
+        try:
+            page.goto(url)
+            return
+        except Exception as exc:
+            if "ERR_ABORTED" not in str(exc) or attempt == 2:
+                raise
+            page.wait_for_load_state()
+
+
+def wait_for_run(page, base: str, run_id: int) -> None:
+    """Poll the JSON API (no navigation) until the run succeeded; fail on failed."""
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while True:
+        run = page.request.get(f"{base}/api/runs/{run_id}").json()
+        if run["status"] == "succeeded":
+            return
+        assert run["status"] not in ("failed", "cancelled"), run
+        assert time.monotonic() < deadline, f"run {run_id} still {run['status']}"
+        time.sleep(1.0)
+
+
 def queue_tiny_run(page, base: str, name: str, lr: str) -> int:
     """Fill the new-run form with the tiny preset, small enough to train in seconds."""
-    page.goto(f"{base}/runs/new?preset=tiny")
+    goto(page, f"{base}/runs/new?preset=tiny")
     values = {
         "name": name,
         "dataset": "corpus.txt",
@@ -121,7 +146,7 @@ def queue_tiny_run(page, base: str, name: str, lr: str) -> int:
 def test_newcomer_flow_in_a_real_browser(server, page):
     base = server
     # Log in (every page redirects there first).
-    page.goto(f"{base}/runs")
+    goto(page, f"{base}/runs")
     assert "/login" in page.url
     page.fill('input[name="password"]', PASSWORD)
     page.click('form#login button[type="submit"]')
@@ -141,7 +166,7 @@ def test_newcomer_flow_in_a_real_browser(server, page):
         timeout=TIMEOUT_MS,
     )
     # The live page fills its per-mask-ratio chart from the API: one curve per ratio.
-    page.reload()
+    goto(page, f"{base}/runs/{first}")
     page.wait_for_selector("#chart-ratios .uplot canvas")
     legend = page.inner_text("#chart-ratios")
     assert "0.5" in legend and "1" in legend
@@ -149,7 +174,7 @@ def test_newcomer_flow_in_a_real_browser(server, page):
     assert page.locator("#checkpoints tbody tr").count() >= 2
 
     # Generate a sample set from the first run's last checkpoint.
-    page.goto(f"{base}/runs/{first}")
+    goto(page, f"{base}/runs/{first}")
     page.locator("#checkpoints a", has_text="Generate").last.click()
     page.wait_for_url(re.compile(r"/generate\?checkpoint="))
     form = page.locator("form#generate")
@@ -167,7 +192,7 @@ def test_newcomer_flow_in_a_real_browser(server, page):
     # Its sample set appears in the run's lineage; open it and replay a trajectory.
     deadline = time.monotonic() + TIMEOUT_MS / 1000
     while True:
-        page.goto(f"{base}/runs/{first}")
+        goto(page, f"{base}/runs/{first}")
         link = page.locator("#lineage a[href*='/sample-sets/']")
         if link.count():
             break
@@ -191,7 +216,7 @@ def test_newcomer_flow_in_a_real_browser(server, page):
     assert first_pass > last_pass == 0, masked_at
 
     # Clone the first run with another learning rate: the second run for the comparison.
-    page.goto(f"{base}/runs/{first}")
+    goto(page, f"{base}/runs/{first}")
     page.click("#clone")
     page.wait_for_url(re.compile(r"/runs/new\?clone="))
     assert page.locator('[name="max_steps"]').input_value() == "40"
@@ -202,12 +227,8 @@ def test_newcomer_flow_in_a_real_browser(server, page):
     second = int(page.url.rsplit("/", 1)[1])
 
     # Compare the two runs: wait for the second to finish, pick both on the runs page.
-    page.goto(f"{base}/runs/{second}")
-    page.wait_for_function(
-        "() => document.querySelector('#status .badge')?.textContent.trim() === 'succeeded'",
-        timeout=TIMEOUT_MS,
-    )
-    page.goto(f"{base}/runs")
+    wait_for_run(page, base, second)
+    goto(page, f"{base}/runs")
     page.check(f'input.pick[value="{first}"]')
     page.check(f'input.pick[value="{second}"]')
     page.click("#compare-selected")

@@ -85,14 +85,15 @@ def get_worker(name: str) -> Worker:
 
 
 def display_state(row: Worker, now: datetime | None = None) -> str:
-    """The state to show: the row's, or "drained" (offline after a drain), or "lost" (says
-    it is running but has not beaten for STALE_AFTER_SECONDS: killed, or cut off)."""
+    """The state to show: the row's; "drained" (offline after a drain); "draining" as soon
+    as a drain is asked for; "lost" (says it is running but has not beaten for
+    STALE_AFTER_SECONDS: killed, or cut off)."""
     if row.state == WorkerState.OFFLINE:
         return "drained" if row.drain_requested else str(row.state)
     stale = timedelta(seconds=get_settings().stale_after_seconds)
     if row.last_heartbeat < (now or utcnow()) - stale:
         return "lost"
-    return str(row.state)
+    return str(WorkerState.DRAINING) if row.drain_requested else str(row.state)
 
 
 def request_drain(name: str) -> Worker:

@@ -67,13 +67,12 @@ def unavailable() -> str | None:
 
 
 def _alive(pid: int) -> bool:
+    """Running (a zombie, killed and not yet reaped, counts as gone)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
         return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _ns_pids(ns: str) -> list[int]:
@@ -93,21 +92,32 @@ def _remove_namespace(ns: str) -> None:
     subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
 
 
+def _dead_run(name: str) -> bool:
+    """Whether `name` (a namespace or folder of ours) belongs to a run that is gone."""
+    pid = name.removeprefix(PREFIX).split("-", 1)[0]
+    return name.startswith(PREFIX) and pid.isdigit() and not _alive(int(pid))
+
+
 def sweep() -> list[str]:
-    """Remove the namespaces and temporary folders of runs whose process is gone (a run
-    killed with SIGKILL cannot clean up after itself); return the namespaces removed."""
+    """Remove the servers, namespaces and temporary folders of runs whose process is gone
+    (a run killed with SIGKILL cannot clean up after itself); return the namespaces removed."""
+    folders = [
+        Path(f)
+        for f in glob.glob(os.path.join(tempfile.gettempdir(), f"{PREFIX}*"))
+        if _dead_run(Path(f).name)
+    ]
+    for folder in folders:  # stopped, not killed: a killed postmaster leaks shared memory
+        if (folder / "data" / "postmaster.pid").exists() and (pg_ctl := _postgres_bin("pg_ctl")):
+            stop = ["runuser", "-u", "postgres", "--", pg_ctl, "-D", str(folder / "data")]
+            subprocess.run([*stop, "-m", "immediate", "stop"], capture_output=True, timeout=60)
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30)
     removed = []
-    for line in out.stdout.splitlines():
-        ns = line.split()[0] if line.split() else ""
-        pid = ns.removeprefix(PREFIX).split("-", 1)[0]
-        if ns.startswith(PREFIX) and pid.isdigit() and not _alive(int(pid)):
+    for ns in (line.split()[0] for line in out.stdout.splitlines() if line.split()):
+        if _dead_run(ns):
             _remove_namespace(ns)
             removed.append(ns)
-    for folder in glob.glob(os.path.join(tempfile.gettempdir(), f"{PREFIX}*")):
-        pid = Path(folder).name.removeprefix(PREFIX).split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(folder, ignore_errors=True)
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
     return removed
 
 

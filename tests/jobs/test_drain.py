@@ -72,6 +72,7 @@ def test_drain_refuses_unknown_and_offline_workers_and_a_start_clears_it(job_env
     assert main(["workers", "drain", "idle@test"]) == 0
     assert "idle@test: draining (idle)" in capsys.readouterr().out
     assert get_worker("idle@test").drain_requested
+    assert display_state(get_worker("idle@test")) == "draining"  # before the worker acts
     register("idle@test", ["cpu"], "cpu")  # started again: no longer draining
     assert not get_worker("idle@test").drain_requested
     assert display_state(get_worker("idle@test")) == "online"

@@ -24,6 +24,7 @@ import pytest
 
 from shared import db, jobs
 from shared.models import Job, JobStatus
+from shared.settings import get_settings
 from tests.jobs.helpers import REPO, reset_process_caches, tiny_train_spec, wait_for, write_dataset
 from worker import runner
 
@@ -203,8 +204,10 @@ def test_a_killed_worker_leaves_no_job_running(job_env, workers):
 @embedded
 def test_fresh_processes_when_asked_or_when_the_warm_one_is_gone(job_env, monkeypatch):
     monkeypatch.setenv("WARM_JOBS", "0")
+    get_settings.cache_clear()  # a setting: read once per process
     assert not runner.warm_enabled()
     monkeypatch.setenv("WARM_JOBS", "1")
+    get_settings.cache_clear()
     assert runner.warm_enabled()
 
     job = jobs.submit_train(tiny_train_spec(job_env, max_steps=200, save_every=1000))

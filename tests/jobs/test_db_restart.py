@@ -39,8 +39,15 @@ def test_jobs_finish_across_a_postgres_restart(cluster_env, cluster_workers):
     assert done.attempts == 1, "the job was restarted instead of riding out the outage"
     with db.session_scope() as s:
         steps = sorted(s.scalars(select(LossPoint.step).where(LossPoint.run_id == job.run_id)))
-        worker = s.scalars(select(Worker).where(Worker.name == "w1@test")).one()
     assert steps == list(range(2, 161, 2))
-    # The worker's own heartbeat reconnected too.
-    assert worker.state == WorkerState.ONLINE
-    assert worker.last_heartbeat > restarted_at
+
+    # The worker's own heartbeat reconnected too: a beat after the restart (the job may
+    # finish before the worker's next beat, so wait a few beats rather than look once).
+    def worker() -> Worker:
+        with db.session_scope() as s:
+            return s.scalars(select(Worker).where(Worker.name == "w1@test")).one()
+
+    w = wait_for(
+        lambda: (w := worker()).last_heartbeat > restarted_at and w, 30, what="a new heartbeat"
+    )
+    assert w.state == WorkerState.ONLINE

@@ -182,6 +182,11 @@ class Settings(BaseModel):
         """Per-run working folders of the jobs a worker runs (training state, logs)."""
         return self.data_dir / "work"
 
+    def job_log(self, job_id: int, attempt: int) -> Path:
+        """Where the worker that runs it writes a job attempt's output (the run page reads
+        it when the worker is on the same machine)."""
+        return self.work_dir / "logs" / f"job-{job_id}-attempt-{attempt}.log"
+
     @property
     def cache_dir(self) -> Path:
         """Local copies of artifacts fetched from a remote store."""

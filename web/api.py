@@ -95,7 +95,7 @@ def _id_arg(name: str) -> int | None:
     """An optional id in the query string; `QueryError` (400) names a bad one."""
     if request.args.get(name) in (None, ""):
         return None
-    return queries._int_arg(request.args, name, 0, 1, MAX_ID)
+    return queries.int_arg(request.args, name, 0, 1, MAX_ID)
 
 
 def _spec_error(exc: SpecError) -> ApiError:
@@ -103,7 +103,7 @@ def _spec_error(exc: SpecError) -> ApiError:
     return ApiError(422, str(exc), [{"field": f"spec.{exc.field}", "reason": exc.message}])
 
 
-def _check_refs(spec: TrainSpec | GenerateSpec | EvalSpec) -> None:
+def check_refs(spec: TrainSpec | GenerateSpec | EvalSpec) -> None:
     """Refuse, as 422s, references the job system cannot look up: a checkpoint id past
     the id range (or in non-ASCII digits), a dataset under a home directory that does not
     exist (`~nobody/x`), a step count no integer column holds."""
@@ -194,7 +194,7 @@ def spec_from_submission(body: SubmitTrain) -> TrainSpec:
 def submit_run():
     body = _body(SubmitTrain)
     spec = spec_from_submission(body)
-    _check_refs(spec)
+    check_refs(spec)
     try:
         job = jobs.submit_train(
             spec, name=body.name, tags=body.tags, queue=body.queue, priority=body.priority
@@ -211,7 +211,7 @@ def run(run_id: int):
 
 @bp.get("/runs/<int:run_id>/curves")
 def run_curves(run_id: int):
-    n = queries._int_arg(request.args, "max_points", queries.MAX_POINTS, 2, 5000)
+    n = queries.int_arg(request.args, "max_points", queries.MAX_POINTS, 2, 5000)
     return _query(queries.run_curves, run_id, n)
 
 
@@ -241,7 +241,7 @@ def retry_run(run_id: int):
 
 @bp.get("/jobs")
 def job_list():
-    limit = queries._int_arg(request.args, "limit", 100, 1, 1000)
+    limit = queries.int_arg(request.args, "limit", 100, 1, 1000)
     return jsonify(
         _query(
             queries.list_jobs,
@@ -279,7 +279,7 @@ def retry_job(job_id: int):
 @bp.post("/generate")
 def submit_generate():
     body = _body(SubmitGenerate)
-    _check_refs(body.spec)
+    check_refs(body.spec)
     try:
         job = jobs.submit_generate(body.spec, queue=body.queue, priority=body.priority)
     except SpecError as exc:
@@ -290,7 +290,7 @@ def submit_generate():
 @bp.post("/evaluate")
 def submit_evaluate():
     body = _body(SubmitEvaluate)
-    _check_refs(body.spec)
+    check_refs(body.spec)
     try:
         job = jobs.submit_evaluate(body.spec, queue=body.queue, priority=body.priority)
     except SpecError as exc:
@@ -325,7 +325,7 @@ def sample_set(set_id: int):
 @bp.get("/compare")
 def compare():
     ids = queries.parse_run_ids(request.args.get("runs"))
-    n = queries._int_arg(request.args, "max_points", queries.MAX_POINTS, 2, 5000)
+    n = queries.int_arg(request.args, "max_points", queries.MAX_POINTS, 2, 5000)
     return _query(queries.compare, ids, n)
 
 

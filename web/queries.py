@@ -100,8 +100,8 @@ class RunQuery:
         order = args.get("order") or "desc"
         if order not in ("asc", "desc"):
             raise QueryError("order", "choose asc or desc")
-        page = _int_arg(args, "page", 1, 1, 10**6)
-        per_page = _int_arg(args, "per_page", PER_PAGE, 1, MAX_PER_PAGE)
+        page = int_arg(args, "page", 1, 1, 10**6)
+        per_page = int_arg(args, "per_page", PER_PAGE, 1, MAX_PER_PAGE)
         q = (args.get("q") or "").strip() or None
         if q is not None and len(q) > 200:
             raise QueryError("q", "at most 200 characters")
@@ -117,7 +117,7 @@ class RunQuery:
         )
 
 
-def _int_arg(args: Any, name: str, default: int, low: int, high: int) -> int:
+def int_arg(args: Any, name: str, default: int, low: int, high: int) -> int:
     raw = args.get(name)
     if raw in (None, ""):
         return default

@@ -78,7 +78,7 @@ class JobProcess(Protocol):
 
 
 def log_path(job_id: int, attempt: int) -> Path:
-    return get_settings().work_dir / "logs" / f"job-{job_id}-attempt-{attempt}.log"
+    return get_settings().job_log(job_id, attempt)
 
 
 def pid_path(job_id: int, attempt: int) -> Path:

@@ -25,7 +25,7 @@ from shared import jobs
 from shared.db import session_scope
 from shared.specs import MAX_GRID, MAX_SAMPLES, GenerateSpec, SpecError
 from web import forms, queries
-from web.api import MAX_ID, ApiError, _check_refs
+from web.api import MAX_ID, ApiError, check_refs
 from web.api_models import SubmitGenerate
 from web.pages import bp
 
@@ -161,7 +161,7 @@ def _submit(fields: list[forms.FormField], no_checkpoints: bool):
         errors = forms.validation_errors(exc, [f.name for f in JOB_FIELDS]) | errors
     if spec is not None and not errors:
         try:
-            _check_refs(spec)
+            check_refs(spec)
             created = jobs.submit_generate(spec, queue=job["queue"], priority=job["priority"])
         except ApiError as exc:
             errors = {f["field"].removeprefix("spec."): f["reason"] for f in exc.fields}

@@ -24,7 +24,7 @@ from shared import jobs
 from shared.db import session_scope
 from shared.specs import PRESETS, SpecError, TrainSpec
 from web import forms, queries
-from web.api import MAX_ID, ApiError, _check_refs
+from web.api import MAX_ID, ApiError, check_refs
 from web.api_models import SubmitTrain
 from web.pages import bp
 
@@ -156,7 +156,7 @@ def new_run():
     errors: dict[str, str] = {}
     clone = None
     if request.args.get("clone"):
-        run_id = queries._int_arg(request.args, "clone", 0, 1, MAX_ID)
+        run_id = queries.int_arg(request.args, "clone", 0, 1, MAX_ID)
         preset, spec, job = _clone(run_id)
         clone = {"id": run_id, "name": job["name"].removesuffix(" (copy)")}
     else:
@@ -203,7 +203,7 @@ def _submit():
         errors = forms.validation_errors(exc, [f.name for f in JOB_FIELDS]) | errors
     if spec is not None and not errors:
         try:
-            _check_refs(spec)
+            check_refs(spec)
             created = jobs.submit_train(
                 spec,
                 name=job["name"],

@@ -47,11 +47,8 @@ LOG_FRAGMENT = """\
 
 
 def log_file(job_id: int, attempt: int) -> Path:
-    """Where a worker on this machine writes the output of a job's attempt.
-
-    The same path as `worker.runner.log_path` (web does not import worker code).
-    """
-    return get_settings().work_dir / "logs" / f"job-{job_id}-attempt-{attempt}.log"
+    """Where a worker on this machine writes the output of a job's attempt."""
+    return get_settings().job_log(job_id, attempt)
 
 
 def tail(path: Path, lines: int) -> list[str]:
@@ -143,7 +140,7 @@ def run_log(run_id: int):
     """The log tail as an HTML fragment (escaped), for the page's script to swap in."""
     if run_id > MAX_ID:
         raise queries.NotFound(f"no run with id {run_id}")
-    lines = queries._int_arg(request.args, "lines", LOG_LINES, 1, MAX_LOG_LINES)
+    lines = queries.int_arg(request.args, "lines", LOG_LINES, 1, MAX_LOG_LINES)
     with session_scope() as s:
         job_id = queries.train_job_id(s, run_id)
         job = queries.get_job_row(s, job_id) if job_id is not None else None

@@ -109,8 +109,8 @@ def sort_samples(rows: list[dict[str, Any]], key: str, desc: bool) -> list[dict[
 
 @bp.get("/sample-sets")
 def sample_sets():
-    run_id = queries._int_arg(request.args, "run_id", 0, 1, MAX_ID) or None
-    checkpoint_id = queries._int_arg(request.args, "checkpoint_id", 0, 1, MAX_ID) or None
+    run_id = queries.int_arg(request.args, "run_id", 0, 1, MAX_ID) or None
+    checkpoint_id = queries.int_arg(request.args, "checkpoint_id", 0, 1, MAX_ID) or None
     with session_scope() as s:
         sets = queries.list_sample_sets(s, run_id=run_id, checkpoint_id=checkpoint_id)
         runs = queries.sample_set_runs(s)

@@ -62,6 +62,7 @@ def _format_error(exc: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as given (to run it again)
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:

@@ -30,8 +30,6 @@ import os
 import selectors
 import signal
 import sys
-import threading
-import time
 import traceback
 from typing import Any
 
@@ -40,7 +38,7 @@ from shared.db import retry_on_disconnect, session_scope
 from shared.models import Job, JobKind
 from shared.settings import get_settings
 from worker.runner import EXIT_STOPPED, log_path
-from worker.stopping import StopControl, Stopped
+from worker.stopping import StopControl, Stopped, watch_parent
 
 log = logging.getLogger("worker.execute")
 
@@ -62,18 +60,6 @@ PRELOAD = (
     "worker.generate_job",
     "worker.evaluate_job",
 )
-
-
-def _watch_parent(parent: int) -> None:
-    """Kill our process group when process `parent` (who started us) is gone."""
-
-    def loop() -> None:
-        while True:
-            if os.getppid() != parent:
-                os.killpg(os.getpgrp(), signal.SIGKILL)
-            time.sleep(0.5)
-
-    threading.Thread(target=loop, name="parent-watch", daemon=True).start()
 
 
 def use_device(device: str) -> None:
@@ -122,7 +108,7 @@ def main(argv: list[str], *, parent: int | None = None) -> int:
     """
     job_id, attempt, worker = int(argv[0]), int(argv[1]), argv[2]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    _watch_parent(os.getppid() if parent is None else parent)
+    watch_parent(os.getppid() if parent is None else parent)
     claim = jobs.Claim(job_id, attempt, worker, JobKind.TRAIN)  # kind is read from the row
     stop = StopControl(claim)
     stop.install()

@@ -1,4 +1,5 @@
-"""How a job body learns it should stop: SIGTERM, the cancel flag, or lost ownership.
+"""How a job body learns it should stop: SIGTERM, the cancel flag, lost ownership, or
+the death of the process that started it.
 
 Its own module (not `worker.execute`) because that one runs as `__main__`: an exception
 class defined there would be a different class from the one the job bodies import.
@@ -7,6 +8,7 @@ class defined there would be a different class from the one the job bodies impor
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -50,3 +52,25 @@ class StopControl:
     def raise_if_stopped(self) -> None:
         if self.should_stop():
             raise Stopped()
+
+
+def watch_parent(parent: int, also: int | None = None) -> None:
+    """Kill our process group when process `parent` (who started us) is gone, or process
+    `also` (a launcher's parent, say) has ended."""
+
+    def gone(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, someone else's (a reused pid would be too: rare)
+            return False
+        return False
+
+    def loop() -> None:
+        while True:
+            if os.getppid() != parent or (also is not None and gone(also)):
+                os.killpg(os.getpgrp(), signal.SIGKILL)
+            time.sleep(0.5)
+
+    threading.Thread(target=loop, name="parent-watch", daemon=True).start()

@@ -10,6 +10,7 @@ after its checkpoint; the unique (run, step) key skips them, so none is duplicat
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,11 @@ from shared.models import Job
 from shared.settings import get_settings
 from shared.specs import TrainSpec
 from shared.storage import ArtifactStore
-from worker import results
-from worker.diffusion.training import STATE_DIR, STATE_FILE, BaseCallback, Trainer
+from worker import launch, results
+from worker.diffusion.training import RESULTS_FILE, STATE_DIR, STATE_FILE, BaseCallback, Trainer
 from worker.stopping import StopControl, Stopped
+
+log = logging.getLogger(__name__)
 
 # Loss points are written at most this often: a few rows per INSERT, negligible DB time.
 FLUSH_SECONDS = 1.0
@@ -50,7 +53,12 @@ class DatabaseCallback(BaseCallback):
 
     def on_train_begin(self, info: dict[str, Any]) -> None:
         results.merge_run_summary(
-            self.run_id, {"device": info["device"], "resumed_from_step": info["start_step"]}
+            self.run_id,
+            {
+                "device": info["device"],
+                "num_processes": info["num_processes"],
+                "resumed_from_step": info["start_step"],
+            },
         )
 
     def on_log(self, step: int, metrics: dict[str, float]) -> None:
@@ -138,8 +146,39 @@ def run_train(claim: jobs.Claim, job: Job, stop: StopControl) -> None:
     assert job.run_id is not None, "a training job belongs to a run"
     output_dir = get_settings().work_dir / f"run-{job.run_id}"
     restore_state(job.run_id, output_dir)
-    callback = DatabaseCallback(claim, job.run_id, spec, stop)
-    summary = Trainer(spec, output_dir, [callback]).train()
+    if spec.num_processes > 1:
+        summary = _train_launched(claim, job, spec, output_dir)
+    else:
+        callback = DatabaseCallback(claim, job.run_id, spec, stop)
+        summary = Trainer(spec, output_dir, [callback]).train()
     if summary["stopped_by"] == "callback":
         raise Stopped()
     jobs.set_result(claim, {"bound": summary["bound"], "steps": summary["steps"]})
+
+
+def _train_launched(claim: jobs.Claim, job: Job, spec: TrainSpec, output_dir: Path) -> dict:
+    """Train in `spec.num_processes` ranks (`worker.launch`); return rank 0's summary."""
+    cpu = launch.check_devices(spec.num_processes, spec.device)
+    launch.write_launch_file(
+        output_dir,
+        {
+            "spec": spec.model_dump(mode="json"),
+            "job_id": claim.job_id,
+            "attempt": claim.attempt,
+            "worker": claim.worker,
+            "run_id": job.run_id,
+        },
+    )
+    results_file = output_dir / RESULTS_FILE
+    # An earlier attempt's results and errors say nothing of this one.
+    results_file.unlink(missing_ok=True)
+    launch.clear_rank_errors(output_dir)
+    code = launch.run_launcher(spec.num_processes, "worker.train_rank", [str(output_dir)], cpu=cpu)
+    if not results_file.is_file():
+        errors = launch.rank_errors(output_dir) or "(no rank left a traceback; see the log)"
+        raise RuntimeError(
+            f"accelerate launch exited with code {code} before rank 0 finished training\n" + errors
+        )
+    if code != 0:  # e.g. SIGTERM (a cancel): it reached the launcher too, after the ranks saved
+        log.warning("accelerate launch exited with code %d after rank 0 finished", code)
+    return json.loads(results_file.read_text())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -67,6 +68,12 @@ def _train_parser(sub) -> None:
     p.add_argument("--save-every", type=int)
     p.add_argument("--log-every", type=int)
     p.add_argument("--tensorboard", action="store_true", default=None)
+    p.add_argument(
+        "--num-processes",
+        type=int,
+        help="train in N processes through `accelerate launch` (one per GPU; on the CPU, "
+        "gloo); the batch is split between them",
+    )
     p.add_argument("--output-dir", type=Path, help="default: runs/PRESET-TIMESTAMP; resumes")
     p.add_argument("--samples", type=int, default=3, help="samples to print after training")
     p.add_argument("--prompt", default="And God said", help="prefix of those samples")
@@ -105,6 +112,7 @@ def spec_from_args(args: argparse.Namespace) -> TrainSpec:
         "save_every": args.save_every,
         "log_every": args.log_every,
         "tensorboard": args.tensorboard,
+        "num_processes": args.num_processes,
     }
     masking = {
         "mode": args.mask_mode,
@@ -198,11 +206,19 @@ def format_eval_table(results: list[dict[str, Any]], bound: dict[str, float]) ->
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from worker.diffusion.training import train
+    from worker import launch
 
     spec = spec_from_args(args)
     output = args.output_dir or Path("runs") / f"{spec.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    summary = train(spec, output, callbacks=[ProgressBar(spec, enabled=not args.no_progress)])
+    if spec.num_processes > 1 and not launch.in_launched_rank():
+        return _train_launched(args, spec, output)
+    from worker.diffusion.training import train
+
+    main = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch`, rank 0 reports
+    bar = ProgressBar(spec, enabled=main and not args.no_progress)
+    summary = train(spec, output, callbacks=[bar] if main else [])
+    if not main:
+        return 0
     print()
     print(format_eval_table(summary["eval"], summary["bound"]))
     print(
@@ -237,6 +253,25 @@ def run_train(args: argparse.Namespace) -> int:
         f'--prefix "{args.prompt}" --show-steps'
     )
     return 0
+
+
+def _train_launched(args: argparse.Namespace, spec: TrainSpec, output: Path) -> int:
+    """`text-diffusion train` again, in `spec.num_processes` ranks of `accelerate launch`."""
+    from text_diffusion.cli import UserError
+    from worker import launch
+
+    try:
+        cpu = launch.check_devices(spec.num_processes, spec.device)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    # Every rank gets the same output directory (the default name holds the time).
+    argv = [*args.argv, "--output-dir", str(output)]
+    where = "the CPU (gloo)" if cpu else "GPUs"
+    print(f"training in {spec.num_processes} processes on {where} through accelerate launch")
+    code = launch.run_launcher(spec.num_processes, "text_diffusion.cli", argv, cpu=cpu)
+    if code != 0:
+        print(f"error: accelerate launch exited with code {code}", file=sys.stderr)
+    return code
 
 
 # --------------------------------------------------------------------------- evaluate

@@ -343,6 +343,7 @@ def _denoise(model, tokenizer, rows: list[_Row], sampler: SamplerSpec, record: b
     strategy = get_strategy(sampler.strategy)
     schedule = get_schedule(sampler.schedule)
     head = lm_head(model)
+    device = next(model.parameters()).device
     mask_id = tokenizer.mask_token_id
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else mask_id
     special = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
@@ -387,8 +388,12 @@ def _denoise(model, tokenizer, rows: list[_Row], sampler: SamplerSpec, record: b
         need = in_block if strategy.repredicts else in_block & masked_a  # (A, W)
         owner = need.nonzero()[:, 0]  # (N,) row of each needed position, row-major
 
-        hidden = encode(model, ids[rows_t, :width], attention[rows_t, :width])  # (A, W, H)
-        logits = head(hidden[need]).float()  # (N, V)
+        # The model runs where its weights are (a GPU, say); the bookkeeping and the
+        # per-row seeded sampling stay on the CPU, so a sample does not depend on the device.
+        hidden = encode(
+            model, ids[rows_t, :width].to(device), attention[rows_t, :width].to(device)
+        )  # (A, W, H)
+        logits = head(hidden[need.to(device)]).float().cpu()  # (N, V)
         logits.index_fill_(1, special, float("-inf"))
         tokens, probs = sample_tokens(
             logits,

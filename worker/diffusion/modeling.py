@@ -160,6 +160,12 @@ def build_scratch(
     return RobertaForMaskedLM(config), tokenizer
 
 
+def job_device() -> torch.device:
+    """Where a generation or evaluation job runs its model: the GPU when one is visible (a
+    job whose spec says 'cpu' has them hidden by then), else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def encode(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor):
     """Hidden states of the encoder body. (B, T) -> (B, T, H)."""
     out = model.base_model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)

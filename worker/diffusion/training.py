@@ -47,6 +47,7 @@ STATE_DIR = "state"  # latest resumable training state (Accelerate format)
 OLD_STATE_DIR = ".old-state"  # the previous state while a new one is swapped in
 STATE_FILE = "trainer_state.json"
 RESULTS_FILE = "results.json"
+STOP_REASONS = (None, "time_budget", "callback")  # by strength: the ranks agree on the max
 
 
 class Callback(Protocol):
@@ -225,8 +226,13 @@ class Trainer:
             project_dir=str(self.output_dir),
         )
         set_seed(spec.seed)
-        self.prepared = prepared or prepare_data_and_model(spec)
+        if prepared is None:
+            # Rank 0 first: it fills the corpus and tokenizer caches the others then read.
+            with self.accelerator.main_process_first():
+                prepared = prepare_data_and_model(spec)
+        self.prepared = prepared
         self.tokenizer = self.prepared.tokenizer
+        self._check_same_data()
         self.special_ids = torch.tensor(sorted(set(self.tokenizer.all_special_ids)))
         self.sampler = data_lib.BlockSampler(
             len(self.prepared.train_blocks), spec.batch_size, spec.seed
@@ -240,6 +246,27 @@ class Trainer:
             DiffusionObjective(model), optimizer
         )
         self.state = TrainerState()
+
+    def _check_same_data(self) -> None:
+        """With several processes, fail unless every rank packed the same blocks: each rank
+        trains its tokenizer and packs the corpus itself, and a difference would train the
+        ranks on different token ids without any other error."""
+        acc = self.accelerator
+        if acc.num_processes == 1:
+            return
+        blocks = self.prepared.train_blocks  # (M, T)
+        weights = torch.arange(1, blocks.shape[1] + 1, dtype=torch.float64)  # (T,)
+        mine = torch.tensor(
+            [len(blocks), float((blocks.double() * weights).sum()), len(self.tokenizer)],
+            dtype=torch.float64,
+            device=acc.device,
+        )  # (3,)
+        every = acc.gather(mine.unsqueeze(0))  # (P, 3)
+        if not bool((every == every[0]).all()):
+            raise RuntimeError(
+                "the training processes packed different data (blocks, checksum, vocabulary "
+                f"per rank: {every.tolist()}); the corpus or tokenizer is not deterministic"
+            )
 
     # ----------------------------------------------------------------- state on disk
     def _load_state_if_any(self) -> None:
@@ -269,10 +296,13 @@ class Trainer:
             tmp.rename(ckpt)
             self.state.last_checkpoint = str(ckpt)
         tmp_state = self.output_dir / ".tmp-state"
-        shutil.rmtree(tmp_state, ignore_errors=True)
+        if self.accelerator.is_main_process:
+            shutil.rmtree(tmp_state, ignore_errors=True)
+        self.accelerator.wait_for_everyone()  # every rank writes its RNG state in there
         # Pickle format: the tied embedding/decoder weights would trip safetensors' shared
         # tensor check, and this state is only ever read back by us.
         self.accelerator.save_state(str(tmp_state), safe_serialization=False)
+        self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             (tmp_state / STATE_FILE).write_text(json.dumps(asdict(self.state)))
             # Swap by renames so that a crash at any point leaves one complete state.
@@ -289,16 +319,18 @@ class Trainer:
 
     # ----------------------------------------------------------------- one step
     def _micro_batch(self, k: int) -> dict[str, torch.Tensor]:
-        """Global micro-batch k, this process's share, masked with generator seeded by k."""
-        rows = self.sampler.batch(k)
+        """Global micro-batch k, masked with a generator seeded by k; this process's rows.
+
+        Every rank masks the whole micro-batch (cheap integer ops) and keeps its rows, so N
+        processes train on exactly the masked batches one process would.
+        """
         acc = self.accelerator
-        rows = rows[acc.process_index :: acc.num_processes]
-        ids = self.prepared.train_blocks[rows]  # (B, T)
+        ids = self.prepared.train_blocks[self.sampler.batch(k)]  # (B, T)
         g = torch.Generator().manual_seed(self.spec.seed * 1_000_003 + k)
         maskable = maskable_positions(
             ids, self.special_ids, prefix_length=self.spec.masking.prefix_length
         )
-        ratios = sample_ratios(len(ids), self.spec.masking, g)
+        ratios = sample_ratios(len(ids), self.spec.masking, g)  # (B,)
         batch = mask_batch(
             ids,
             maskable,
@@ -307,14 +339,15 @@ class Trainer:
             mode=self.spec.masking.mode,
             generator=g,
         )
-        masked = batch.masked
+        mine = slice(acc.process_index, None, acc.num_processes)
+        masked = batch.masked[mine]  # (B / P, T)
         dev = acc.device
         return {
-            "input_ids": batch.input_ids.to(dev),
-            "attention_mask": torch.ones_like(ids).to(dev),
+            "input_ids": batch.input_ids[mine].to(dev),
+            "attention_mask": torch.ones_like(masked, dtype=torch.long).to(dev),
             "masked": masked.to(dev),
-            "targets": batch.labels[masked].to(dev),
-            "weights": batch.weights[masked].to(dev),
+            "targets": batch.labels[mine][masked].to(dev),
+            "weights": batch.weights[mine][masked].to(dev),
             "ratio": float(ratios.mean()),
         }
 
@@ -334,8 +367,9 @@ class Trainer:
             batch = self._micro_batch(self.state.step * spec.grad_accum + micro)
             ratio_sum += batch.pop("ratio")
             with acc.autocast():
-                loss = self.objective(**batch)
-            acc.backward(loss / spec.grad_accum)
+                loss = self.objective(**batch)  # this rank's share of the batch's loss
+            # DDP averages gradients over the P ranks; the batch's gradient is their sum.
+            acc.backward(loss * acc.num_processes / spec.grad_accum)
             total += loss.item() / spec.grad_accum
             masked_tokens += int(batch["targets"].numel())
         grad_norm = acc.clip_grad_norm_(self.objective.parameters(), spec.max_grad_norm)
@@ -351,6 +385,18 @@ class Trainer:
             "grad_norm": float(grad_norm),
             "masked_tokens": masked_tokens,
         }
+
+    def _across_ranks(self, metrics: dict[str, float]) -> dict[str, float]:
+        """This step's metrics over the whole batch: each rank holds its share of the loss
+        (weights are normalised over the whole batch) and of the masked tokens."""
+        acc = self.accelerator
+        if acc.num_processes == 1:
+            return metrics
+        local = torch.tensor(
+            [metrics["loss"], metrics["masked_tokens"]], dtype=torch.float64, device=acc.device
+        )  # (2,)
+        loss, masked = acc.reduce(local, "sum").tolist()
+        return {**metrics, "loss": loss, "masked_tokens": int(masked)}
 
     def evaluate(self) -> tuple[list[RatioResult], dict[str, float]]:
         spec = self.spec
@@ -375,11 +421,22 @@ class Trainer:
 
     # ----------------------------------------------------------------- the loop
     def _stop_reason(self) -> str | None:
+        """Why to stop before the next step, if at all; the same answer on every rank.
+
+        A rank alone may be asked to stop (rank 0 reads the cancel flag, any rank may get
+        SIGTERM): the ranks take the strongest request among them, so all stop at the same
+        step and save together instead of leaving the others waiting in a collective.
+        """
+        code = 0
         if self.spec.minutes and self.state.elapsed_s >= self.spec.minutes * 60:
-            return "time_budget"
+            code = 1
         if any(cb.should_stop() for cb in self.callbacks):
-            return "callback"
-        return None
+            code = 2
+        if self.accelerator.num_processes > 1:
+            flag = torch.tensor([code], device=self.accelerator.device)  # (1,)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            code = int(flag.item())
+        return STOP_REASONS[code]
 
     def train(self) -> dict[str, Any]:
         """Train until max_steps, the time budget, or a callback's stop. Returns the summary."""
@@ -414,6 +471,7 @@ class Trainer:
             window_tokens += spec.batch_size * spec.grad_accum * spec.seq_len
             step = self.state.step
             if step % spec.log_every == 0 or step == spec.max_steps:
+                metrics = self._across_ranks(metrics)
                 now = time.perf_counter()
                 metrics["tokens_per_s"] = window_tokens / max(now - window_start, 1e-9)
                 metrics["tokens_seen"] = self.state.tokens_seen

@@ -1,0 +1,86 @@
+"""One rank of a multi-process training job: `accelerate launch ... -m worker.train_rank DIR`.
+
+DIR is the run's output directory, which holds `LAUNCH_FILE` (written by
+`worker.train_job`). Every rank builds the same Trainer and trains its share of each batch;
+rank 0 alone streams to the database and writes RESULTS_FILE, which tells the job's
+process how the training ended. A stop (the cancel flag, read by rank 0, or SIGTERM to any
+rank) is agreed by all ranks at the next step, so they save together and exit 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+
+from worker.launch import JOB_PID_ENV, rank_error_file, read_launch_file
+
+log = logging.getLogger("worker.train_rank")
+
+
+class SignalStop:
+    """Asks the loop to stop once this rank got SIGTERM (the other hooks do nothing)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: self.event.set())
+
+    def should_stop(self) -> bool:
+        return self.event.is_set()
+
+    def on_train_begin(self, info) -> None: ...
+    def on_log(self, step, metrics) -> None: ...
+    def on_evaluate(self, step, results, bound) -> None: ...
+    def on_checkpoint(self, step, path) -> None: ...
+    def on_train_end(self, summary) -> None: ...
+
+
+def main(argv: list[str]) -> int:
+    import os
+
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    from shared import jobs
+    from shared.models import JobKind
+    from shared.specs import TrainSpec
+    from worker.diffusion.training import Trainer
+    from worker.stopping import StopControl, watch_parent
+    from worker.train_job import DatabaseCallback
+
+    output_dir = Path(argv[0])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # The launcher and the job's process: if either is killed, so are we.
+    watch_parent(os.getppid(), also=int(os.environ[JOB_PID_ENV]))
+    launch = read_launch_file(output_dir)
+    spec = TrainSpec.model_validate(launch["spec"])
+    # Joins the process group (gloo when the launch set ACCELERATE_USE_CPU, else NCCL).
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    callbacks: list = [SignalStop()]
+    if state.is_main_process:
+        claim = jobs.Claim(launch["job_id"], launch["attempt"], launch["worker"], JobKind.TRAIN)
+        callbacks = [DatabaseCallback(claim, launch["run_id"], spec, StopControl(claim))]
+        callbacks[0].stop.install()  # SIGTERM on rank 0 sets its StopControl
+    log.info("rank %d of %d on %s", state.process_index, state.num_processes, state.device)
+    try:
+        summary = Trainer(spec, output_dir, callbacks).train()
+    except Exception:
+        # The job's error names the rank's exception, not only the launcher's exit code.
+        rank_error_file(output_dir, state.process_index).write_text(traceback.format_exc())
+        raise
+    log.info(
+        "rank %d done: %s after %d steps",
+        state.process_index,
+        summary["stopped_by"],
+        summary["steps"],
+    )
+    state.wait_for_everyone()
+    state.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -132,7 +132,13 @@ class TrainSpec(_Spec):
     eval_batches: int = Field(4, ge=1, le=10_000, description="Validation batches per ratio.")
     save_every: int = Field(500, ge=1, description="Steps between checkpoints.")
     log_every: int = Field(10, ge=1)
-    num_processes: int = Field(1, ge=1, le=64)
+    num_processes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Processes to train in (accelerate launch): one per GPU, or sharing the "
+        "CPU. Each trains on its share of every batch.",
+    )
     tensorboard: bool = False
     device: Device = Field("auto", description=DEVICE_HELP)
 
@@ -140,6 +146,15 @@ class TrainSpec(_Spec):
     @classmethod
     def _eval_ratios(cls, v: list[float]) -> list[float]:
         return _check_ratios(v, "eval_ratios")
+
+    @model_validator(mode="after")
+    def _batch_covers_processes(self) -> TrainSpec:
+        if self.batch_size < self.num_processes:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must be at least num_processes "
+                f"({self.num_processes}): each process trains on its share of every batch"
+            )
+        return self
 
     @model_validator(mode="after")
     def _scratch_needs_arch(self) -> TrainSpec:

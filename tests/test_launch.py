@@ -49,6 +49,15 @@ def test_devices_are_checked_before_anything_starts(monkeypatch):
         launch.check_devices(2, "cuda")
 
 
+def test_a_batch_smaller_than_the_processes_is_refused():
+    from pydantic import ValidationError
+
+    from shared.specs import TrainSpec
+
+    with pytest.raises(ValidationError, match=r"batch_size \(2\) must be at least num_processes"):
+        TrainSpec.from_preset("tiny", batch_size=2, num_processes=4)
+
+
 def test_train_in_two_processes_from_the_command_line(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run(

@@ -48,6 +48,16 @@ def _ids_in_range() -> None:
             raise ApiError(404, f"no {name.removesuffix('_id')} with id {value}")
 
 
+@bp.before_request
+def _one_value_per_parameter() -> None:
+    """Every query parameter of the API holds one value (lists are comma-separated), so a
+    repeated one is an error rather than silently reading the first."""
+    repeated = [name for name, values in request.args.lists() if len(values) > 1]
+    if repeated:
+        fields = [{"field": n, "reason": "given more than once"} for n in repeated]
+        raise ApiError(400, f"query parameter {repeated[0]!r} given more than once", fields)
+
+
 def error_response(status: int, message: str, fields: list[dict[str, str]] | None = None):
     """JSON under /api/, the error page elsewhere (a page that hit a missing run, say)."""
     if not request.path.startswith("/api/"):

@@ -111,6 +111,7 @@ def test_runs_are_listed_filtered_sorted_and_paged(api, many_runs):
         ("per_page=201", "per_page"),
         ("per_page=ten", "per_page"),
         ("q=" + "x" * 201, "q"),
+        ("page=1&page=2", "page"),  # one value each: a repeat is not silently dropped
     ],
 )
 def test_bad_run_queries_are_400_naming_the_parameter(api, query, field):

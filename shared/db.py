@@ -11,6 +11,7 @@ the writer, a busy timeout so writers queue instead of failing, foreign keys on,
 every transaction opened with BEGIN IMMEDIATE so that a read-then-write transaction
 waits for the lock up front instead of failing mid-way with "database is locked".
 Keep sessions short: a SQLite transaction holds the single write lock until it ends.
+`read_scope()` is for reads alone (the dashboard): a plain BEGIN, which takes no lock.
 
 PostgreSQL gets pool_pre_ping, so a worker whose server restarted reconnects on its next
 checkout instead of failing the job; the writes a running job makes are wrapped in
@@ -99,6 +100,9 @@ def make_engine(
         connect_args = kwargs.setdefault("connect_args", {})
         connect_args.setdefault("connect_timeout", 10)
         connect_args.setdefault("application_name", "text-diffusion")
+        engine = create_engine(url, **kwargs)
+        _configure_postgres(engine)
+        return engine
     return create_engine(url, **kwargs)
 
 
@@ -123,19 +127,38 @@ def _configure_sqlite(engine: Engine, *, foreign_keys: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read (`read_scope`) takes no lock: in WAL mode it reads a snapshot beside the
+        # writer, and query_only makes a write in it fail. Anything else takes the write
+        # lock up front. (query_only is the connection's: set on every begin, both ways.)
+        read = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql(f"PRAGMA query_only={int(read)}")
+        connection.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
 
 
-_ENGINES: dict[str, tuple[Engine, sessionmaker[Session]]] = {}
+def _configure_postgres(engine: Engine) -> None:
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        if connection.get_execution_options().get(READ_ONLY, False):
+            connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+
+
+# Execution option that marks `read_scope`'s transactions (see the "begin" listeners).
+READ_ONLY = "text_diffusion_read_only"
+_ENGINES: dict[str, tuple[Engine, sessionmaker[Session], sessionmaker[Session]]] = {}
 _LOCK = threading.Lock()
 
 
-def _cached(url: str | None) -> tuple[Engine, sessionmaker[Session]]:
+def _cached(url: str | None) -> tuple[Engine, sessionmaker[Session], sessionmaker[Session]]:
     key = url if url is not None else get_settings().database_url
     with _LOCK:
         if key not in _ENGINES:
             engine = make_engine(key)
-            _ENGINES[key] = (engine, sessionmaker(engine, expire_on_commit=False))
+            reader = engine.execution_options(**{READ_ONLY: True})  # same pool
+            _ENGINES[key] = (
+                engine,
+                sessionmaker(engine, expire_on_commit=False),
+                sessionmaker(reader, expire_on_commit=False),
+            )
         return _ENGINES[key]
 
 
@@ -152,7 +175,7 @@ def get_sessionmaker(url: str | None = None) -> sessionmaker[Session]:
 def dispose_engines() -> None:
     """Close and forget every cached engine (tests; a settings change)."""
     with _LOCK:
-        for engine, _ in _ENGINES.values():
+        for engine, *_ in _ENGINES.values():
             engine.dispose()
         _ENGINES.clear()
 
@@ -161,7 +184,7 @@ def _after_fork_in_child() -> None:
     # A forked worker must not share its parent's sockets: drop (not close) them.
     global _LOCK
     _LOCK = threading.Lock()
-    for engine, _ in _ENGINES.values():
+    for engine, *_ in _ENGINES.values():
         engine.dispose(close=False)
 
 
@@ -172,6 +195,15 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 def session_scope(url: str | None = None) -> Iterator[Session]:
     """A session in one transaction: commit on success, roll back on an exception."""
     with get_sessionmaker(url)() as session, session.begin():
+        yield session
+
+
+@contextmanager
+def read_scope(url: str | None = None) -> Iterator[Session]:
+    """A session for reading only (the dashboard's). On SQLite its transaction takes no
+    lock, so readers never queue behind a training job's writes or each other. On both
+    backends a write in it fails (SQLite's query_only, PostgreSQL's READ ONLY)."""
+    with _cached(url)[2]() as session, session.begin():
         yield session
 
 

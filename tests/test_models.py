@@ -218,3 +218,38 @@ def test_concurrent_read_then_write_transactions_wait_instead_of_failing(sqlite_
         thread.join()
     with db.session_scope(sqlite_url) as session:
         assert session.scalars(select(Run.step)).one() == 100  # no lost update either
+
+
+def test_reads_do_not_wait_for_a_writer_on_sqlite(sqlite_url):
+    # The dashboard reads while training jobs write: a read must see the last committed
+    # state at once, not queue behind the write lock (which BEGIN IMMEDIATE would take).
+    with db.session_scope(sqlite_url) as session:
+        session.add(Run(name="committed", spec={}))
+    writing, read_done = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with db.session_scope(sqlite_url) as session:
+            session.add(Run(name="uncommitted", spec={}))
+            session.flush()  # holds the write lock from here until the commit
+            writing.set()
+            assert read_done.wait(10), "the read waited for the writer"
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert writing.wait(10)
+    with db.read_scope(sqlite_url) as session:
+        names = session.scalars(select(Run.name)).all()
+    read_done.set()
+    thread.join()
+    assert names == ["committed"]
+    with db.read_scope(sqlite_url) as session:
+        assert sorted(session.scalars(select(Run.name))) == ["committed", "uncommitted"]
+
+
+def test_read_scope_cannot_write(url):
+    with pytest.raises(Exception, match="read.only|readonly|attempt to write"):
+        with db.read_scope(url) as session:
+            session.add(Run(name="sneaky", spec={}))
+            session.flush()
+    with db.read_scope(url) as session:
+        assert session.scalars(select(Run)).all() == []

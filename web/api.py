@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
 from shared import jobs
-from shared.db import session_scope
+from shared.db import read_scope
 from shared.specs import PRESETS, EvalSpec, GenerateSpec, SpecError, TrainSpec
 from web import queries
 from web.api_models import PatchJob, SubmitEvaluate, SubmitGenerate, SubmitTrain
@@ -137,7 +137,7 @@ def check_refs(spec: TrainSpec | GenerateSpec | EvalSpec) -> None:
 
 
 def _query(fn, *args, **kwargs):
-    with session_scope() as s:
+    with read_scope() as s:
         return fn(s, *args, **kwargs)
 
 

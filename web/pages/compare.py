@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import render_template, request
 
-from shared.db import session_scope
+from shared.db import read_scope
 from web import queries
 from web.pages import bp
 
@@ -75,18 +75,18 @@ def _recent(s) -> list[dict[str, Any]]:
 def compare():
     raw = ",".join(request.args.getlist("runs"))
     if not raw.strip(" ,"):
-        with session_scope() as s:
+        with read_scope() as s:
             return render_template("compare.html", data=None, recent=_recent(s), error=None)
     try:
         ids = queries.parse_run_ids(raw)
     except queries.QueryError as exc:
         picked = {int(p) for p in raw.replace(" ", ",").split(",") if p.isascii() and p.isdigit()}
-        with session_scope() as s:
+        with read_scope() as s:
             page = render_template(
                 "compare.html", data=None, recent=_recent(s), error=str(exc), picked=picked
             )
         return page, 400
-    with session_scope() as s:
+    with read_scope() as s:
         data = queries.compare(s, ids)
     metric_names = sorted(
         {k for m in data["sample_metrics"].values() if m for k in m} - {"sample_set_id", "settings"}

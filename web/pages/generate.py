@@ -22,7 +22,7 @@ from flask import flash, redirect, render_template, request, url_for
 from pydantic import ValidationError
 
 from shared import jobs
-from shared.db import session_scope
+from shared.db import read_scope
 from shared.specs import MAX_GRID, MAX_SAMPLES, GenerateSpec, SpecError
 from web import forms, queries
 from web.api import MAX_ID, ApiError, check_refs
@@ -111,7 +111,7 @@ def _render(
 
 @bp.route("/generate", methods=["GET", "POST"])
 def generate():
-    with session_scope() as s:
+    with read_scope() as s:
         checkpoints = queries.list_checkpoints(s)
     fields = [_checkpoint_field(checkpoints) if f.name == "checkpoint" else f for f in FIELDS]
     if request.method == "POST":

@@ -21,7 +21,7 @@ from flask import flash, redirect, render_template, request, url_for
 from pydantic import ValidationError
 
 from shared import jobs
-from shared.db import session_scope
+from shared.db import read_scope
 from shared.specs import PRESETS, SpecError, TrainSpec
 from web import forms, queries
 from web.api import MAX_ID, ApiError, check_refs
@@ -132,7 +132,7 @@ def _render(
 def _clone(run_id: int) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """(preset, spec values, job values) of a stored run, over its preset's defaults (a
     field added to TrainSpec since the run was stored keeps its default)."""
-    with session_scope() as s:
+    with read_scope() as s:
         run = queries.get_run(s, run_id)
         spec, name, tags = dict(run.spec or {}), run.name, list(run.tags or [])
         job_id = queries.train_job_id(s, run_id)

@@ -21,7 +21,7 @@ from flask import flash, redirect, render_template, render_template_string, requ
 from markupsafe import Markup
 
 from shared import jobs
-from shared.db import session_scope
+from shared.db import read_scope
 from shared.settings import get_settings
 from web import queries
 from web.api import MAX_ID
@@ -121,7 +121,7 @@ def _train_job(detail: dict[str, Any]) -> dict[str, Any] | None:
 def run(run_id: int):
     if run_id > MAX_ID:
         raise queries.NotFound(f"no run with id {run_id}")
-    with session_scope() as s:
+    with read_scope() as s:
         detail = queries.run_detail(s, run_id)
     settings = queries.flat_settings(detail["spec"])
     log = job_log(_train_job(detail))
@@ -141,7 +141,7 @@ def run_log(run_id: int):
     if run_id > MAX_ID:
         raise queries.NotFound(f"no run with id {run_id}")
     lines = queries.int_arg(request.args, "lines", LOG_LINES, 1, MAX_LOG_LINES)
-    with session_scope() as s:
+    with read_scope() as s:
         job_id = queries.train_job_id(s, run_id)
         job = queries.get_job_row(s, job_id) if job_id is not None else None
     return render_log(job_log(job, lines))
@@ -152,7 +152,7 @@ def _act(run_id: int, action: str):
     back = redirect(url_for("pages.run", run_id=run_id))
     if run_id > MAX_ID:
         raise queries.NotFound(f"no run with id {run_id}")
-    with session_scope() as s:
+    with read_scope() as s:
         job_id = queries.train_job_id(s, run_id)
     if job_id is None:
         flash(f"Run {run_id} has no training job to {action}.", "error")

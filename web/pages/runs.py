@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import redirect, render_template, request, url_for
 
-from shared.db import session_scope
+from shared.db import read_scope
 from web import queries
 from web.pages import bp
 
@@ -21,7 +21,7 @@ def runs():
         error = None
     except queries.QueryError as exc:
         rq, error = queries.RunQuery(), str(exc)
-    with session_scope() as s:
+    with read_scope() as s:
         page = queries.list_runs(s, rq)
         options = queries.filter_options(s)
     return render_template(

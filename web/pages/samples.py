@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import render_template, request
 
-from shared.db import session_scope
+from shared.db import read_scope
 from web import queries
 from web.api import MAX_ID
 from web.pages import bp
@@ -111,7 +111,7 @@ def sort_samples(rows: list[dict[str, Any]], key: str, desc: bool) -> list[dict[
 def sample_sets():
     run_id = queries.int_arg(request.args, "run_id", 0, 1, MAX_ID) or None
     checkpoint_id = queries.int_arg(request.args, "checkpoint_id", 0, 1, MAX_ID) or None
-    with session_scope() as s:
+    with read_scope() as s:
         sets = queries.list_sample_sets(s, run_id=run_id, checkpoint_id=checkpoint_id)
         runs = queries.sample_set_runs(s)
     metrics = [m for m in LIST_METRICS if any(m in x["metrics"] for x in sets)]
@@ -131,7 +131,7 @@ def sample_sets():
 def sample_set(set_id: int):
     if set_id > MAX_ID:
         raise queries.NotFound(f"no sample set with id {set_id}")
-    with session_scope() as s:
+    with read_scope() as s:
         detail = queries.sample_set_detail(s, set_id)
         run_name = queries.get_run(s, detail["run_id"]).name
     rows = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 
 from shared import jobs
-from shared.db import session_scope
+from shared.db import read_scope
 from shared.settings import get_settings
 from shared.specs import SpecError
 from web import queries
@@ -22,7 +22,7 @@ POLL_MS = 5000
 
 @bp.get("/workers")
 def workers():
-    with session_scope() as s:
+    with read_scope() as s:
         data = queries.workers_and_queues(s)
     return render_template(
         "workers.html",

@@ -164,18 +164,23 @@ class TrainSpec(_Spec):
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> TrainSpec:
-        """Build a spec from a preset, then apply overrides (None values are ignored)."""
+        """Build a spec from a preset, then apply overrides; None means "not given" (the
+        command line's unset flags) and is skipped. `from_preset_data` keeps None."""
+        return cls.from_preset_data(name, {k: v for k, v in overrides.items() if v is not None})
+
+    @classmethod
+    def from_preset_data(cls, name: str, data: dict[str, Any]) -> TrainSpec:
+        """A preset updated by `data` (JSON from the API or a form), where None is a value:
+        `{"head_lr": null}` sets head_lr to None. `masking` is merged field by field."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-        data: dict[str, Any] = {"preset": name, **PRESETS[name]}
-        for key, value in overrides.items():
-            if value is None:
-                continue
+        merged: dict[str, Any] = {"preset": name, **PRESETS[name]}
+        for key, value in data.items():
             if key == "masking" and isinstance(value, dict):
-                data["masking"] = {**data.get("masking", {}), **value}
+                merged["masking"] = {**merged.get("masking", {}), **value}
             else:
-                data[key] = value
-        return cls.model_validate(data)
+                merged[key] = value
+        return cls.model_validate(merged)
 
 
 # Presets. `minilm` and `tiny` work offline; the hub presets keep the original design's

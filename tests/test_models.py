@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import delete, select, text
-from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 
 from shared import db
 from shared.models import (
@@ -247,9 +247,9 @@ def test_reads_do_not_wait_for_a_writer_on_sqlite(sqlite_url):
 
 
 def test_read_scope_cannot_write(url):
-    with pytest.raises(Exception, match="read.only|readonly|attempt to write"):
-        with db.read_scope(url) as session:
-            session.add(Run(name="sneaky", spec={}))
-            session.flush()
+    # SQLite: "attempt to write a readonly database"; PostgreSQL: "... read-only transaction".
+    with pytest.raises(DBAPIError, match=r"readonly|read-only"), db.read_scope(url) as session:
+        session.add(Run(name="sneaky", spec={}))
+        session.flush()
     with db.read_scope(url) as session:
         assert session.scalars(select(Run)).all() == []

@@ -195,7 +195,7 @@ def spec_from_submission(body: SubmitTrain) -> TrainSpec:
         )
     overrides = {k: v for k, v in body.spec.items() if k != "preset"}
     try:
-        return TrainSpec.from_preset(body.preset, **overrides)
+        return TrainSpec.from_preset_data(body.preset, overrides)
     except ValidationError as exc:
         raise ApiError(422, "invalid training spec", validation_fields(exc, "spec.")) from None
 

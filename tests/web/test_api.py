@@ -174,10 +174,18 @@ def test_submit_train_stores_the_run_and_queues_its_job(api, web_env):
     assert listed["id"] == body["run_id"] and listed["status"] == "queued"
 
 
+def test_null_in_a_submitted_spec_sets_the_field_to_none(api, web_env):
+    # minilm's head_lr is 2e-3; null means "the same as lr", not "the preset's value".
+    body = api.post("/api/runs", json={"preset": "minilm", "spec": {"head_lr": None}}).json
+    with session_scope() as s:
+        assert s.get(Run, body["run_id"]).spec["head_lr"] is None
+
+
 @pytest.mark.parametrize(
     "body, field",
     [
         ({"preset": "tiny", "spec": {"lr": -1}}, "spec.lr"),
+        ({"preset": "tiny", "spec": {"num_processes": 2, "batch_size": 1}}, "spec"),
         ({"preset": "tiny", "spec": {"masking": {"grid": [0.5, 1.5]}}}, "spec.masking.grid"),
         ({"preset": "tiny", "spec": {"scratch": {"hidden": 130, "heads": 4}}}, "spec.scratch"),
         ({"preset": "tiny", "spec": {"learning_rate": 1}}, "spec.learning_rate"),

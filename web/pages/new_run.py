@@ -173,13 +173,9 @@ def new_run():
 
 
 def build_spec(preset: str, values: dict[str, Any]) -> TrainSpec:
-    """`TrainSpec.from_preset(preset, **values)`, except that an emptied optional field
-    stays None (from_preset skips None overrides: the form says "empty means none")."""
-    spec = TrainSpec.from_preset(preset, **values)
-    nones = {k: None for k, v in values.items() if v is None}
-    if not nones:
-        return spec
-    return TrainSpec.model_validate({**spec.model_dump(), **nones})
+    """The preset with the form's values; an emptied optional field is None ("empty means
+    none", as the form says)."""
+    return TrainSpec.from_preset_data(preset, values)
 
 
 def _submit():

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import uuid
 from functools import lru_cache
+from urllib.parse import parse_qs, urlsplit
 
 from celery import Celery
 from kombu import Queue
@@ -41,7 +42,16 @@ FILESYSTEM_POLL_SECONDS = 0.1
 
 
 def broker_url(settings: Settings) -> str:
-    return settings.redis_url or "filesystem://"
+    """Kombu's URL for REDIS_URL (the embedded broker without one). A Unix socket is
+    `unix:///path?db=N` to redis-py and `redis+socket:///path?virtual_host=N` to kombu."""
+    url = settings.redis_url
+    if not url:
+        return "filesystem://"
+    parts = urlsplit(url)
+    if parts.scheme != "unix":
+        return url
+    db = parse_qs(parts.query).get("db", ["0"])[0]
+    return f"redis+socket://{parts.path}?virtual_host={db}"
 
 
 def broker_transport_options(settings: Settings) -> dict[str, object]:

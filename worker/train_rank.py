@@ -10,19 +10,29 @@ rank) is agreed by all ranks at the next step, so they save together and exit 0.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
 import traceback
 from pathlib import Path
 
+from accelerate import PartialState
+from accelerate.utils import parse_flag_from_env
+
+from shared import jobs
+from shared.models import JobKind
+from shared.specs import TrainSpec
+from worker.diffusion.training import BaseCallback, Callback, Trainer
 from worker.launch import JOB_PID_ENV, rank_error_file, read_launch_file
+from worker.stopping import StopControl, watch_parent
+from worker.train_job import DatabaseCallback
 
 log = logging.getLogger("worker.train_rank")
 
 
-class SignalStop:
-    """Asks the loop to stop once this rank got SIGTERM (the other hooks do nothing)."""
+class SignalStop(BaseCallback):
+    """A rank other than 0: asks the loop to stop once this rank got SIGTERM."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
@@ -31,26 +41,8 @@ class SignalStop:
     def should_stop(self) -> bool:
         return self.event.is_set()
 
-    def on_train_begin(self, info) -> None: ...
-    def on_log(self, step, metrics) -> None: ...
-    def on_evaluate(self, step, results, bound) -> None: ...
-    def on_checkpoint(self, step, path) -> None: ...
-    def on_train_end(self, summary) -> None: ...
-
 
 def main(argv: list[str]) -> int:
-    import os
-
-    from accelerate import PartialState
-    from accelerate.utils import parse_flag_from_env
-
-    from shared import jobs
-    from shared.models import JobKind
-    from shared.specs import TrainSpec
-    from worker.diffusion.training import Trainer
-    from worker.stopping import StopControl, watch_parent
-    from worker.train_job import DatabaseCallback
-
     output_dir = Path(argv[0])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # The launcher and the job's process: if either is killed, so are we.
@@ -59,11 +51,14 @@ def main(argv: list[str]) -> int:
     spec = TrainSpec.model_validate(launch["spec"])
     # Joins the process group (gloo when the launch set ACCELERATE_USE_CPU, else NCCL).
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
-    callbacks: list = [SignalStop()]
+    callbacks: list[Callback]
     if state.is_main_process:
         claim = jobs.Claim(launch["job_id"], launch["attempt"], launch["worker"], JobKind.TRAIN)
-        callbacks = [DatabaseCallback(claim, launch["run_id"], spec, StopControl(claim))]
-        callbacks[0].stop.install()  # SIGTERM on rank 0 sets its StopControl
+        stop = StopControl(claim)  # the cancel flag, lost ownership, SIGTERM
+        stop.install()
+        callbacks = [DatabaseCallback(claim, launch["run_id"], spec, stop)]
+    else:
+        callbacks = [SignalStop()]
     log.info("rank %d of %d on %s", state.process_index, state.num_processes, state.device)
     try:
         summary = Trainer(spec, output_dir, callbacks).train()

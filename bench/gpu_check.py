@@ -54,7 +54,7 @@ def direct(args: argparse.Namespace, on_gpu: bool, out: Path) -> dict:
 
     from shared.specs import SamplerSpec, TrainSpec
     from worker.diffusion.generate import generate
-    from worker.diffusion.modeling import job_device, load_checkpoint
+    from worker.diffusion.modeling import inference_device, load_checkpoint
     from worker.diffusion.training import BaseCallback, Trainer
 
     warmup = min(10, max(1, args.steps // 5))
@@ -95,7 +95,7 @@ def direct(args: argparse.Namespace, on_gpu: bool, out: Path) -> dict:
     )
 
     model, tokenizer, _ = load_checkpoint(summary["checkpoint"])
-    model.to(job_device())
+    model.to(inference_device())
     sampler = SamplerSpec(steps=10)
     prompts = ["And God said", "In the beginning", "The LORD is my shepherd", ""]
     per_prompt = max(1, args.samples // len(prompts))

@@ -20,14 +20,14 @@ from worker.stopping import StopControl
 
 def load_checkpoint_row(checkpoint_id: int):
     """(model, tokenizer, meta, checkpoint row) of a stored checkpoint."""
-    from worker.diffusion.modeling import job_device, load_checkpoint
+    from worker.diffusion.modeling import inference_device, load_checkpoint
 
     with session_scope() as s:
         ckpt = s.get(Checkpoint, checkpoint_id)
         if ckpt is None:
             raise LookupError(f"checkpoint {checkpoint_id} no longer exists")
     model, tokenizer, meta = load_checkpoint(ArtifactStore().get_dir(ckpt.url))
-    model.to(job_device()).eval()
+    model.to(inference_device()).eval()
     return model, tokenizer, meta, ckpt
 
 

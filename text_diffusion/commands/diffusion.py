@@ -293,9 +293,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from shared.specs import DEFAULT_EVAL_GRID
     from worker.diffusion import data as data_lib
     from worker.diffusion.evaluation import bound_of, evaluate_ratios
-    from worker.diffusion.modeling import load_checkpoint
+    from worker.diffusion.modeling import inference_device, load_checkpoint
 
     model, tokenizer, meta = load_checkpoint(args.checkpoint)
+    model.to(inference_device())
     spec = TrainSpec.model_validate(meta["spec"]) if "spec" in meta else TrainSpec()
     val = data_lib.evaluation_texts(spec, args.dataset, args.dataset_config)
     blocks = data_lib.pack(val, tokenizer, spec.seq_len)
@@ -361,7 +362,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from text_diffusion.cli import UserError
     from worker.diffusion.evaluation import sample_metrics
     from worker.diffusion.generate import generate, infill
-    from worker.diffusion.modeling import load_checkpoint, load_pretrained
+    from worker.diffusion.modeling import inference_device, load_checkpoint, load_pretrained
     from worker.diffusion.viz import render_trajectory
 
     if args.prefix and args.template:
@@ -373,6 +374,7 @@ def run_generate(args: argparse.Namespace) -> int:
         model, tokenizer, _ = load_checkpoint(args.checkpoint)
     else:
         model, tokenizer = load_pretrained(args.checkpoint)
+    model.to(inference_device())
     common = {
         "num_samples": args.num_samples,
         "seed": args.seed,

@@ -160,9 +160,9 @@ def build_scratch(
     return RobertaForMaskedLM(config), tokenizer
 
 
-def job_device() -> torch.device:
-    """Where a generation or evaluation job runs its model: the GPU when one is visible (a
-    job whose spec says 'cpu' has them hidden by then), else the CPU."""
+def inference_device() -> torch.device:
+    """Where generation and evaluation run a model (jobs and the command line): the GPU
+    when one is visible (a job whose spec says 'cpu' has them hidden by then), else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 

@@ -135,9 +135,10 @@ def libraries_mapped(pid: int, name: str) -> bool:
 def worker_path(args: argparse.Namespace, on_gpu: bool) -> dict:
     """A training job and a generation job through a real worker; times from submit to done."""
     from _jobs_env import job_system, wait_job
+    from sqlalchemy import select
 
-    from shared import jobs
-    from shared.models import JobStatus
+    from shared import db, jobs
+    from shared.models import Checkpoint, JobStatus, Run
     from shared.specs import GenerateSpec, TrainSpec
 
     device = "cuda" if on_gpu else "auto"
@@ -162,14 +163,11 @@ def worker_path(args: argparse.Namespace, on_gpu: bool) -> dict:
         done = wait_job(job.id, timeout=1800, poll_s=0.1)
         train_s = time.perf_counter() - t0
         if done.status != JobStatus.SUCCEEDED:
-            raise SystemExit(f"training job {job.status}: {done.error}")
-        from shared import db
-        from shared.models import Checkpoint, Run
-
-        with db.session_scope() as s:
+            raise SystemExit(f"training job {done.status}: {done.error}")
+        with db.read_scope() as s:
             run_summary = s.get(Run, job.run_id).summary
-            ckpt = s.query(Checkpoint).filter_by(run_id=job.run_id).order_by(Checkpoint.step.desc())
-            ckpt_id = ckpt.first().id
+            last = select(Checkpoint.id).where(Checkpoint.run_id == job.run_id)
+            ckpt_id = s.scalars(last.order_by(Checkpoint.step.desc())).first()
         gen_spec = GenerateSpec(
             checkpoint=ckpt_id,
             prompts=["And God said", ""],

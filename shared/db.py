@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -144,17 +144,25 @@ def _configure_postgres(engine: Engine) -> None:
 
 # Execution option that marks `read_scope`'s transactions (see the "begin" listeners).
 READ_ONLY = "text_diffusion_read_only"
-_ENGINES: dict[str, tuple[Engine, sessionmaker[Session], sessionmaker[Session]]] = {}
+
+
+class _Cached(NamedTuple):
+    engine: Engine
+    sessions: sessionmaker[Session]
+    reads: sessionmaker[Session]  # `read_scope`'s: the same pool, marked READ_ONLY
+
+
+_ENGINES: dict[str, _Cached] = {}
 _LOCK = threading.Lock()
 
 
-def _cached(url: str | None) -> tuple[Engine, sessionmaker[Session], sessionmaker[Session]]:
+def _cached(url: str | None) -> _Cached:
     key = url if url is not None else get_settings().database_url
     with _LOCK:
         if key not in _ENGINES:
             engine = make_engine(key)
-            reader = engine.execution_options(**{READ_ONLY: True})  # same pool
-            _ENGINES[key] = (
+            reader = engine.execution_options(**{READ_ONLY: True})
+            _ENGINES[key] = _Cached(
                 engine,
                 sessionmaker(engine, expire_on_commit=False),
                 sessionmaker(reader, expire_on_commit=False),
@@ -164,19 +172,19 @@ def _cached(url: str | None) -> tuple[Engine, sessionmaker[Session], sessionmake
 
 def get_engine(url: str | None = None) -> Engine:
     """The process-wide engine for `url` (default: DATABASE_URL), created once."""
-    return _cached(url)[0]
+    return _cached(url).engine
 
 
 def get_sessionmaker(url: str | None = None) -> sessionmaker[Session]:
     """Sessions on `get_engine(url)`. Objects stay readable after commit (no expiry)."""
-    return _cached(url)[1]
+    return _cached(url).sessions
 
 
 def dispose_engines() -> None:
     """Close and forget every cached engine (tests; a settings change)."""
     with _LOCK:
-        for engine, *_ in _ENGINES.values():
-            engine.dispose()
+        for cached in _ENGINES.values():
+            cached.engine.dispose()
         _ENGINES.clear()
 
 
@@ -184,8 +192,8 @@ def _after_fork_in_child() -> None:
     # A forked worker must not share its parent's sockets: drop (not close) them.
     global _LOCK
     _LOCK = threading.Lock()
-    for engine, *_ in _ENGINES.values():
-        engine.dispose(close=False)
+    for cached in _ENGINES.values():
+        cached.engine.dispose(close=False)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -203,7 +211,7 @@ def read_scope(url: str | None = None) -> Iterator[Session]:
     """A session for reading only (the dashboard's). On SQLite its transaction takes no
     lock, so readers never queue behind a training job's writes or each other. On both
     backends a write in it fails (SQLite's query_only, PostgreSQL's READ ONLY)."""
-    with _cached(url)[2]() as session, session.begin():
+    with _cached(url).reads() as session, session.begin():
         yield session
 
 

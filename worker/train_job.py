@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,14 @@ from shared.settings import get_settings
 from shared.specs import TrainSpec
 from shared.storage import ArtifactStore
 from worker import launch, results
-from worker.diffusion.training import RESULTS_FILE, STATE_DIR, STATE_FILE, BaseCallback, Trainer
+from worker.diffusion.training import (
+    OLD_STATE_DIR,
+    RESULTS_FILE,
+    STATE_DIR,
+    STATE_FILE,
+    BaseCallback,
+    Trainer,
+)
 from worker.stopping import StopControl, Stopped
 
 log = logging.getLogger(__name__)
@@ -126,17 +134,23 @@ def _saved_step(state_dir: Path) -> int:
 
 
 def restore_state(run_id: int, output_dir: Path) -> None:
-    """Bring the newest saved state of `run_id` into `output_dir` (from another machine)."""
+    """Make the resumable state in `output_dir` the run's last published one, or none.
+
+    Published: copied to the artifact store by `on_checkpoint`, after the loss points up to
+    its step were written. The local state can be ahead of it, when an attempt died
+    between saving locally and publishing; resuming from that one would skip the steps
+    whose loss points were never written. So the published state wins (the same on every
+    machine), and without one the run starts over.
+    """
     store = ArtifactStore()
     url = store.url(f"runs/{run_id}/{STATE_DIR}")
-    if not store.exists(url):
-        return
-    remote = store.get_dir(url)
+    remote = store.get_dir(url) if store.exists(url) else None
     local = output_dir / STATE_DIR
-    if _saved_step(remote) > _saved_step(local):
-        import shutil
-
-        shutil.rmtree(local, ignore_errors=True)
+    if remote is not None and _saved_step(remote) == _saved_step(local):
+        return
+    shutil.rmtree(local, ignore_errors=True)
+    shutil.rmtree(output_dir / OLD_STATE_DIR, ignore_errors=True)  # the Trainer's fallback
+    if remote is not None:
         output_dir.mkdir(parents=True, exist_ok=True)
         shutil.copytree(remote, local)
 

@@ -95,3 +95,31 @@ def test_job_killed_every_time_ends_failed(job_env, workers, monkeypatch):
     done = jobs.get_job(job.id)
     assert done.status == JobStatus.FAILED and done.attempts == 3
     assert "gave up after 3 attempts" in done.error and "signal 9" in done.error
+
+
+@pytest.mark.parametrize("job_env", ["embedded"], indirect=True)
+def test_a_retry_resumes_from_the_published_state_not_a_newer_local_one(job_env, tmp_path):
+    # An attempt killed after saving its state locally but before publishing it (and
+    # before writing the loss points up to it) must not leave that state to the next
+    # attempt on the same machine: those steps' loss points would never be written.
+    import json
+
+    from shared.storage import ArtifactStore
+    from worker.diffusion.training import OLD_STATE_DIR, STATE_DIR, STATE_FILE
+    from worker.train_job import restore_state
+
+    def state(folder, step):
+        folder.mkdir(parents=True)
+        (folder / STATE_FILE).write_text(json.dumps({"step": step}))
+        return folder
+
+    out = tmp_path / "run-7"
+    state(out / STATE_DIR, 80)
+    state(out / OLD_STATE_DIR, 60)
+    restore_state(7, out)  # nothing published yet: start over
+    assert not (out / STATE_DIR).exists() and not (out / OLD_STATE_DIR).exists()
+
+    ArtifactStore().put_dir(state(tmp_path / "published", 60), f"runs/7/{STATE_DIR}")
+    state(out / STATE_DIR, 80)
+    restore_state(7, out)
+    assert json.loads((out / STATE_DIR / STATE_FILE).read_text())["step"] == 60

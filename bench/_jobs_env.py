@@ -196,7 +196,7 @@ def wait_job(job_id: int, timeout: float = 600.0, poll_s: float = 0.01):
 
 def tiny_train_spec(data_dir: Path, steps: int, **overrides: Any):
     """A 2-layer TrainSpec over a small generated corpus written under data_dir/datasets."""
-    from shared.specs import TrainSpec
+    from shared.contracts.specs import TrainSpec
     from tests.corpus import paragraphs
 
     root = data_dir / "datasets"

@@ -85,6 +85,7 @@ def _insert(conn, table, rows, counts: dict[str, int]) -> None:
 
 def seed(n_runs: int, n_steps: int) -> dict[str, Any]:
     """Fill the (empty, migrated) database at DATABASE_URL; returns counts and timings."""
+    from shared.contracts.specs import TrainSpec
     from shared.db import get_engine
     from shared.models import (
         Checkpoint,
@@ -95,7 +96,6 @@ def seed(n_runs: int, n_steps: int) -> dict[str, Any]:
         Sample,
         SampleSet,
     )
-    from shared.specs import TrainSpec
 
     rng = random.Random(0)
     now = datetime.now(UTC)

@@ -52,7 +52,7 @@ def direct(args: argparse.Namespace, on_gpu: bool, out: Path) -> dict:
     """Train the offline default for a fixed number of steps; generate a batch."""
     import torch
 
-    from shared.specs import SamplerSpec, TrainSpec
+    from shared.contracts.specs import SamplerSpec, TrainSpec
     from worker.diffusion.generate import generate
     from worker.diffusion.modeling import inference_device, load_checkpoint
     from worker.diffusion.training import BaseCallback, Trainer
@@ -138,8 +138,8 @@ def worker_path(args: argparse.Namespace, on_gpu: bool) -> dict:
     from sqlalchemy import select
 
     from shared import db, jobs
+    from shared.contracts.specs import GenerateSpec, TrainSpec
     from shared.models import Checkpoint, JobStatus, Run
-    from shared.specs import GenerateSpec, TrainSpec
 
     device = "cuda" if on_gpu else "auto"
     with job_system("embedded") as env:

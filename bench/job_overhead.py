@@ -32,7 +32,7 @@ import sys, time
 t0 = time.perf_counter()
 from worker.diffusion.generate import generate
 from worker.diffusion.modeling import load_checkpoint
-from shared.specs import GenerateSpec
+from shared.contracts.specs import GenerateSpec
 spec = GenerateSpec.model_validate_json(sys.argv[2])
 model, tokenizer, _ = load_checkpoint(sys.argv[1])
 model.eval()
@@ -45,7 +45,7 @@ print(time.perf_counter() - t0)
 
 
 def _spec(checkpoint: int):
-    from shared.specs import GenerateSpec
+    from shared.contracts.specs import GenerateSpec
 
     return GenerateSpec(
         checkpoint=checkpoint, prompts=["The king"], length=16, num_samples=2, grid={"steps": [8]}

@@ -38,7 +38,7 @@ def main() -> None:
 
     import torch
 
-    from shared.specs import DEFAULT_EVAL_GRID, SamplerSpec, TrainSpec
+    from shared.contracts.specs import DEFAULT_EVAL_GRID, SamplerSpec, TrainSpec
     from worker.diffusion import data
     from worker.diffusion.evaluation import (
         bound_of,

@@ -29,8 +29,8 @@ def _percentile(values: list[float], q: float) -> float:
 def measure(mode: str, samples: int) -> list[float]:
     """Seconds from submit to claimed, one per sample, on broker `mode`."""
     from shared import jobs
+    from shared.contracts.specs import TrainSpec
     from shared.models import JobStatus, utcnow
-    from shared.specs import TrainSpec
 
     # A cancel then stops the job at once: it is SIGKILLed without a grace period.
     with job_system(mode, CANCEL_GRACE_SECONDS="0") as env:

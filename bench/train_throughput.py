@@ -51,7 +51,7 @@ def _blocks(n_texts: int = 200):
 def run_ours(precision: str, warmup: int, steps: int) -> dict:
     import torch
 
-    from shared.specs import TrainSpec
+    from shared.contracts.specs import TrainSpec
     from worker.diffusion.training import BaseCallback, Prepared, Trainer
 
     torch.manual_seed(0)

@@ -73,7 +73,7 @@ class SubmitWrites:
 
 
 def _spec(checkpoint: int):
-    from shared.specs import GenerateSpec
+    from shared.contracts.specs import GenerateSpec
 
     return GenerateSpec(
         checkpoint=checkpoint,

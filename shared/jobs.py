@@ -23,11 +23,11 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
+from shared.contracts.specs import EvalSpec, GenerateSpec, SpecError, TrainSpec, resolve_dataset
 from shared.db import retry_on_disconnect, session_scope
 from shared.models import Checkpoint, Job, JobKind, JobStatus, Run, utcnow
 from shared.queue import check_queue, new_task_id, queue_for_device, send_job
 from shared.settings import get_settings
-from shared.specs import EvalSpec, GenerateSpec, SpecError, TrainSpec, resolve_dataset
 from shared.storage import ArtifactStore
 
 log = logging.getLogger(__name__)

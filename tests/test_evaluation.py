@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from shared.bound import Bound, elbo_bound, quadrature_weights
+from shared.contracts.bound import Bound, elbo_bound, quadrature_weights
 from worker.diffusion.evaluation import (
     bleu,
     evaluate_ratios,

@@ -52,7 +52,7 @@ def test_devices_are_checked_before_anything_starts(monkeypatch):
 def test_a_batch_smaller_than_the_processes_is_refused():
     from pydantic import ValidationError
 
-    from shared.specs import TrainSpec
+    from shared.contracts.specs import TrainSpec
 
     with pytest.raises(ValidationError, match=r"batch_size \(2\) must be at least num_processes"):
         TrainSpec.from_preset("tiny", batch_size=2, num_processes=4)

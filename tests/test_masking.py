@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from shared.specs import MaskingSpec
+from shared.contracts.specs import MaskingSpec
 from worker.diffusion.masking import (
     IGNORE_INDEX,
     DiffusionCollator,

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from shared.specs import TrainSpec
+from shared.contracts.specs import TrainSpec
 from worker.diffusion.training import BaseCallback, Trainer, lr_factor
 
 

@@ -15,8 +15,8 @@ from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
 from shared import jobs
+from shared.contracts.specs import PRESETS, EvalSpec, GenerateSpec, SpecError, TrainSpec
 from shared.db import read_scope
-from shared.specs import PRESETS, EvalSpec, GenerateSpec, SpecError, TrainSpec
 from web import queries
 from web.api_models import PatchJob, SubmitEvaluate, SubmitGenerate, SubmitTrain
 from web.auth import ApiAuthError

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.specs import EvalSpec, GenerateSpec
+from shared.contracts.specs import EvalSpec, GenerateSpec
 
 Queue = Literal["cpu", "gpu"]
 MAX_TAGS = 20

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from shared.specs import EvalSpec, GenerateSpec, TrainSpec
+from shared.contracts.specs import EvalSpec, GenerateSpec, TrainSpec
 from web import __doc__ as web_doc
 from web.api_models import (
     Error,

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import exists, func, literal_column, or_, select
 from sqlalchemy.orm import Session
 
-from shared.bound import quadrature_weights
+from shared.contracts.bound import quadrature_weights
 from shared.models import (
     Checkpoint,
     EvalPoint,
@@ -342,7 +342,7 @@ def run_curves(
     bound: list[float | None] = []
     for values in zip(*columns, strict=True):
         complete = None not in values and all(map(math.isfinite, values))
-        # shared.bound.elbo_bound's nats per token, with the weights computed once
+        # shared.contracts.bound.elbo_bound's nats per token, with the weights computed once
         bound.append(sum(w * v for w, v in zip(weights, values, strict=True)) if complete else None)
     return {
         "ratios": ratios,

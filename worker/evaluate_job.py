@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from shared import jobs
+from shared.contracts.specs import EvalSpec, TrainSpec
 from shared.models import Job
-from shared.specs import EvalSpec, TrainSpec
 from worker import results
 from worker.generate_job import load_checkpoint_row
 from worker.stopping import StopControl

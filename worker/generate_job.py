@@ -10,9 +10,9 @@ import time
 from typing import Any
 
 from shared import jobs
+from shared.contracts.specs import GenerateSpec
 from shared.db import session_scope
 from shared.models import Checkpoint, Job
-from shared.specs import GenerateSpec
 from shared.storage import ArtifactStore
 from worker import results
 from worker.stopping import StopControl

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from shared import jobs
+from shared.contracts.specs import TrainSpec
 from shared.models import Job
 from shared.settings import get_settings
-from shared.specs import TrainSpec
 from shared.storage import ArtifactStore
 from worker import launch, results
 from worker.diffusion.training import (

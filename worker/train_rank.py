@@ -21,8 +21,8 @@ from accelerate import PartialState
 from accelerate.utils import parse_flag_from_env
 
 from shared import jobs
+from shared.contracts.specs import TrainSpec
 from shared.models import JobKind
-from shared.specs import TrainSpec
 from worker.diffusion.training import BaseCallback, Callback, Trainer
 from worker.launch import JOB_PID_ENV, rank_error_file, read_launch_file
 from worker.stopping import StopControl, watch_parent

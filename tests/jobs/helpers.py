@@ -25,9 +25,9 @@ from typing import TypeVar
 from sqlalchemy import select
 
 from shared import db
+from shared.contracts.specs import TrainSpec
 from shared.models import Worker, WorkerState
 from shared.settings import get_settings
-from shared.specs import TrainSpec
 from tests.corpus import paragraphs
 
 REPO = Path(__file__).resolve().parents[2]  # the repository root

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import func, select
 
 from shared import db, jobs
+from shared.contracts.specs import EvalSpec, GenerateSpec
 from shared.models import Checkpoint, EvalPoint, JobStatus, LossPoint, Run, Sample, SampleSet
-from shared.specs import EvalSpec, GenerateSpec
 from tests.jobs.helpers import tiny_train_spec, wait_for
 
 

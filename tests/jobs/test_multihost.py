@@ -37,8 +37,8 @@ import pytest
 from sqlalchemy import func, select
 
 from shared import db, jobs
+from shared.contracts.specs import GenerateSpec
 from shared.models import Checkpoint, Job, JobStatus, LossPoint, Run, SampleSet, WorkerState
-from shared.specs import GenerateSpec
 from shared.workers import display_state, get_worker, list_workers
 from tests import netns
 from tests.jobs.helpers import (

@@ -9,8 +9,8 @@ from pydantic import ValidationError
 from sqlalchemy import func, select, update
 
 from shared import db, jobs
+from shared.contracts.specs import GenerateSpec, SpecError, TrainSpec
 from shared.models import Job, JobStatus, Run, utcnow
-from shared.specs import GenerateSpec, SpecError, TrainSpec
 from tests.jobs.helpers import tiny_train_spec
 
 

@@ -10,6 +10,7 @@ import math
 from datetime import timedelta
 from typing import Any
 
+from shared.contracts.specs import DEFAULT_EVAL_GRID, TrainSpec
 from shared.db import session_scope
 from shared.models import (
     Checkpoint,
@@ -23,7 +24,6 @@ from shared.models import (
     SampleSet,
     utcnow,
 )
-from shared.specs import DEFAULT_EVAL_GRID, TrainSpec
 
 
 def ce(ratio: float, step: int, offset: float = 0.0) -> float:
@@ -98,7 +98,7 @@ def add_run(
             )
             s.add(Checkpoint(run_id=run.id, step=k, url=f"file:///nowhere/run-{run.id}/step-{k}"))
         if status == JobStatus.SUCCEEDED and done >= eval_every:
-            from shared.bound import elbo_bound
+            from shared.contracts.bound import elbo_bound
 
             b = elbo_bound(list(ratios), [ce(r, done, offset) for r in ratios])
             run.summary = {"ppl_bound": b.perplexity, "nll_bound": b.nats_per_token}

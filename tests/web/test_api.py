@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import func, select, update
 
 from shared import jobs, workers
+from shared.contracts.specs import TrainSpec
 from shared.db import session_scope
 from shared.models import Checkpoint, Job, JobStatus, Run
-from shared.specs import TrainSpec
 from tests.web.seed import add_run, add_sample_set
 from web.openapi import document
 

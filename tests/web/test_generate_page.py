@@ -8,9 +8,9 @@ import typing
 
 from sqlalchemy import func, select, update
 
+from shared.contracts.specs import MAX_GRID, Sampling, Schedule, Strategy
 from shared.db import session_scope
 from shared.models import Checkpoint, Job, JobKind, JobStatus
-from shared.specs import MAX_GRID, Sampling, Schedule, Strategy
 from shared.storage import ArtifactStore
 from tests.web.seed import add_run
 from tests.web.test_new_run import Page

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import func, select
 from werkzeug.datastructures import MultiDict
 
+from shared.contracts.specs import PRESETS, TrainSpec
 from shared.db import session_scope
 from shared.models import Job, JobStatus, Run
-from shared.specs import PRESETS, TrainSpec
 from tests.web.seed import add_run
 
 VOID = {"input", "br", "img", "meta", "link", "hr"}

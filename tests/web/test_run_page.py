@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import select, update
 
 from shared import jobs
+from shared.contracts.specs import TrainSpec
 from shared.db import session_scope
 from shared.models import Checkpoint, Job, JobStatus, Run
 from shared.settings import get_settings
-from shared.specs import TrainSpec
 from tests.web.conftest import csrf_token
 from tests.web.seed import add_run, add_sample_set, ce
 from web import queries

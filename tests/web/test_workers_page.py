@@ -8,9 +8,9 @@ from datetime import timedelta
 from sqlalchemy import update
 
 from shared import jobs, workers
+from shared.contracts.specs import TrainSpec
 from shared.db import session_scope
 from shared.models import JobStatus, Worker, WorkerState, utcnow
-from shared.specs import TrainSpec
 from tests.web.conftest import csrf_token
 from tests.web.seed import add_run
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shared.specs import PRESETS, SamplerSpec, TrainSpec
+from shared.contracts.specs import PRESETS, SamplerSpec, TrainSpec
 
 SCHEDULES = ("linear", "cosine", "exponential", "loglinear")
 SAMPLINGS = ("greedy", "topk", "nucleus")
@@ -290,7 +290,7 @@ def _evaluate_parser(sub) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from shared.specs import DEFAULT_EVAL_GRID
+    from shared.contracts.specs import DEFAULT_EVAL_GRID
     from worker.diffusion import data as data_lib
     from worker.diffusion.evaluation import bound_of, evaluate_ratios
     from worker.diffusion.modeling import inference_device, load_checkpoint

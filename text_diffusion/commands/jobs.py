@@ -113,7 +113,7 @@ def _submitted(job, args) -> int:
 
 
 def submit_train(args: argparse.Namespace) -> int:
-    from shared.specs import SpecError
+    from shared.contracts.specs import SpecError
 
     jobs = remote.backend(args)
 
@@ -128,7 +128,7 @@ def submit_train(args: argparse.Namespace) -> int:
 
 
 def submit_generate(args: argparse.Namespace) -> int:
-    from shared.specs import GenerateSpec, SpecError
+    from shared.contracts.specs import GenerateSpec, SpecError
 
     jobs = remote.backend(args)
 
@@ -157,7 +157,7 @@ def submit_generate(args: argparse.Namespace) -> int:
 
 
 def submit_evaluate(args: argparse.Namespace) -> int:
-    from shared.specs import DEFAULT_GRID, EvalSpec, SpecError
+    from shared.contracts.specs import DEFAULT_GRID, EvalSpec, SpecError
 
     jobs = remote.backend(args)
 

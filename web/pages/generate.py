@@ -22,8 +22,8 @@ from flask import flash, redirect, render_template, request, url_for
 from pydantic import ValidationError
 
 from shared import jobs
+from shared.contracts.specs import MAX_GRID, MAX_SAMPLES, GenerateSpec, SpecError
 from shared.db import read_scope
-from shared.specs import MAX_GRID, MAX_SAMPLES, GenerateSpec, SpecError
 from web import forms, queries
 from web.api import MAX_ID, ApiError, check_refs
 from web.api_models import SubmitGenerate

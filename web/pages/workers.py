@@ -10,9 +10,9 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 
 from shared import jobs
+from shared.contracts.specs import SpecError
 from shared.db import read_scope
 from shared.settings import get_settings
-from shared.specs import SpecError
 from web import queries
 from web.api import MAX_ID
 from web.pages import bp

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from shared.specs import TrainSpec
+from shared.contracts.specs import TrainSpec
 
 from .hub import ensure_hub_reachable
 

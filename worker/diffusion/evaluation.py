@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from shared.bound import Bound, elbo_bound
+from shared.contracts.bound import Bound, elbo_bound
 
 from .masking import mask_batch, maskable_positions
 from .modeling import masked_logits

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import torch
 
-from shared.specs import SamplerSpec
+from shared.contracts.specs import SamplerSpec
 
 from .modeling import encode, lm_head
 from .sampling import log_normalizer, sample_tokens

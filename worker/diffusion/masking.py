@@ -4,7 +4,7 @@ A standard MLM always masks 15% and so only learns to fill small gaps. Training 
 ratios from 10% to 100% teaches the whole denoising curve, down to generating from a
 fully masked sequence.
 
-Two modes (see `shared.specs.MaskingSpec`):
+Two modes (see `shared.contracts.specs.MaskingSpec`):
 
 - grid: one ratio per batch drawn from a grid such as {0.1, ..., 1.0}; exactly
   round(r * n) of a row's n maskable tokens are masked; the loss is the mean
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from shared.specs import MaskingSpec
+from shared.contracts.specs import MaskingSpec
 
 IGNORE_INDEX = -100
 

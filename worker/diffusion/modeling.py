@@ -32,7 +32,7 @@ from transformers import (
     RobertaTokenizerFast,
 )
 
-from shared.specs import ScratchModelSpec
+from shared.contracts.specs import ScratchModelSpec
 
 from .hub import ensure_hub_reachable
 

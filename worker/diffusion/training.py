@@ -29,7 +29,7 @@ from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from torch import nn
 
-from shared.specs import TrainSpec
+from shared.contracts.specs import TrainSpec
 
 from . import data as data_lib
 from .evaluation import RatioResult, bound_of, evaluate_ratios, unigram_entropy

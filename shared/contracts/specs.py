@@ -12,6 +12,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+# Row ids (runs, jobs, checkpoints, sample sets) are 32-bit signed integers in both databases:
+# every id a user may type is checked against this one bound, so none reaches a driver that
+# would overflow on it.
+MAX_ID = 2**31 - 1
+
 DEFAULT_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 # Evaluation adds 15%: BERT's ratio, where masked-token accuracy is usually quoted.
 DEFAULT_EVAL_GRID = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)

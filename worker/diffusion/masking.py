@@ -44,6 +44,11 @@ class MaskedBatch:
         return self.labels != IGNORE_INDEX
 
 
+def special_ids(tokenizer) -> torch.Tensor:
+    """(S,) long: the tokenizer's special ids, never masked, scored nor sampled."""
+    return torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
+
+
 def maskable_positions(
     input_ids: torch.Tensor,
     special_ids: torch.Tensor,

@@ -13,7 +13,7 @@ the sampler settings.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
@@ -80,7 +80,8 @@ def _inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return index.clamp_(max=probs.shape[-1] - 1)
 
 
-def _row_chunks(logits: torch.Tensor):
+def row_chunks(logits: torch.Tensor) -> Iterator[slice]:
+    """Slices of rows of `logits` (N, V) that keep float64 temporaries near 32 MB."""
     rows = max(1, _CHUNK_ELEMENTS // max(1, logits.shape[-1]))
     for start in range(0, logits.shape[0], rows):
         yield slice(start, start + rows)
@@ -89,7 +90,7 @@ def _row_chunks(logits: torch.Tensor):
 def log_normalizer(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """(N,) float64 logsumexp of logits / temperature, computed in float64 chunk by chunk."""
     out = torch.empty(logits.shape[0], dtype=torch.float64)
-    for rows in _row_chunks(logits):
+    for rows in row_chunks(logits):
         out[rows] = torch.logsumexp(logits[rows].double() / temperature, dim=-1)
     return out
 
@@ -148,7 +149,7 @@ def _nucleus(logits, u, *, temperature, top_p):
     pick = index.gather(-1, _inverse_cdf(kept, u).unsqueeze(-1)).squeeze(-1)
     tokens[inside] = pick[inside]
     slow = (~inside).nonzero().squeeze(-1)
-    for rows in _row_chunks(logits[slow]):
+    for rows in row_chunks(logits[slow]):
         rows_idx = slow[rows]
         part = logits[rows_idx]
         values, index = part.sort(dim=-1, descending=True)  # (n, V)
@@ -215,8 +216,6 @@ def fast_log_normalizer(logits: torch.Tensor) -> torch.Tensor:
     top = logits.amax(dim=-1)  # (N,)
     top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
     total = torch.empty(logits.shape[0], dtype=torch.float32)
-    step = max(1, _CHUNK_ELEMENTS // max(1, logits.shape[-1]))
-    for start in range(0, logits.shape[0], step):
-        rows = slice(start, start + step)
+    for rows in row_chunks(logits):
         total[rows] = (logits[rows] - top[rows, None]).exp_().sum(dim=-1)
     return total.double().log() + top.double()

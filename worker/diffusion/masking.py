@@ -22,11 +22,12 @@ was masked, as Hugging Face losses expect.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 
 import torch
 import torch.nn.functional as F
 
-from shared.contracts.specs import MaskingSpec
+from shared.contracts.specs import MaskingSpec, MaskMode
 
 IGNORE_INDEX = -100
 
@@ -118,7 +119,9 @@ def mask_batch(
         lengths = n_maskable.clamp(min=1).to(torch.float64)[:, None]  # (B, 1)
         weights = (masked / (r * lengths * B)).to(torch.float32)
     else:
-        raise ValueError(f"unknown masking mode {mode!r}; choose grid or uniform")
+        raise ValueError(
+            f"unknown masking mode {mode!r}; choose one of {', '.join(get_args(MaskMode))}"
+        )
     labels = torch.where(masked, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
     noisy = torch.where(masked, torch.full_like(input_ids, mask_token_id), input_ids)
     return MaskedBatch(noisy, labels, ratios.to(torch.float32), weights)

@@ -14,8 +14,11 @@ the sampler settings.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import get_args
 
 import torch
+
+from shared.contracts.specs import Sampling
 
 # Rows per float64 chunk: bounds the float64 temporaries to ~32 MB for a 30k vocabulary.
 _CHUNK_ELEMENTS = 1 << 22
@@ -195,7 +198,9 @@ def sample_tokens(
     it), or None with `with_probs=False` (skips a pass over the (N, V) logits).
     """
     if method not in SAMPLERS:
-        raise ValueError(f"unknown sampling method {method!r}; choose one of {', '.join(SAMPLERS)}")
+        raise ValueError(
+            f"unknown sampling method {method!r}; choose one of {', '.join(get_args(Sampling))}"
+        )
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     n = logits.shape[0]

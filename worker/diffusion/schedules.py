@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from typing import get_args
+
+from shared.contracts.specs import Schedule as ScheduleName
 
 
 class Schedule(ABC):
@@ -86,7 +89,7 @@ def get_schedule(name: str) -> Schedule:
         return SCHEDULES[name]()
     except KeyError:
         raise ValueError(
-            f"unknown schedule {name!r}; choose one of {', '.join(sorted(SCHEDULES))}"
+            f"unknown schedule {name!r}; choose one of {', '.join(get_args(ScheduleName))}"
         ) from None
 
 

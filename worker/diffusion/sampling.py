@@ -26,30 +26,6 @@ _CHUNK_ELEMENTS = 1 << 22
 _NUCLEUS_CANDIDATES = 256
 
 
-def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
-    """Logits (N, V) with everything but the k largest of each row set to -inf (exactly k kept)."""
-    k = min(max(int(k), 1), logits.shape[-1])
-    _, index = logits.topk(k, dim=-1)  # (N, k)
-    keep = torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, index, True)
-    return logits.masked_fill(~keep, float("-inf"))
-
-
-def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
-    """Logits (N, V) with everything outside each row's nucleus set to -inf.
-
-    The nucleus is the smallest set of most likely tokens whose probability (softmax in
-    float64) is >= p; it always holds at least the most likely token. p >= 1 keeps all.
-    """
-    if p >= 1.0:
-        return logits.clone()
-    probs = torch.softmax(logits.double(), dim=-1)  # (N, V)
-    sorted_probs, order = probs.sort(dim=-1, descending=True)
-    mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs  # (N, V)
-    keep_sorted = mass_before < p  # the first token always has mass_before 0 < p
-    keep = torch.zeros_like(keep_sorted).scatter_(-1, order, keep_sorted)
-    return logits.masked_fill(~keep, float("-inf"))
-
-
 def draw_uniforms(
     generators: Sequence[torch.Generator], owner: torch.Tensor | None, n: int
 ) -> torch.Tensor:
@@ -141,7 +117,7 @@ def _nucleus(logits, u, *, temperature, top_p):
     tokens = torch.empty(logits.shape[0], dtype=torch.long)
     lse = log_normalizer(logits, temperature)  # (N,)
     # Fast path: the nucleus usually lies among the top few hundred tokens; rows where it
-    # does not are sorted in full. Both give the same set as `top_p_filter`.
+    # does not are sorted in full. Both give the nucleus a full sort of the row would.
     k = min(_NUCLEUS_CANDIDATES, logits.shape[-1])
     values, index = fast_topk(logits, k)  # (N, k)
     probs = torch.exp(values.double() / temperature - lse[:, None])  # (N, k)

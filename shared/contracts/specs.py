@@ -122,7 +122,7 @@ class MaskingSpec(_Spec):
 
     mode: MaskMode = Field(
         "grid",
-        description="grid: one ratio per batch from `grid` (the original design). "
+        description="grid: one ratio per batch from `grid`, mean CE over the masked tokens. "
         "uniform: a ratio per sequence t ~ U(eps, 1], loss weighted 1/t (MDLM/LLaDA ELBO).",
     )
     grid: list[float] = Field(list(DEFAULT_GRID), description="Mask ratios for grid mode.")
@@ -178,7 +178,7 @@ class TrainSpec(_Spec):
     seq_len: int = Field(64, ge=8, le=4096, description="Tokens per packed block.")
     batch_size: int = Field(16, ge=1, le=4096)
     grad_accum: int = Field(1, ge=1, le=1024)
-    # 3e-4 / 2e-3 beat 1e-4 / 1e-3 at 200 steps on MiniLM (CE(0.15) 4.08 vs 4.31 nats).
+    # The best of the learning rates tried on MiniLM (BENCHMARKS.md, training runs).
     lr: float = Field(
         3e-4, gt=0.0, le=1.0, description="Peak learning rate of the pretrained body."
     )
@@ -261,8 +261,8 @@ class TrainSpec(_Spec):
         return cls.model_validate(merged)
 
 
-# Presets. `minilm` and `tiny` work offline; the hub presets keep the original design's
-# models for users who can reach the Hugging Face hub.
+# Presets. `minilm` and `tiny` work offline; `quick-test` and `full` train distilroberta-base
+# and roberta-base on wikitext-2, for users who can reach the Hugging Face hub.
 PRESETS: dict[str, dict[str, Any]] = {
     # Fine-tunes the packaged all-MiniLM-L6-v2 encoder (22.7M params) on the KJV: the
     # best quality reachable in minutes on a laptop CPU.
@@ -280,7 +280,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_texts": 4000,
         "eval_batches": 2,
     },
-    # The original design's presets (need the Hugging Face hub or a local copy).
+    # Hub presets (need the Hugging Face hub or a local copy).
     "quick-test": {
         "model": "distilroberta-base",
         "dataset": "wikitext",

@@ -46,7 +46,11 @@ def _train_parser(sub) -> None:
         + " (minilm and tiny work offline). Any flag overrides the preset.",
     )
     p.add_argument("--preset", default="minilm", choices=list(PRESETS))
-    p.add_argument("--quick-test", action="store_true", help="the original design's quick preset")
+    p.add_argument(
+        "--quick-test",
+        action="store_true",
+        help="the quick-test preset: distilroberta-base on wikitext-2 (needs the hub)",
+    )
     p.add_argument("--spec", type=Path, help="a TrainSpec JSON file (flags still override it)")
     p.add_argument("--model", help="hub name, local directory, packaged model, or 'scratch'")
     p.add_argument("--dataset", help="builtin:kjv, a local file/folder, or a hub dataset")

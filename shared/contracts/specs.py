@@ -8,16 +8,27 @@ wherever it comes from. Nothing in this module imports torch.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    TypeAdapter,
-    ValidationError,
-    field_validator,
-    model_validator,
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .options import (
+    BlockLength,
+    LrDecay,
+    MaskMode,
+    MixedPrecision,
+    Sampling,
+    Schedule,
+    Seed,
+    Steps,
+    Strategy,
+    Temperature,
+    Threshold,
+    TopK,
+    TopP,
+    check_each,
+    interval,
+    nonempty_unique,
 )
 
 # Row ids (runs, jobs, checkpoints, sample sets) are 32-bit signed integers in both databases:
@@ -30,69 +41,7 @@ DEFAULT_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 DEFAULT_EVAL_GRID = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
-# ---------------------------------------------------------------------------------------
-# Every set of option names, declared once: the command line's choices (`typing.get_args`),
-# the forms' and the API's enums and the ML core's registries all read these.
-
-Schedule = Literal["linear", "cosine", "exponential", "loglinear"]  # schedules.SCHEDULES
-Sampling = Literal["greedy", "topk", "nucleus"]  # sampling.SAMPLERS
-Strategy = Literal["random", "confidence", "margin", "entropy", "threshold"]  # STRATEGIES
-MaskMode = Literal["grid", "uniform"]  # masking.mask_batch
-MixedPrecision = Literal["auto", "no", "bf16", "fp16"]
-LrDecay = Literal["linear", "cosine", "constant"]
-
-# Bounds of the sampler settings, shared by `SamplerSpec` (one value) and `SamplerGrid`
-# (lists of values, each checked against the same bound).
-Steps = Annotated[int, Field(ge=1, le=1024)]
-Temperature = Annotated[float, Field(gt=0.0, le=10.0)]
-TopK = Annotated[int, Field(ge=1)]
-TopP = Annotated[float, Field(gt=0.0, le=1.0)]
-Threshold = Annotated[float, Field(gt=0.0, le=1.0)]
-BlockLength = Annotated[int, Field(ge=1)]
-Seed = Annotated[int, Field(ge=0)]
 CheckpointId = Annotated[int, Field(ge=1, le=MAX_ID)]
-
-
-def interval(bounded: Any) -> str:
-    """The bound of an `Annotated` type as an interval: "(0, 10]", "[0, inf)"."""
-    (info,) = get_args(bounded)[1:]
-    low = high = None
-    low_open = high_open = True
-    for c in info.metadata:
-        if getattr(c, "gt", None) is not None:
-            low = c.gt
-        if getattr(c, "ge", None) is not None:
-            low, low_open = c.ge, False
-        if getattr(c, "lt", None) is not None:
-            high = c.lt
-        if getattr(c, "le", None) is not None:
-            high, high_open = c.le, False
-
-    def show(x: float | None, infinite: str) -> str:
-        return infinite if x is None else f"{x:g}" if isinstance(x, float) else str(x)
-
-    return (
-        f"{'(' if low_open else '['}{show(low, '-inf')}, {show(high, 'inf')}"
-        f"{')' if high_open else ']'}"
-    )
-
-
-def _check_each(values: list[Any], bounded: Any, field: str, name: str) -> list[Any]:
-    """`values` of `field` with repeats dropped, each within the bound of `bounded`; else
-    a ValueError naming the value (`name`) and the bound."""
-    adapter = TypeAdapter(bounded)
-    for v in values:
-        try:
-            adapter.validate_python(v)
-        except ValidationError:
-            raise ValueError(f"{name} {v} is outside {interval(bounded)}") from None
-    return _nonempty_unique(values, field)
-
-
-def _nonempty_unique(values: list[Any], field: str) -> list[Any]:
-    if not values:
-        raise ValueError(f"{field} must hold at least one value")
-    return list(dict.fromkeys(values))  # drop repeats, keep the order given
 
 
 class _Spec(BaseModel):
@@ -351,22 +300,22 @@ class SamplerGrid(_Spec):
     @field_validator("schedules", "samplings", "strategies")
     @classmethod
     def _names(cls, v: list[str], info: Any) -> list[str]:
-        return _nonempty_unique(v, info.field_name)
+        return nonempty_unique(v, info.field_name)
 
     @field_validator("temperatures")
     @classmethod
     def _temperatures(cls, v: list[float]) -> list[float]:
-        return _check_each(v, Temperature, "temperatures", "temperature")
+        return check_each(v, Temperature, "temperatures", "temperature")
 
     @field_validator("steps")
     @classmethod
     def _steps(cls, v: list[int]) -> list[int]:
-        return _check_each(v, Steps, "steps", "steps")
+        return check_each(v, Steps, "steps", "steps")
 
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, v: list[int]) -> list[int]:
-        return _check_each(v, Seed, "seeds", "seed")
+        return check_each(v, Seed, "seeds", "seed")
 
     @model_validator(mode="after")
     def _bounded(self) -> SamplerGrid:

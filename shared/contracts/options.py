@@ -1,0 +1,73 @@
+"""Every set of option names and every shared bound, declared once.
+
+The command line's choices (`typing.get_args`), the forms' and the API's enums (the specs'
+JSON schema) and the ML core's registries (checked against these in
+tests/test_registries.py) all read the names here; `SamplerSpec` (one value per setting)
+and `SamplerGrid` (lists of values) check against the same bounds. `shared.contracts.specs`
+re-exports them all.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+Schedule = Literal["linear", "cosine", "exponential", "loglinear"]  # schedules.SCHEDULES
+Sampling = Literal["greedy", "topk", "nucleus"]  # sampling.SAMPLERS
+Strategy = Literal["random", "confidence", "margin", "entropy", "threshold"]  # STRATEGIES
+MaskMode = Literal["grid", "uniform"]  # masking.mask_batch
+MixedPrecision = Literal["auto", "no", "bf16", "fp16"]
+LrDecay = Literal["linear", "cosine", "constant"]
+
+# Bounds of the sampler settings, shared by `SamplerSpec` (one value) and `SamplerGrid`
+# (lists of values, each checked against the same bound).
+Steps = Annotated[int, Field(ge=1, le=1024)]
+Temperature = Annotated[float, Field(gt=0.0, le=10.0)]
+TopK = Annotated[int, Field(ge=1)]
+TopP = Annotated[float, Field(gt=0.0, le=1.0)]
+Threshold = Annotated[float, Field(gt=0.0, le=1.0)]
+BlockLength = Annotated[int, Field(ge=1)]
+Seed = Annotated[int, Field(ge=0)]
+
+
+def interval(bounded: Any) -> str:
+    """The bound of an `Annotated` type as an interval: "(0, 10]", "[0, inf)"."""
+    (info,) = get_args(bounded)[1:]
+    low = high = None
+    low_open = high_open = True
+    for c in info.metadata:
+        if getattr(c, "gt", None) is not None:
+            low = c.gt
+        if getattr(c, "ge", None) is not None:
+            low, low_open = c.ge, False
+        if getattr(c, "lt", None) is not None:
+            high = c.lt
+        if getattr(c, "le", None) is not None:
+            high, high_open = c.le, False
+
+    def show(x: float | None, infinite: str) -> str:
+        return infinite if x is None else f"{x:g}" if isinstance(x, float) else str(x)
+
+    return (
+        f"{'(' if low_open else '['}{show(low, '-inf')}, {show(high, 'inf')}"
+        f"{')' if high_open else ']'}"
+    )
+
+
+def check_each(values: list[Any], bounded: Any, field: str, name: str) -> list[Any]:
+    """`values` of `field` with repeats dropped, each within the bound of `bounded`; else
+    a ValueError naming the value (`name`) and the bound."""
+    adapter = TypeAdapter(bounded)
+    for v in values:
+        try:
+            adapter.validate_python(v)
+        except ValidationError:
+            raise ValueError(f"{name} {v} is outside {interval(bounded)}") from None
+    return nonempty_unique(values, field)
+
+
+def nonempty_unique(values: list[Any], field: str) -> list[Any]:
+    if not values:
+        raise ValueError(f"{field} must hold at least one value")
+    return list(dict.fromkeys(values))  # drop repeats, keep the order given

@@ -105,10 +105,12 @@ class RankedStrategy(Strategy):
 
 
 class ConfidenceStrategy(RankedStrategy):
-    pass
+    """The most likely sampled tokens first (the default `scores`: their probability)."""
 
 
 class MarginStrategy(RankedStrategy):
+    """The largest gap between the two most likely tokens first."""
+
     def scores(self, logits, tokens, probs):
         top2 = logits.topk(2, dim=-1).values.double()  # (N, 2)
         p = torch.exp(top2 - log_normalizer(logits)[:, None])
@@ -116,11 +118,15 @@ class MarginStrategy(RankedStrategy):
 
 
 class EntropyStrategy(RankedStrategy):
+    """The lowest entropy of the predicted distribution first."""
+
     def scores(self, logits, tokens, probs):
         return -entropy(logits)
 
 
 class ThresholdStrategy(RankedStrategy):
+    """Every position more likely than `threshold`, within a floor and a cap per pass."""
+
     def __init__(self, threshold: float = 0.9) -> None:
         self.threshold = threshold  # confidence above which a position commits
 

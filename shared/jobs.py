@@ -40,6 +40,10 @@ class JobError(ValueError):
     """A request that does not fit the job's state (e.g. retrying a running job)."""
 
 
+class JobNotFound(JobError, LookupError):
+    """No job with that id (the API answers 404, a state conflict 409)."""
+
+
 def _clip(text: str | None) -> str | None:
     if text is None or len(text) <= MAX_ERROR_CHARS:
         return text
@@ -392,7 +396,7 @@ def cancel(job_id: int) -> JobStatus:
     with session_scope() as s:
         job = s.get(Job, job_id)
         if job is None:
-            raise JobError(f"no job with id {job_id}")
+            raise JobNotFound(f"no job with id {job_id}")
         if JobStatus(job.status).finished:
             return JobStatus(job.status)
         s.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
@@ -409,7 +413,7 @@ def retry(job_id: int) -> Job:
     with session_scope() as s:
         job = s.get(Job, job_id)
         if job is None:
-            raise JobError(f"no job with id {job_id}")
+            raise JobNotFound(f"no job with id {job_id}")
         if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             raise JobError(f"job {job_id} is {job.status}; only failed or cancelled jobs retry")
         done = _requeue(
@@ -436,7 +440,7 @@ def set_priority(job_id: int, priority: int) -> Job:
     with session_scope() as s:
         job = s.get(Job, job_id)
         if job is None:
-            raise JobError(f"no job with id {job_id}")
+            raise JobNotFound(f"no job with id {job_id}")
         changed = s.execute(
             update(Job)
             .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
@@ -453,7 +457,7 @@ def get_job(job_id: int) -> Job:
     with session_scope() as s:
         job = s.get(Job, job_id)
         if job is None:
-            raise JobError(f"no job with id {job_id}")
+            raise JobNotFound(f"no job with id {job_id}")
         return job
 
 

@@ -12,7 +12,8 @@ from sqlalchemy import event
 from shared.db import get_engine, session_scope
 from shared.models import JobStatus
 from tests.web.seed import add_run, add_sample_set, ce
-from web import queries
+from web.queries.compare import compare
+from web.textdiff import word_diff
 
 XSS = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -72,7 +73,7 @@ def test_two_runs_render_with_curves_settings_bounds_and_samples(client):
 
 
 def test_word_diff_ops_for_a_known_pair(client):
-    assert queries.word_diff("the cat sat on the mat", "the dog sat on mat") == [
+    assert word_diff("the cat sat on the mat", "the dog sat on mat") == [
         {"op": "equal", "text": "the"},
         {"op": "delete", "text": "cat"},
         {"op": "insert", "text": "dog"},
@@ -174,7 +175,7 @@ def test_the_compare_queries_use_indexes(client):
     event.listen(engine, "before_cursor_execute", grab)
     try:
         with session_scope() as s:
-            queries.compare(s, ids)
+            compare(s, ids)
     finally:
         event.remove(engine, "before_cursor_execute", grab)
     assert statements

@@ -16,7 +16,7 @@ from shared.models import Checkpoint, Job, JobStatus, Run
 from shared.settings import get_settings
 from tests.web.conftest import csrf_token
 from tests.web.seed import add_run, add_sample_set, ce
-from web import queries
+from web.queries.curves import MAX_POINTS
 
 XSS = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -229,6 +229,6 @@ def test_curves_are_downsampled_keeping_first_and_last(api):
     assert len(train) <= 50 and train[-1] == 1000
 
     default = api.get(f"/api/runs/{run_id}/curves").json["eval"]["steps"]
-    assert len(default) <= queries.MAX_POINTS and default[0] == 1 and default[-1] == 1000
+    assert len(default) <= MAX_POINTS and default[0] == 1 and default[-1] == 1000
     everything = api.get(f"/api/runs/{run_id}/curves?max_points=5000").json["eval"]["steps"]
     assert everything == list(range(1, 1001))

@@ -21,12 +21,16 @@ from flask import flash, redirect, render_template, request, url_for
 from pydantic import ValidationError
 
 from shared import jobs
-from shared.contracts.specs import PRESETS, SpecError, TrainSpec
+from shared.contracts.specs import MAX_ID, PRESETS, SpecError, TrainSpec
 from shared.db import read_scope
-from web import forms, queries
-from web.api import MAX_ID, ApiError, check_refs
+from web import args, forms
 from web.api_models import SubmitTrain
+from web.errors import ApiError
 from web.pages import bp
+from web.queries.jobs import get_job_row
+from web.queries.run import flat_settings, train_job_id
+from web.queries.runs import get_run
+from web.refs import check_refs
 
 DEFAULT_PRESET = "minilm"
 SCHEMA = TrainSpec.model_json_schema()
@@ -97,7 +101,7 @@ NAMES = [f.name for f in SPEC_FIELDS] + [g.key for g in GROUPS]
 
 def preset_summary(name: str) -> str:
     """What a preset sets, in a line: 'model = scratch, lr = 0.001, ...'."""
-    flat = queries.flat_settings(PRESETS.get(name, {}))
+    flat = flat_settings(PRESETS.get(name, {}))
     if not flat:
         return "The spec's defaults."
     shown = (f"{k} = {'none' if v is None else v}" for k, v in flat.items())
@@ -133,10 +137,10 @@ def _clone(run_id: int) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """(preset, spec values, job values) of a stored run, over its preset's defaults (a
     field added to TrainSpec since the run was stored keeps its default)."""
     with read_scope() as s:
-        run = queries.get_run(s, run_id)
+        run = get_run(s, run_id)
         spec, name, tags = dict(run.spec or {}), run.name, list(run.tags or [])
-        job_id = queries.train_job_id(s, run_id)
-        job = queries.get_job_row(s, job_id) if job_id is not None else None
+        job_id = train_job_id(s, run_id)
+        job = get_job_row(s, job_id) if job_id is not None else None
     preset = spec.get("preset") if spec.get("preset") in PRESETS else DEFAULT_PRESET
     base = TrainSpec.from_preset(preset).model_dump(mode="json")
     merged = {**base, **spec, "masking": {**base["masking"], **(spec.get("masking") or {})}}
@@ -156,7 +160,7 @@ def new_run():
     errors: dict[str, str] = {}
     clone = None
     if request.args.get("clone"):
-        run_id = queries.int_arg(request.args, "clone", 0, 1, MAX_ID)
+        run_id = args.int_arg(request.args, "clone", 0, 1, MAX_ID)
         preset, spec, job = _clone(run_id)
         clone = {"id": run_id, "name": job["name"].removesuffix(" (copy)")}
     else:

@@ -21,11 +21,14 @@ from flask import flash, redirect, render_template, render_template_string, requ
 from markupsafe import Markup
 
 from shared import jobs
+from shared.contracts.specs import MAX_ID
 from shared.db import read_scope
 from shared.settings import get_settings
-from web import queries
-from web.api import MAX_ID
+from web import args
+from web.errors import NotFound
 from web.pages import bp
+from web.queries.jobs import get_job_row
+from web.queries.run import flat_settings, run_detail, train_job_id
 
 LOG_LINES = 40  # lines of the log tail shown
 MAX_LOG_LINES = 500
@@ -120,10 +123,10 @@ def _train_job(detail: dict[str, Any]) -> dict[str, Any] | None:
 @bp.get("/runs/<int:run_id>")
 def run(run_id: int):
     if run_id > MAX_ID:
-        raise queries.NotFound(f"no run with id {run_id}")
+        raise NotFound(f"no run with id {run_id}")
     with read_scope() as s:
-        detail = queries.run_detail(s, run_id)
-    settings = queries.flat_settings(detail["spec"])
+        detail = run_detail(s, run_id)
+    settings = flat_settings(detail["spec"])
     log = job_log(_train_job(detail))
     return render_template(
         "run.html",
@@ -139,11 +142,11 @@ def run(run_id: int):
 def run_log(run_id: int):
     """The log tail as an HTML fragment (escaped), for the page's script to swap in."""
     if run_id > MAX_ID:
-        raise queries.NotFound(f"no run with id {run_id}")
-    lines = queries.int_arg(request.args, "lines", LOG_LINES, 1, MAX_LOG_LINES)
+        raise NotFound(f"no run with id {run_id}")
+    lines = args.int_arg(request.args, "lines", LOG_LINES, 1, MAX_LOG_LINES)
     with read_scope() as s:
-        job_id = queries.train_job_id(s, run_id)
-        job = queries.get_job_row(s, job_id) if job_id is not None else None
+        job_id = train_job_id(s, run_id)
+        job = get_job_row(s, job_id) if job_id is not None else None
     return render_log(job_log(job, lines))
 
 
@@ -151,9 +154,9 @@ def _act(run_id: int, action: str):
     """Cancel or retry the run's training job, then back to the run with a message."""
     back = redirect(url_for("pages.run", run_id=run_id))
     if run_id > MAX_ID:
-        raise queries.NotFound(f"no run with id {run_id}")
+        raise NotFound(f"no run with id {run_id}")
     with read_scope() as s:
-        job_id = queries.train_job_id(s, run_id)
+        job_id = train_job_id(s, run_id)
     if job_id is None:
         flash(f"Run {run_id} has no training job to {action}.", "error")
         return back

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from typing import Any
 
 
 def word_diff(a: str, b: str) -> list[dict[str, str]]:
@@ -18,3 +19,27 @@ def word_diff(a: str, b: str) -> list[dict[str, str]]:
         if j2 > j1:
             out.append({"op": "insert", "text": " ".join(wb[j1:j2])})
     return out
+
+
+def split_prompt(prompt: str, text: str) -> tuple[str, str]:
+    """(the prompt as `text` spells it, what was generated after it).
+
+    A sample's text starts with its prompt, as the tokenizer gave it back (an uncased model
+    lower-cases it), so the prompt's words are matched without case. A text that does not
+    start with them is all generated: ("", text).
+    """
+    words, given = text.split(), prompt.split()
+    n = len(given)
+    if not n or [w.casefold() for w in words[:n]] != [w.casefold() for w in given]:
+        return "", text
+    return " ".join(words[:n]), " ".join(words[n:])
+
+
+def generated_diff(prompt: str, base: str, text: str) -> dict[str, Any]:
+    """`text` against `base`, both samples of `prompt`: the prompt as `text` shows it, and
+    the word diff of the generated parts only (the prompt is shared, never a difference)."""
+    head, rest = split_prompt(prompt, text)
+    base_head, base_rest = split_prompt(prompt, base)
+    if not head or not base_head:  # one of them does not start with the prompt
+        return {"prompt": "", "diff": word_diff(base, text)}
+    return {"prompt": head, "diff": word_diff(base_rest, rest)}

@@ -13,7 +13,7 @@ from shared.models import Checkpoint, Sample, SampleSet
 from web.queries.common import flat
 from web.queries.curves import MAX_POINTS, run_curves
 from web.queries.runs import get_run, run_row, train_jobs
-from web.textdiff import word_diff
+from web.textdiff import generated_diff
 
 MAX_COMPARE = 8
 
@@ -59,7 +59,7 @@ def _settings_key(settings: dict[str, Any]) -> tuple:
 
 def _paired_samples(s: Session, run_ids: list[int], limit: int = 12) -> list[dict[str, Any]]:
     """Samples with the same prompt, seed and sampler settings from every run, side by side,
-    each with a word-level diff against the first run's text."""
+    each with a word-level diff of what it generated against the first run's."""
     rows = s.execute(
         select(Checkpoint.run_id, Sample.prompt, Sample.seed, Sample.text, SampleSet.settings)
         .join(SampleSet, SampleSet.id == Sample.sample_set_id)
@@ -86,7 +86,7 @@ def _paired_samples(s: Session, run_ids: list[int], limit: int = 12) -> list[dic
                 "seed": seed,
                 "settings": raw[key],
                 "texts": {
-                    str(i): {"text": texts.get(i), "diff": word_diff(base, texts[i])}
+                    str(i): {"text": texts[i], **generated_diff(prompt, base, texts[i])}
                     if i in texts
                     else None
                     for i in run_ids

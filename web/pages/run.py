@@ -55,17 +55,33 @@ def log_file(job_id: int, attempt: int) -> Path:
 
 
 def tail(path: Path, lines: int) -> list[str]:
-    """The last `lines` lines of a text file, reading only its end."""
+    """The last `lines` lines of a text file as a terminal shows them, reading only its end.
+
+    A progress bar rewrites its line with carriage returns: each line keeps what follows its
+    last one. Blank lines at the start and end of the tail are left out.
+    """
     with path.open("rb") as f:
         f.seek(0, 2)
         size = f.tell()
         f.seek(max(0, size - TAIL_BYTES))
         data = f.read()
     text = data.decode("utf-8", errors="replace")
-    out = text.splitlines()
+    out = [_shown(line) for line in text.split("\n")]
     if size > TAIL_BYTES and out:
         out = out[1:]  # the first line is cut
-    return out[-lines:]
+    while out and not out[-1].strip():
+        out.pop()
+    out = out[-lines:]
+    while out and not out[0].strip():
+        out.pop(0)
+    return out
+
+
+def _shown(line: str) -> str:
+    """What is left of a line after its carriage returns: the text after the last non-empty
+    rewrite (a trailing CR, as in CRLF endings, rewrites nothing)."""
+    parts = [p for p in line.split("\r") if p]
+    return parts[-1].rstrip() if parts else ""
 
 
 def _latest_attempt(job_id: int) -> int | None:

@@ -89,6 +89,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             abort(404, f"{name} is not installed: run `npm ci --prefix web` (scripts/setup.sh)")
         return send_from_directory(path.parent, path.name, max_age=86400)
 
+    @app.get("/favicon.ico")
+    def favicon():
+        """Browsers ask every site for /favicon.ico: the icon in static/ (public)."""
+        return app.send_static_file("favicon.svg")
+
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
         return {"ok": True}

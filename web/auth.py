@@ -36,7 +36,7 @@ bp = Blueprint("auth", __name__)
 USERNAME = "admin"
 # Endpoints anyone may reach: the login page itself, health checks, assets, the API's
 # description (it holds no data).
-PUBLIC = {"auth.login", "static", "vendor", "healthz", "api.openapi"}
+PUBLIC = {"auth.login", "static", "vendor", "healthz", "favicon", "api.openapi"}
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
 

@@ -15,6 +15,7 @@ Every JSON error is {"error": {"status", "message", "fields": [{"field", "reason
 from __future__ import annotations
 
 from flask import Flask, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from shared import jobs
@@ -48,12 +49,24 @@ def spec_error(exc: SpecError) -> ApiError:
     return ApiError(422, str(exc), [{"field": f"spec.{exc.field}", "reason": exc.message}])
 
 
-def error_response(status: int, message: str, fields: list[dict[str, str]] | None = None):
-    """JSON under /api/, the error page elsewhere (a page that hit a missing run, say)."""
+def error_response(
+    status: int,
+    message: str,
+    fields: list[dict[str, str]] | None = None,
+    *,
+    back: str | None = None,
+):
+    """JSON under /api/, the error page elsewhere (a page that hit a missing run, say);
+    `back` is a page of this site to offer a link to (the form to reload)."""
     if not request.path.startswith("/api/"):
-        return render_template("error.html", status=status, message=message), status
+        return render_template("error.html", status=status, message=message, back=back), status
     body = {"error": {"status": status, "message": message, "fields": fields or []}}
     return jsonify(body), status
+
+
+# A form carries the CSRF token of the session it was rendered in: a tab left open across a
+# log-out or a server's new key sends a stale one, and loading the form again cures it.
+CSRF_ADVICE = "Reload the form and send it again."
 
 
 def register(app: Flask) -> None:
@@ -82,8 +95,21 @@ def register(app: Flask) -> None:
     def _conflict(exc: jobs.JobError):
         return error_response(409, str(exc))
 
+    @app.errorhandler(CSRFError)
+    def _csrf(exc: CSRFError):
+        referrer = request.referrer or ""
+        back = referrer if referrer.startswith(request.host_url) else None
+        return error_response(400, f"{exc.description} {CSRF_ADVICE}", back=back)
+
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
-        if request.path.startswith("/api/") or exc.code == 413:
-            return error_response(exc.code or 500, exc.description or exc.name)
-        return exc
+        """Every error status gets the app's page (or JSON under /api/): `/runs/abc`, which
+        no route matches, looks like `/runs/999`, which the view answers. The exception's
+        headers (Allow, WWW-Authenticate) are kept."""
+        if exc.code is None or exc.code < 400:
+            return exc
+        response = app.make_response(error_response(exc.code, exc.description or exc.name))
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response

@@ -15,14 +15,16 @@ field with the input kept, and nothing is stored.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
 from pydantic import ValidationError
 
 from shared import jobs
-from shared.contracts.specs import MAX_ID, PRESETS, SpecError, TrainSpec
+from shared.contracts.specs import MAX_ID, PRESETS, SpecError, TrainSpec, resolve_dataset
 from shared.db import read_scope
+from shared.settings import get_settings
 from web import args, forms
 from web.api_models import SubmitTrain
 from web.errors import ApiError
@@ -182,6 +184,29 @@ def build_spec(preset: str, values: dict[str, Any]) -> TrainSpec:
     return TrainSpec.from_preset_data(preset, values)
 
 
+# The checks `shared.jobs.submit_train` makes of single values before it stores anything,
+# by field. Made here on each value alone, so the form reports them together with every
+# other invalid field rather than one submit later.
+SUBMIT_CHECKS: dict[str, Callable[[Any], object]] = {
+    "dataset": lambda source: resolve_dataset(source, get_settings().dataset_root),
+}
+
+
+def source_errors(values: dict[str, Any], skip: dict[str, str]) -> dict[str, str]:
+    """{field: reason} for each value in `values` that `SUBMIT_CHECKS` refuses; fields
+    in `skip` (already refused) are not checked again."""
+    errors = {}
+    for field, check in SUBMIT_CHECKS.items():
+        value = values.get(field)
+        if field in skip or not isinstance(value, str):
+            continue
+        try:
+            check(value)
+        except SpecError as exc:
+            errors[exc.field] = exc.message
+    return errors
+
+
 def _submit():
     form = request.form
     preset = form.get("preset", "")
@@ -201,6 +226,7 @@ def _submit():
         SubmitTrain.model_validate({"preset": DEFAULT_PRESET, **job})
     except ValidationError as exc:
         errors = forms.validation_errors(exc, [f.name for f in JOB_FIELDS]) | errors
+    errors = source_errors(values, skip=errors) | errors
     if spec is not None and not errors:
         try:
             check_refs(spec)

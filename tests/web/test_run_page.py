@@ -224,7 +224,8 @@ def test_a_resumed_run_says_from_which_step(client, api):
     html = client.get(f"/runs/{resumed}").text
     status = html.split('id="status"', 1)[1].split("</section>", 1)[0]
     assert re.search(r'resumed from step <span class="resumed">60</span>', status)
-    assert "resumed from" not in client.get(f"/runs/{fresh}").text
+    assert '<small class="resumed-note" hidden>' in client.get(f"/runs/{fresh}").text
+    assert '<small class="resumed-note">' in html
     assert api.get(f"/api/runs/{resumed}").json["summary"]["resumed_from_step"] == 60
 
 

@@ -35,6 +35,8 @@ MAX_LOG_LINES = 500
 TAIL_BYTES = 64 << 10  # read at most this much of the end of a log: lines are short
 POLL_MS = 3000
 LIVE = ("queued", "running")
+# The sampler settings the lineage table shows, in this order.
+SAMPLER_KEYS = ("sampling", "temperature", "steps", "strategy", "schedule")
 
 # The log tail, as the page shows it and as `/runs/<id>/log` returns it (one template, so
 # the fragment the script swaps in is the markup the page rendered). Autoescaped.
@@ -151,6 +153,7 @@ def run(run_id: int):
         log_html=render_log(log),
         live=detail["status"] in LIVE,
         poll_ms=POLL_MS,
+        sampler_keys=SAMPLER_KEYS,
     )
 
 

@@ -73,8 +73,8 @@ def _record(properties: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "required": list(properties), "properties": properties}
 
 
-# Response bodies that scripts rely on. Built by hand from `web.queries` (job_row,
-# run_row, list_runs); tests/web/test_api.py checks real responses against them.
+# Response bodies that scripts rely on. Built by hand from `web.queries` (jobs.job_row,
+# runs.run_row, runs.list_runs); tests/web/test_api.py checks real responses against them.
 JOB = _record(
     {
         "id": {"type": "integer"},

@@ -4,7 +4,7 @@ sample metrics, a settings diff, and samples of the same prompt and seed side by
     /compare?runs=1,2,3                      (also ?runs=1&runs=2: the picker's plain form)
     /compare?runs=1,2&x=tokens&smooth=0.6&ratio=0.5,1
 
-One request: the view renders `queries.compare` and embeds what the charts need as JSON in
+One request: the view renders `web.queries.compare` and embeds what the charts need as JSON in
 the page; static/compare.js draws it and keeps the chart state (x axis, smoothing, ratios)
 in the URL, so a link shows the same picture. Without `runs` the page is a picker over the
 recent runs; a bad list is answered 400 with the reason, and the picker again.
@@ -35,7 +35,7 @@ def _rounded(values: list[float | None]) -> list[float | None]:
 
 
 def chart_data(data: dict[str, Any]) -> dict[str, Any]:
-    """What the page's script draws, from `queries.compare`: each run's evaluation curves
+    """What the page's script draws, from `web.queries.compare`: each run's evaluation curves
     (loss per ratio, bound, and the x axes step / tokens / wall time). The training loss,
     accuracies and samples are left out: the page shows them as HTML, or not at all."""
     curves = {}

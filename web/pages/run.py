@@ -1,10 +1,12 @@
 """One run: live progress, loss curves by mask ratio, the bound, checkpoints, settings, jobs,
 the training log's tail, and cancel / retry / clone.
 
-The page renders `queries.run_detail`; its script (static/run.js) polls /api/runs/<id>
-while the run is live, draws the curves of /api/runs/<id>/curves, and re-fetches the log
-tail from `/runs/<id>/log`, an escaped HTML fragment. Cancel and retry post small forms
-here and go through `shared.jobs`, like the API.
+The page renders `web.queries.run.run_detail`. While the run is live its script
+(static/run.js) redraws every part of the page on each poll from one snapshot: the header
+and the jobs, checkpoints and sample-set tables from /api/runs/<id>, the curves from
+/api/runs/<id>/curves whenever the run's step or bound moved, and the log tail from
+`/runs/<id>/log`, an escaped HTML fragment. Cancel and retry post small forms here and go
+through `shared.jobs`, like the API.
 
 The log is the file the worker's runner writes for each attempt of a job (see
 `worker.runner.log_path`). On one machine the dashboard can read it; when the job ran on

@@ -1,6 +1,6 @@
 """Workers and queues: who is online, what each queue holds, and reordering queued jobs.
 
-The page renders `queries.workers_and_queues` and its script re-renders it from
+The page renders `web.queries.workers` and its script re-renders it from
 /api/workers every few seconds. Changing a queued job's priority posts a small form
 here; `shared.jobs.set_priority` does the work (and refuses jobs that are not queued).
 """

@@ -56,7 +56,7 @@ def datasets_upload_limit() -> None:
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    from web import api, auth, errors, filters, pages
+    from web import api, auth, filters, pages
 
     settings = get_settings()
     app = Flask(__name__)
@@ -78,7 +78,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     filters.register(app)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # the API checks CSRF itself, and only for cookie sessions
-    errors.register(app)
+    from web.errors import register as register_errors
+
+    register_errors(app)
 
     @app.get("/vendor/<name>")
     def vendor(name: str):

@@ -94,7 +94,9 @@ def submit_train(
     in the form the worker loads. The queue is the spec's device's (`queue_for_device`)
     unless `queue` names one."""
     labels.check_labels(name, tags)
-    spec = spec.model_copy(update={"model": model_source(spec.model), "dataset": _dataset(spec.dataset)})
+    spec = spec.model_copy(
+        update={"model": model_source(spec.model), "dataset": _dataset(spec.dataset)}
+    )
     queue = _queue(spec, queue)
     payload = spec.model_dump(mode="json")
     with session_scope() as s:
@@ -115,9 +117,7 @@ def submit_train(
 
 def _dataset(source: str) -> str:
     settings = get_settings()
-    return sources.resolve_dataset(
-        source, settings.dataset_root, settings.dataset_url_prefix_list
-    )
+    return sources.resolve_dataset(source, settings.dataset_root, settings.dataset_url_prefix_list)
 
 
 def model_source(source: str) -> str:

@@ -15,7 +15,9 @@ from shared.contracts.specs import SpecError
 MAX_NAME_CHARS = 200
 MAX_TAG_CHARS = 64
 MAX_TAGS = 20
-BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
 
 
 def label_problem(value: str, max_chars: int) -> str | None:

@@ -121,7 +121,7 @@ def resolve_model(source: str, root: Path, field: str = "model") -> str:
 
 def _url_allowed(source: str, prefixes: tuple[str, ...]) -> bool:
     """Under one of the operator's prefixes, on a path boundary, with no `..` segment."""
-    scheme, _, rest = source.partition("://")
+    rest = source.partition("://")[2]
     if ".." in rest.split("/"):
         return False
     for prefix in prefixes:

@@ -51,7 +51,7 @@ def test_workers_and_queues_are_shown_with_positions_and_etas(client):
     gpu = html.split('data-queue="gpu"', 1)[1].split("</section>", 1)[0]
     assert "Nothing queued." in gpu
     assert 'name="csrf_token"' in cpu
-    assert "td.poll(" in html and "/api/workers" in html
+    assert "/static/workers.js" in html and 'data-api="/api/workers"' in html
 
 
 def test_lost_and_drained_workers_are_not_counted_online(client):

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError
 
 # Row ids (runs, jobs, checkpoints, sample sets) are 32-bit signed integers in both databases:
 # every id a user may type is checked against this one bound, so none reaches a driver that
@@ -171,11 +170,12 @@ class TrainSpec(_Spec):
                 f"prefix_length ({prefix}) must be less than seq_len ({self.seq_len}): "
                 "a block needs tokens left to mask"
             )
-            error = InitErrorDetails(
-                type=PydanticCustomError("value_error", message),
-                loc=("masking", "prefix_length"),
-                input=prefix,
-            )
+            error = {
+                "type": "value_error",
+                "loc": ("masking", "prefix_length"),
+                "input": prefix,
+                "ctx": {"error": ValueError(message)},
+            }
             raise ValidationError.from_exception_data(type(self).__name__, [error])
         return self
 

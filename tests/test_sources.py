@@ -149,3 +149,10 @@ def test_the_worker_checks_the_model_again_before_loading(tmp_path, monkeypatch)
         assert loadable_model(TrainSpec.from_preset("tiny")).model == "scratch"
     finally:
         reset_process_caches()
+
+
+def test_the_worker_knows_every_name_the_contracts_allow():
+    from worker.diffusion import data, modeling
+
+    assert set(sources.PACKAGED_MODELS) == set(modeling.PACKAGED_MODELS)
+    assert set(sources.BUILTIN_DATASETS) == set(data.BUILTIN)

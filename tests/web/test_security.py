@@ -378,3 +378,48 @@ def test_session_cookie_lifetime_and_secure_flag(web_env, monkeypatch):
 
     left = parsedate_to_datetime(expires).timestamp() - time.time()
     assert 2 * 3600 - 60 < left <= 2 * 3600 + 1
+
+
+def test_under_gunicorn_the_headers_are_there_and_name_no_version(web_env, tmp_path):
+    """The compose deployment's server: our headers reach the client, and its own Server
+    header names neither Werkzeug, Python nor a version."""
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent))
+    if gunicorn is None:
+        pytest.skip("gunicorn is not installed (the `web` extra)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    repo = Path(__file__).resolve().parents[2]
+    log = (tmp_path / "gunicorn.log").open("w+")
+    proc = subprocess.Popen(
+        [gunicorn, f"--bind=127.0.0.1:{port}", "--workers=1", "web:create_app()"],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    headers = r.headers
+                break
+            except OSError:
+                assert proc.poll() is None, (tmp_path / "gunicorn.log").read_text()
+                assert time.monotonic() < deadline, "gunicorn did not answer in 60 s"
+                time.sleep(0.3)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert headers.get_all("Server") == ["gunicorn"]
+    assert headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]

@@ -131,11 +131,16 @@ def _throttle_logins(app: Flask, settings: Settings) -> None:
             exempt_when=_not_login,
             deduct_when=_failed,
         )(bp)
+    app.extensions["td_login_window"] = window
     app.register_error_handler(RateLimitExceeded, _too_many_logins)
 
 
 def _too_many_logins(exc: RateLimitExceeded):
-    error = "Too many failed logins. Wait a few minutes, then try again."
+    minutes = -(-current_app.extensions["td_login_window"] // 60)
+    error = (
+        "Too many failed logins from this address or for this account: logins are refused "
+        f"for up to {minutes} minute{'s' if minutes > 1 else ''}."
+    )
     return render_template("login.html", error=error), 429
 
 

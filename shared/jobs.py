@@ -23,7 +23,8 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
-from shared.contracts.specs import EvalSpec, GenerateSpec, SpecError, TrainSpec, resolve_dataset
+from shared.contracts import labels, sources
+from shared.contracts.specs import EvalSpec, GenerateSpec, SpecError, TrainSpec
 from shared.db import retry_on_disconnect, session_scope
 from shared.models import Checkpoint, Job, JobKind, JobStatus, Run, utcnow
 from shared.queue import check_queue, new_task_id, queue_for_device, send_job
@@ -92,11 +93,14 @@ def submit_train(
     queue: str | None = None,
     priority: int = 0,
 ) -> Job:
-    """Insert a run and its training job, commit, enqueue. Local datasets are checked
-    against DATASET_ROOT first (`SpecError`; nothing is stored). The queue is the spec's
-    device's (`queue_for_device`) unless `queue` names one."""
-    dataset = resolve_dataset(spec.dataset, get_settings().dataset_root)
-    spec = spec.model_copy(update={"dataset": dataset})
+    """Insert a run and its training job, commit, enqueue. The model and dataset sources are
+    checked first (`shared.contracts.sources`; `SpecError`, nothing is stored), and stored
+    in the form the worker loads. The queue is the spec's device's (`queue_for_device`)
+    unless `queue` names one."""
+    labels.check_labels(name, tags)
+    spec = spec.model_copy(
+        update={"model": model_source(spec.model), "dataset": _dataset(spec.dataset)}
+    )
     queue = _queue(spec, queue)
     payload = spec.model_dump(mode="json")
     with session_scope() as s:
@@ -115,20 +119,36 @@ def submit_train(
     return job
 
 
-def resolve_checkpoint(s: Session, ref: int | str) -> Checkpoint:
+def _dataset(source: str) -> str:
+    settings = get_settings()
+    return sources.resolve_dataset(source, settings.dataset_root, settings.dataset_url_prefix_list)
+
+
+def model_source(source: str) -> str:
+    """A model source as the worker loads it: a checkpoint (id or URL) as its recorded URL,
+    anything else through `sources.resolve_model`; `SpecError` naming `model` if refused.
+    The worker calls it again before loading."""
+    ref = sources.checkpoint_ref(source)
+    if ref is None:
+        return sources.resolve_model(source, get_settings().model_root)
+    with session_scope() as s:
+        return resolve_checkpoint(s, ref, field="model").url
+
+
+def resolve_checkpoint(s: Session, ref: int | str, field: str = "checkpoint") -> Checkpoint:
     """The checkpoint row named by id or artifact URL; `SpecError` if there is none."""
     if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
         if not 0 < int(ref) < 2**31:
-            raise SpecError("checkpoint", f"no checkpoint with id {ref}")
+            raise SpecError(field, f"no checkpoint with id {ref}")
         ckpt = s.get(Checkpoint, int(ref))
         if ckpt is None:
-            raise SpecError("checkpoint", f"no checkpoint with id {ref}")
+            raise SpecError(field, f"no checkpoint with id {ref}")
     else:
         ckpt = s.scalars(select(Checkpoint).where(Checkpoint.url == ref.rstrip("/"))).first()
         if ckpt is None:
-            raise SpecError("checkpoint", f"no checkpoint is recorded at {ref}")
+            raise SpecError(field, f"no checkpoint is recorded at {ref}")
     if not ArtifactStore().exists(ckpt.url):
-        raise SpecError("checkpoint", f"checkpoint {ckpt.id}'s files are gone from {ckpt.url}")
+        raise SpecError(field, f"checkpoint {ckpt.id}'s files are gone from {ckpt.url}")
     return ckpt
 
 
@@ -154,8 +174,7 @@ def submit_generate(spec: GenerateSpec, *, queue: str | None = None, priority: i
 def submit_evaluate(spec: EvalSpec, *, queue: str | None = None, priority: int = 0) -> Job:
     """Insert an evaluation job over `spec.checkpoint`, commit, enqueue."""
     if spec.dataset is not None:
-        dataset = resolve_dataset(spec.dataset, get_settings().dataset_root)
-        spec = spec.model_copy(update={"dataset": dataset})
+        spec = spec.model_copy(update={"dataset": _dataset(spec.dataset)})
     return _submit_on_checkpoint(JobKind.EVALUATE, spec, queue, priority)
 
 

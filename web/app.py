@@ -56,18 +56,17 @@ def datasets_upload_limit() -> None:
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    from web import api, auth, filters, pages
+    from web import api, auth, filters, pages, security
 
     settings = get_settings()
     app = Flask(__name__)
     app.config.from_mapping(
         SECRET_KEY=_secret_key(settings),
         MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH,
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Lax",
         WTF_CSRF_TIME_LIMIT=None,  # valid for the session, so a tab left open still works
         JSON_SORT_KEYS=False,
     )
+    security.init_app(app, settings)
     app.config.from_mapping(test_config or {})
     # Before the CSRF check, which reads the form: the upload page accepts larger bodies.
     app.before_request(datasets_upload_limit)

@@ -52,7 +52,7 @@ def test_workers_and_queues_are_shown_with_positions_and_etas(client):
     gpu = html.split('data-queue="gpu"', 1)[1].split("</section>", 1)[0]
     assert "Nothing queued." in gpu
     assert 'name="csrf_token"' in cpu
-    assert "td.poll(" in html and "/api/workers" in html
+    assert "/static/workers.js" in html and 'data-api="/api/workers"' in html
 
 
 def test_training_etas_come_from_finished_runs_of_the_same_preset_and_steps(client):

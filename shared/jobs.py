@@ -99,7 +99,7 @@ def submit_train(
     unless `queue` names one."""
     labels.check_labels(name, tags)
     spec = spec.model_copy(
-        update={"model": model_source(spec.model), "dataset": _dataset(spec.dataset)}
+        update={"model": model_source(spec.model), "dataset": dataset_source(spec.dataset)}
     )
     queue = _queue(spec, queue)
     payload = spec.model_dump(mode="json")
@@ -119,7 +119,9 @@ def submit_train(
     return job
 
 
-def _dataset(source: str) -> str:
+def dataset_source(source: str) -> str:
+    """A dataset source as the worker loads it (`sources.resolve_dataset` with this machine's
+    roots and URL prefixes); `SpecError` naming `dataset` if refused."""
     settings = get_settings()
     return sources.resolve_dataset(source, settings.dataset_root, settings.dataset_url_prefix_list)
 
@@ -174,7 +176,7 @@ def submit_generate(spec: GenerateSpec, *, queue: str | None = None, priority: i
 def submit_evaluate(spec: EvalSpec, *, queue: str | None = None, priority: int = 0) -> Job:
     """Insert an evaluation job over `spec.checkpoint`, commit, enqueue."""
     if spec.dataset is not None:
-        spec = spec.model_copy(update={"dataset": _dataset(spec.dataset)})
+        spec = spec.model_copy(update={"dataset": dataset_source(spec.dataset)})
     return _submit_on_checkpoint(JobKind.EVALUATE, spec, queue, priority)
 
 

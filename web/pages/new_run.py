@@ -22,9 +22,8 @@ from flask import flash, redirect, render_template, request, url_for
 from pydantic import ValidationError
 
 from shared import jobs
-from shared.contracts.specs import MAX_ID, PRESETS, SpecError, TrainSpec, resolve_dataset
+from shared.contracts.specs import MAX_ID, PRESETS, SpecError, TrainSpec
 from shared.db import read_scope
-from shared.settings import get_settings
 from web import args, forms
 from web.api_models import SubmitTrain
 from web.errors import ApiError
@@ -188,7 +187,8 @@ def build_spec(preset: str, values: dict[str, Any]) -> TrainSpec:
 # by field. Made here on each value alone, so the form reports them together with every
 # other invalid field rather than one submit later.
 SUBMIT_CHECKS: dict[str, Callable[[Any], object]] = {
-    "dataset": lambda source: resolve_dataset(source, get_settings().dataset_root),
+    "model": jobs.model_source,
+    "dataset": jobs.dataset_source,
 }
 
 

@@ -23,7 +23,8 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
-from shared.contracts.specs import EvalSpec, GenerateSpec, SpecError, TrainSpec, resolve_dataset
+from shared.contracts import labels, sources
+from shared.contracts.specs import EvalSpec, GenerateSpec, SpecError, TrainSpec
 from shared.db import retry_on_disconnect, session_scope
 from shared.models import Checkpoint, Job, JobKind, JobStatus, Run, utcnow
 from shared.queue import check_queue, new_task_id, queue_for_device, send_job
@@ -38,6 +39,10 @@ MAX_ERROR_CHARS = 8000
 
 class JobError(ValueError):
     """A request that does not fit the job's state (e.g. retrying a running job)."""
+
+
+class JobNotFound(JobError, LookupError):
+    """No job with that id (the API answers 404, a state conflict 409)."""
 
 
 def _clip(text: str | None) -> str | None:
@@ -88,11 +93,14 @@ def submit_train(
     queue: str | None = None,
     priority: int = 0,
 ) -> Job:
-    """Insert a run and its training job, commit, enqueue. Local datasets are checked
-    against DATASET_ROOT first (`SpecError`; nothing is stored). The queue is the spec's
-    device's (`queue_for_device`) unless `queue` names one."""
-    dataset = resolve_dataset(spec.dataset, get_settings().dataset_root)
-    spec = spec.model_copy(update={"dataset": dataset})
+    """Insert a run and its training job, commit, enqueue. The model and dataset sources are
+    checked first (`shared.contracts.sources`; `SpecError`, nothing is stored), and stored
+    in the form the worker loads. The queue is the spec's device's (`queue_for_device`)
+    unless `queue` names one."""
+    labels.check_labels(name, tags)
+    spec = spec.model_copy(
+        update={"model": model_source(spec.model), "dataset": dataset_source(spec.dataset)}
+    )
     queue = _queue(spec, queue)
     payload = spec.model_dump(mode="json")
     with session_scope() as s:
@@ -111,20 +119,38 @@ def submit_train(
     return job
 
 
-def resolve_checkpoint(s: Session, ref: int | str) -> Checkpoint:
+def dataset_source(source: str) -> str:
+    """A dataset source as the worker loads it (`sources.resolve_dataset` with this machine's
+    roots and URL prefixes); `SpecError` naming `dataset` if refused."""
+    settings = get_settings()
+    return sources.resolve_dataset(source, settings.dataset_root, settings.dataset_url_prefix_list)
+
+
+def model_source(source: str) -> str:
+    """A model source as the worker loads it: a checkpoint (id or URL) as its recorded URL,
+    anything else through `sources.resolve_model`; `SpecError` naming `model` if refused.
+    The worker calls it again before loading."""
+    ref = sources.checkpoint_ref(source)
+    if ref is None:
+        return sources.resolve_model(source, get_settings().model_root)
+    with session_scope() as s:
+        return resolve_checkpoint(s, ref, field="model").url
+
+
+def resolve_checkpoint(s: Session, ref: int | str, field: str = "checkpoint") -> Checkpoint:
     """The checkpoint row named by id or artifact URL; `SpecError` if there is none."""
     if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
         if not 0 < int(ref) < 2**31:
-            raise SpecError("checkpoint", f"no checkpoint with id {ref}")
+            raise SpecError(field, f"no checkpoint with id {ref}")
         ckpt = s.get(Checkpoint, int(ref))
         if ckpt is None:
-            raise SpecError("checkpoint", f"no checkpoint with id {ref}")
+            raise SpecError(field, f"no checkpoint with id {ref}")
     else:
         ckpt = s.scalars(select(Checkpoint).where(Checkpoint.url == ref.rstrip("/"))).first()
         if ckpt is None:
-            raise SpecError("checkpoint", f"no checkpoint is recorded at {ref}")
+            raise SpecError(field, f"no checkpoint is recorded at {ref}")
     if not ArtifactStore().exists(ckpt.url):
-        raise SpecError("checkpoint", f"checkpoint {ckpt.id}'s files are gone from {ckpt.url}")
+        raise SpecError(field, f"checkpoint {ckpt.id}'s files are gone from {ckpt.url}")
     return ckpt
 
 
@@ -150,8 +176,7 @@ def submit_generate(spec: GenerateSpec, *, queue: str | None = None, priority: i
 def submit_evaluate(spec: EvalSpec, *, queue: str | None = None, priority: int = 0) -> Job:
     """Insert an evaluation job over `spec.checkpoint`, commit, enqueue."""
     if spec.dataset is not None:
-        dataset = resolve_dataset(spec.dataset, get_settings().dataset_root)
-        spec = spec.model_copy(update={"dataset": dataset})
+        spec = spec.model_copy(update={"dataset": dataset_source(spec.dataset)})
     return _submit_on_checkpoint(JobKind.EVALUATE, spec, queue, priority)
 
 
@@ -392,7 +417,7 @@ def cancel(job_id: int) -> JobStatus:
     with session_scope() as s:
         job = s.get(Job, job_id)
         if job is None:
-            raise JobError(f"no job with id {job_id}")
+            raise JobNotFound(f"no job with id {job_id}")
         if JobStatus(job.status).finished:
             return JobStatus(job.status)
         s.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
@@ -409,7 +434,7 @@ def retry(job_id: int) -> Job:
     with session_scope() as s:
         job = s.get(Job, job_id)
         if job is None:
-            raise JobError(f"no job with id {job_id}")
+            raise JobNotFound(f"no job with id {job_id}")
         if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             raise JobError(f"job {job_id} is {job.status}; only failed or cancelled jobs retry")
         done = _requeue(
@@ -436,7 +461,7 @@ def set_priority(job_id: int, priority: int) -> Job:
     with session_scope() as s:
         job = s.get(Job, job_id)
         if job is None:
-            raise JobError(f"no job with id {job_id}")
+            raise JobNotFound(f"no job with id {job_id}")
         changed = s.execute(
             update(Job)
             .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
@@ -453,7 +478,7 @@ def get_job(job_id: int) -> Job:
     with session_scope() as s:
         job = s.get(Job, job_id)
         if job is None:
-            raise JobError(f"no job with id {job_id}")
+            raise JobNotFound(f"no job with id {job_id}")
         return job
 
 

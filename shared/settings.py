@@ -60,6 +60,12 @@ class Settings(BaseModel):
     # Local dataset files a job may read: specs naming a path outside it are refused, so a
     # submitted job cannot read arbitrary files of the worker machine.
     dataset_root: Path
+    # Remote dataset URLs a job may read, comma-separated prefixes (`s3://our-bucket/corpora/`).
+    # Empty: none, because a worker fetches them with its own credentials.
+    dataset_url_prefixes: str = ""
+    # Local model directories a job may load: a model is code and data from disk, so a
+    # path outside this folder is refused like a dataset outside DATASET_ROOT.
+    model_root: Path
     # Workers beat this often; a few seconds keeps the dashboard live at negligible DB cost.
     heartbeat_seconds: float = Field(5.0, gt=0.0, le=3600.0)
     # A running job whose heartbeat is older than this is presumed dead: 6 missed beats.
@@ -87,6 +93,19 @@ class Settings(BaseModel):
     # The dashboard's `admin` password. Unset: one is generated on first start, printed
     # once, and only its hash is kept (DATA_DIR/admin_password.hash).
     admin_password: str | None = Field(None, min_length=8)
+    # Failed logins a client address, and the account, may make per LOGIN_WINDOW_SECONDS;
+    # past either, every login (the right password too) is refused until the window passes.
+    # Ten per five minutes stops password guessing and forgives a few typos.
+    login_failures_per_client: int = Field(10, ge=1, le=100_000)
+    # Higher than per client: one guesser from many addresses is throttled, while a person
+    # at the keyboard is not locked out by someone else's guesses after a handful.
+    login_failures_per_account: int = Field(50, ge=1, le=100_000)
+    login_window_seconds: int = Field(300, ge=1, le=86_400)
+    # Send the session cookie over HTTPS only: set it when the dashboard is served behind
+    # TLS (a plain-HTTP laptop dashboard would otherwise never keep a login).
+    session_cookie_secure: bool = False
+    # How long a login lasts: a working day, not Flask's 31 days.
+    session_lifetime_hours: float = Field(12.0, gt=0.0, le=24.0 * 31)
     # Comma-separated bearer tokens the JSON API accepts (`Authorization: Bearer TOKEN`).
     api_tokens: str = ""
     # Fork each job from a warm process that has imported torch once (0.4 s to start a
@@ -103,10 +122,22 @@ class Settings(BaseModel):
     def _absolute(cls, v: Path) -> Path:
         return v.expanduser().resolve()
 
-    @field_validator("dataset_root")
+    @field_validator("dataset_root", "model_root")
     @classmethod
     def _absolute_root(cls, v: Path) -> Path:
         return v.expanduser().resolve()
+
+    @field_validator("dataset_url_prefixes")
+    @classmethod
+    def _url_prefixes(cls, v: str) -> str:
+        for prefix in (p.strip() for p in v.split(",") if p.strip()):
+            scheme, sep, rest = prefix.partition("://")
+            if not sep or not scheme or not rest.strip("/"):
+                raise ValueError(
+                    f"{prefix!r} is not a URL prefix with a host or bucket "
+                    "(e.g. s3://bucket/corpora/)"
+                )
+        return v
 
     @field_validator("database_url")
     @classmethod
@@ -153,6 +184,7 @@ class Settings(BaseModel):
         raw.setdefault("database_url", f"sqlite:///{data_dir / 'text-diffusion.db'}")
         raw.setdefault("artifact_url", (data_dir / "artifacts").as_uri())
         raw.setdefault("dataset_root", data_dir / "datasets")
+        raw.setdefault("model_root", data_dir / "models")
         try:
             settings = cls.model_validate(raw)
         except ValidationError as exc:
@@ -167,6 +199,10 @@ class Settings(BaseModel):
     @property
     def api_token_set(self) -> frozenset[str]:
         return frozenset(t.strip() for t in self.api_tokens.split(",") if t.strip())
+
+    @property
+    def dataset_url_prefix_list(self) -> tuple[str, ...]:
+        return tuple(p.strip() for p in self.dataset_url_prefixes.split(",") if p.strip())
 
     @property
     def is_sqlite(self) -> bool:

@@ -1,44 +1,41 @@
 """The JSON API: everything the pages do, for scripts and the CLI (`--url`).
 
-Reads go through `web.queries`, writes through `shared.jobs`, exactly as the pages do.
-Every error is JSON: {"error": {"status", "message", "fields": [{"field", "reason"}]}}.
-The routes and their bodies are described by the OpenAPI document at /api/openapi.json.
+Reads go through `web.queries` (arguments through `web.args`), writes through
+`shared.jobs`, exactly as the pages do. Every error is JSON (see `web.errors`):
+{"error": {"status", "message", "fields": [{"field", "reason"}]}}. The routes and their
+bodies are described by the OpenAPI document at /api/openapi.json.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, jsonify, render_template, request
+from flask import Blueprint, jsonify, request
 from pydantic import BaseModel, ValidationError
-from werkzeug.exceptions import HTTPException
 
 from shared import jobs
-from shared.contracts.specs import PRESETS, EvalSpec, GenerateSpec, SpecError, TrainSpec
+from shared.contracts.specs import MAX_ID, PRESETS, EvalSpec, GenerateSpec, SpecError, TrainSpec
 from shared.db import read_scope
-from web import queries
+from web import args
 from web.api_models import PatchJob, SubmitEvaluate, SubmitGenerate, SubmitTrain
-from web.auth import ApiAuthError
+from web.errors import ApiError, spec_error
+from web.queries.compare import compare as compare_runs
+from web.queries.curves import MAX_POINTS, MAX_POINTS_ASKED, MIN_POINTS_ASKED
+from web.queries.curves import run_curves as curves_of
+from web.queries.jobs import JOBS_LISTED, MAX_JOBS_LISTED, get_job_row, list_jobs
+from web.queries.run import list_checkpoints, run_detail, train_job_id
+from web.queries.runs import list_runs
+from web.queries.samples import list_sample_sets, sample_set_detail
+from web.queries.workers import workers_and_queues
+from web.refs import check_refs
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-
-# Ids are 32-bit in PostgreSQL (and SQLite refuses integers past 64 bits): a larger id is
-# simply not found, rather than an overflow deep in the database driver.
-MAX_ID = 2**31 - 1
-
 
 SCHEMAS: dict[str, type[BaseModel]] = {
     "train": TrainSpec,
     "generate": GenerateSpec,
     "evaluate": EvalSpec,
 }
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, fields: list[dict[str, str]] | None = None):
-        super().__init__(message)
-        self.status, self.message, self.fields = status, message, fields or []
 
 
 @bp.before_request  # after the app's login guard: a stranger gets 401, not 404
@@ -56,14 +53,6 @@ def _one_value_per_parameter() -> None:
     if repeated:
         fields = [{"field": n, "reason": "given more than once"} for n in repeated]
         raise ApiError(400, f"query parameter {repeated[0]!r} given more than once", fields)
-
-
-def error_response(status: int, message: str, fields: list[dict[str, str]] | None = None):
-    """JSON under /api/, the error page elsewhere (a page that hit a missing run, say)."""
-    if not request.path.startswith("/api/"):
-        return render_template("error.html", status=status, message=message), status
-    body = {"error": {"status": status, "message": message, "fields": fields or []}}
-    return jsonify(body), status
 
 
 def validation_fields(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
@@ -101,80 +90,9 @@ def _submitted(job, sample_sets: int | None = None):
     return jsonify(body), 201
 
 
-def _id_arg(name: str) -> int | None:
-    """An optional id in the query string; `QueryError` (400) names a bad one."""
-    if request.args.get(name) in (None, ""):
-        return None
-    return queries.int_arg(request.args, name, 0, 1, MAX_ID)
-
-
-def _spec_error(exc: SpecError) -> ApiError:
-    """A `SpecError` from `shared.jobs` as a 422 naming the field under `spec.`."""
-    return ApiError(422, str(exc), [{"field": f"spec.{exc.field}", "reason": exc.message}])
-
-
-def check_refs(spec: TrainSpec | GenerateSpec | EvalSpec) -> None:
-    """Refuse, as 422s, references the job system cannot look up: a checkpoint id past
-    the id range (or in non-ASCII digits), a dataset under a home directory that does not
-    exist (`~nobody/x`), a step count no integer column holds."""
-    ref = getattr(spec, "checkpoint", None)
-    if isinstance(ref, str) and ref.isdigit():
-        if not ref.isascii():
-            raise _spec_error(SpecError("checkpoint", f"expected an id or a URL, got {ref!r}"))
-        ref = int(ref)
-    if isinstance(ref, int) and ref > MAX_ID:
-        raise _spec_error(SpecError("checkpoint", f"no checkpoint with id {ref}"))
-    dataset = getattr(spec, "dataset", None)
-    if isinstance(dataset, str) and dataset.startswith("~"):
-        try:
-            Path(dataset).expanduser()
-        except RuntimeError:
-            reason = f"no such home directory in {dataset!r}"
-            raise _spec_error(SpecError("dataset", reason)) from None
-    steps = getattr(spec, "max_steps", None)
-    if isinstance(steps, int) and steps > MAX_ID:
-        raise _spec_error(SpecError("max_steps", f"at most {MAX_ID}"))
-
-
 def _query(fn, *args, **kwargs):
     with read_scope() as s:
         return fn(s, *args, **kwargs)
-
-
-# ----------------------------------------------------------------------------- errors
-
-
-def register_errors(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def _api_error(exc: ApiError):
-        return error_response(exc.status, exc.message, exc.fields)
-
-    @app.errorhandler(ApiAuthError)
-    def _auth_error(exc: ApiAuthError):
-        return error_response(exc.status, str(exc))
-
-    @app.errorhandler(queries.QueryError)
-    def _query_error(exc: queries.QueryError):
-        return error_response(400, str(exc), [{"field": exc.field, "reason": exc.message}])
-
-    @app.errorhandler(SpecError)
-    def _spec_error(exc: SpecError):
-        return error_response(422, str(exc), [{"field": exc.field, "reason": exc.message}])
-
-    @app.errorhandler(queries.NotFound)
-    def _not_found(exc: queries.NotFound):
-        return error_response(404, str(exc))
-
-    @app.errorhandler(jobs.JobError)
-    def _conflict(exc: jobs.JobError):
-        status = 404 if str(exc).startswith("no job") else 409
-        return error_response(status, str(exc))
-
-    @app.errorhandler(HTTPException)
-    def _http(exc: HTTPException):
-        if request.path.startswith("/api/") or exc.code == 413:
-            return error_response(exc.code or 500, exc.description or exc.name)
-        return exc
 
 
 # ----------------------------------------------------------------------------- runs
@@ -182,7 +100,7 @@ def register_errors(app: Flask) -> None:
 
 @bp.get("/runs")
 def runs():
-    return _query(queries.list_runs, queries.RunQuery.from_args(request.args))
+    return _query(list_runs, args.run_query(request.args))
 
 
 def spec_from_submission(body: SubmitTrain) -> TrainSpec:
@@ -210,23 +128,23 @@ def submit_run():
             spec, name=body.name, tags=body.tags, queue=body.queue, priority=body.priority
         )
     except SpecError as exc:
-        raise _spec_error(exc) from None
+        raise spec_error(exc) from None
     return _submitted(job)
 
 
 @bp.get("/runs/<int:run_id>")
 def run(run_id: int):
-    return _query(queries.run_detail, run_id)
+    return _query(run_detail, run_id)
 
 
 @bp.get("/runs/<int:run_id>/curves")
 def run_curves(run_id: int):
-    n = queries.int_arg(request.args, "max_points", queries.MAX_POINTS, 2, 5000)
-    return _query(queries.run_curves, run_id, n)
+    n = args.int_arg(request.args, "max_points", MAX_POINTS, MIN_POINTS_ASKED, MAX_POINTS_ASKED)
+    return _query(curves_of, run_id, n)
 
 
 def _run_job(run_id: int) -> int:
-    job_id = _query(queries.run_detail, run_id)["job_id"]
+    job_id = _query(train_job_id, run_id)
     if job_id is None:
         raise ApiError(409, f"run {run_id} has no training job")
     return job_id
@@ -236,14 +154,14 @@ def _run_job(run_id: int) -> int:
 def cancel_run(run_id: int):
     job_id = _run_job(run_id)
     jobs.cancel(job_id)
-    return _query(queries.get_job_row, job_id)
+    return _query(get_job_row, job_id)
 
 
 @bp.post("/runs/<int:run_id>/retry")
 def retry_run(run_id: int):
     job_id = _run_job(run_id)
     jobs.retry(job_id)
-    return _query(queries.get_job_row, job_id)
+    return _query(get_job_row, job_id)
 
 
 # ----------------------------------------------------------------------------- jobs
@@ -251,10 +169,10 @@ def retry_run(run_id: int):
 
 @bp.get("/jobs")
 def job_list():
-    limit = queries.int_arg(request.args, "limit", 100, 1, 1000)
+    limit = args.int_arg(request.args, "limit", JOBS_LISTED, 1, MAX_JOBS_LISTED)
     return jsonify(
         _query(
-            queries.list_jobs,
+            list_jobs,
             status=request.args.get("status") or None,
             kind=request.args.get("kind") or None,
             limit=limit,
@@ -264,26 +182,26 @@ def job_list():
 
 @bp.get("/jobs/<int:job_id>")
 def job(job_id: int):
-    return _query(queries.get_job_row, job_id, with_spec=True)
+    return _query(get_job_row, job_id, with_spec=True)
 
 
 @bp.patch("/jobs/<int:job_id>")
 def patch_job(job_id: int):
     body = _body(PatchJob)
     jobs.set_priority(job_id, body.priority)
-    return _query(queries.get_job_row, job_id)
+    return _query(get_job_row, job_id)
 
 
 @bp.post("/jobs/<int:job_id>/cancel")
 def cancel_job(job_id: int):
     jobs.cancel(job_id)
-    return _query(queries.get_job_row, job_id)
+    return _query(get_job_row, job_id)
 
 
 @bp.post("/jobs/<int:job_id>/retry")
 def retry_job(job_id: int):
     jobs.retry(job_id)
-    return _query(queries.get_job_row, job_id)
+    return _query(get_job_row, job_id)
 
 
 @bp.post("/generate")
@@ -293,7 +211,7 @@ def submit_generate():
     try:
         job = jobs.submit_generate(body.spec, queue=body.queue, priority=body.priority)
     except SpecError as exc:
-        raise _spec_error(exc) from None
+        raise spec_error(exc) from None
     return _submitted(job, sample_sets=body.spec.grid.size())
 
 
@@ -304,7 +222,7 @@ def submit_evaluate():
     try:
         job = jobs.submit_evaluate(body.spec, queue=body.queue, priority=body.priority)
     except SpecError as exc:
-        raise _spec_error(exc) from None
+        raise spec_error(exc) from None
     return _submitted(job)
 
 
@@ -313,35 +231,35 @@ def submit_evaluate():
 
 @bp.get("/checkpoints")
 def checkpoints():
-    return jsonify(_query(queries.list_checkpoints, _id_arg("run_id")))
+    return jsonify(_query(list_checkpoints, args.id_arg(request.args, "run_id")))
 
 
 @bp.get("/sample-sets")
 def sample_sets():
     return jsonify(
         _query(
-            queries.list_sample_sets,
-            run_id=_id_arg("run_id"),
-            checkpoint_id=_id_arg("checkpoint_id"),
+            list_sample_sets,
+            run_id=args.id_arg(request.args, "run_id"),
+            checkpoint_id=args.id_arg(request.args, "checkpoint_id"),
         )
     )
 
 
 @bp.get("/sample-sets/<int:set_id>")
 def sample_set(set_id: int):
-    return _query(queries.sample_set_detail, set_id)
+    return _query(sample_set_detail, set_id)
 
 
 @bp.get("/compare")
 def compare():
-    ids = queries.parse_run_ids(request.args.get("runs"))
-    n = queries.int_arg(request.args, "max_points", queries.MAX_POINTS, 2, 5000)
-    return _query(queries.compare, ids, n)
+    ids = args.run_ids(request.args.get("runs"))
+    n = args.int_arg(request.args, "max_points", MAX_POINTS, MIN_POINTS_ASKED, MAX_POINTS_ASKED)
+    return _query(compare_runs, ids, n)
 
 
 @bp.get("/workers")
 def workers():
-    return _query(queries.workers_and_queues)
+    return _query(workers_and_queues)
 
 
 @bp.get("/presets")

@@ -3,14 +3,16 @@ OpenAPI document, so the description and the checks are the same code."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from shared.contracts.labels import MAX_NAME_CHARS, MAX_TAG_CHARS, MAX_TAGS, check_name, check_tag
 from shared.contracts.specs import EvalSpec, GenerateSpec
 
 Queue = Literal["cpu", "gpu"]
-MAX_TAGS = 20
+Name = Annotated[str, Field(max_length=MAX_NAME_CHARS), AfterValidator(check_name)]
+Tag = Annotated[str, Field(max_length=MAX_TAG_CHARS), AfterValidator(check_tag)]
 
 
 class _Body(BaseModel):
@@ -25,8 +27,10 @@ class SubmitTrain(_Body):
     spec: dict[str, Any] = Field(
         default_factory=dict, description="TrainSpec fields that override the preset."
     )
-    name: str | None = Field(None, min_length=1, max_length=200)
-    tags: list[str] = Field(default_factory=list, max_length=MAX_TAGS)
+    name: Name | None = Field(
+        None, description="Shown in lists: no control or bidirectional-override characters."
+    )
+    tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
     queue: Queue | None = Field(None, description="Default: the spec's device's queue.")
     priority: int = Field(0, ge=-1000, le=1000, description="Higher runs first.")
 

@@ -56,18 +56,17 @@ def datasets_upload_limit() -> None:
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    from web import api, auth, filters, pages
+    from web import api, auth, filters, pages, security
 
     settings = get_settings()
     app = Flask(__name__)
     app.config.from_mapping(
         SECRET_KEY=_secret_key(settings),
         MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH,
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Lax",
         WTF_CSRF_TIME_LIMIT=None,  # valid for the session, so a tab left open still works
         JSON_SORT_KEYS=False,
     )
+    security.init_app(app, settings)
     app.config.from_mapping(test_config or {})
     # Before the CSRF check, which reads the form: the upload page accepts larger bodies.
     app.before_request(datasets_upload_limit)
@@ -78,7 +77,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     filters.register(app)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # the API checks CSRF itself, and only for cookie sessions
-    api.register_errors(app)
+    from web.errors import register as register_errors
+
+    register_errors(app)
 
     @app.get("/vendor/<name>")
     def vendor(name: str):
@@ -88,6 +89,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         if not path.is_file():
             abort(404, f"{name} is not installed: run `npm ci --prefix web` (scripts/setup.sh)")
         return send_from_directory(path.parent, path.name, max_age=86400)
+
+    @app.get("/favicon.ico")
+    def favicon():
+        """Browsers ask every site for /favicon.ico: the icon in static/ (public)."""
+        return app.send_static_file("favicon.svg")
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:

@@ -5,6 +5,13 @@ on first start, printed once, and kept only as a hash in DATA_DIR/admin_password
 The API also takes `Authorization: Bearer TOKEN` with a token from API_TOKENS; a browser
 that is logged in may call the API with its session cookie, and then unsafe methods need
 the CSRF token in an `X-CSRFToken` header (the pages' scripts send it).
+
+Failed logins are throttled (Flask-Limiter), per client address and per account name:
+past LOGIN_FAILURES_PER_CLIENT or LOGIN_FAILURES_PER_ACCOUNT failures in
+LOGIN_WINDOW_SECONDS, every login is answered 429 (the right password too) until the window
+passes. Only failures count. The counts live in Redis when REDIS_URL is set, so every web
+server shares them, else in the process's memory. Behind a reverse proxy every client has
+the proxy's address: the per-client limit then throttles everyone together.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from flask import (
     session,
     url_for,
 )
+from flask_limiter import Limiter, RateLimitExceeded
 from flask_wtf.csrf import validate_csrf
 from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import ValidationError
@@ -36,7 +44,7 @@ bp = Blueprint("auth", __name__)
 USERNAME = "admin"
 # Endpoints anyone may reach: the login page itself, health checks, assets, the API's
 # description (it holds no data).
-PUBLIC = {"auth.login", "static", "vendor", "healthz", "api.openapi"}
+PUBLIC = {"auth.login", "static", "vendor", "healthz", "favicon", "api.openapi"}
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
 
@@ -75,6 +83,65 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.extensions["td_password_hash"] = _password_hash(settings)
     app.extensions["td_api_tokens"] = settings.api_token_set
     app.before_request(_guard)
+    _throttle_logins(app, settings)
+
+
+def _limit_storage(settings: Settings) -> str:
+    """Redis when the deployment has one (shared by every web server), else memory."""
+    url = settings.redis_url
+    if url is None:
+        return "memory://"
+    if url.startswith("unix://"):
+        return "redis+" + url  # the limits library's name for a Redis socket
+    return url
+
+
+def _client() -> str:
+    return "client:" + (request.remote_addr or "unknown")
+
+
+def _account() -> str:
+    # Clipped: a guesser's made-up names cannot make long keys.
+    return "account:" + request.form.get("username", "")[:64]
+
+
+def _not_login() -> bool:
+    return request.endpoint != "auth.login"
+
+
+def _failed(response) -> bool:
+    return response.status_code == 401
+
+
+def _throttle_logins(app: Flask, settings: Settings) -> None:
+    """A limiter of this app's own (its storage follows this app's settings) on POST /login."""
+    app.config.setdefault("RATELIMIT_STORAGE_URI", _limit_storage(settings))
+    app.config.setdefault("RATELIMIT_KEY_PREFIX", f"{settings.redis_key_prefix}td-login")
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    limiter = Limiter(_client, app=app)
+    window = settings.login_window_seconds
+    for key, count in (
+        (_client, settings.login_failures_per_client),
+        (_account, settings.login_failures_per_account),
+    ):
+        limiter.limit(
+            f"{count} per {window} second",
+            key_func=key,
+            methods=["POST"],
+            exempt_when=_not_login,
+            deduct_when=_failed,
+        )(bp)
+    app.extensions["td_login_window"] = window
+    app.register_error_handler(RateLimitExceeded, _too_many_logins)
+
+
+def _too_many_logins(exc: RateLimitExceeded):
+    minutes = -(-current_app.extensions["td_login_window"] // 60)
+    error = (
+        "Too many failed logins from this address or for this account: logins are refused "
+        f"for up to {minutes} minute{'s' if minutes > 1 else ''}."
+    )
+    return render_template("login.html", error=error), 429
 
 
 def _bearer_token() -> str | None:

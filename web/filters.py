@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import Flask
+from markupsafe import Markup, escape
 
 
 def duration(seconds: float | None) -> str:
@@ -51,7 +52,19 @@ def pretty(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True)
 
 
+def breakable(name: str) -> Markup:
+    """A snake_case or dotted name that may wrap after each `_` and `.` (a table header
+    such as max_token_share then takes the width of its longest part, not of the name)."""
+    text = str(escape(name))
+    return Markup(text.replace("_", "_<wbr>").replace(".", ".<wbr>"))
+
+
 def register(app: Flask) -> None:
     app.jinja_env.filters.update(
-        duration=duration, num=num, with_page=with_page, with_args=with_args, pretty=pretty
+        duration=duration,
+        num=num,
+        with_page=with_page,
+        with_args=with_args,
+        pretty=pretty,
+        breakable=breakable,
     )

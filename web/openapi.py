@@ -1,5 +1,6 @@
 """The OpenAPI 3.1 document of `web.api`, built from the same pydantic models that
-validate the requests, so the description cannot drift from the checks."""
+validate the requests, and its enums and bounds from the same constants the code checks
+(job statuses and kinds, sort names, page limits), so the description cannot drift."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from shared.contracts.specs import EvalSpec, GenerateSpec, TrainSpec
+from shared.contracts.specs import MAX_ID, EvalSpec, GenerateSpec, TrainSpec
+from shared.models import JobKind, JobStatus
 from web import __doc__ as web_doc
+from web.api import SCHEMAS
 from web.api_models import (
     Error,
     PatchJob,
@@ -18,10 +21,15 @@ from web.api_models import (
     Submitted,
     SubmitTrain,
 )
+from web.args import MAX_PAGE, MAX_QUERY_CHARS, ORDERS
+from web.queries.compare import MAX_COMPARE
+from web.queries.curves import MAX_POINTS, MAX_POINTS_ASKED, MIN_POINTS_ASKED
+from web.queries.jobs import JOBS_LISTED, MAX_JOBS_LISTED
+from web.queries.runs import MAX_PER_PAGE, PER_PAGE, RUN_SORTS
 
 REF = "#/components/schemas/{model}"
 OBJECT = {"type": "object"}
-ID = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
+ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
 ID_FILTER = {"anyOf": [ID, {"const": ""}], "description": "empty: any"}
 
 
@@ -52,8 +60,8 @@ BODY_ERRORS = {
 }
 
 
-STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"]
-KINDS = ["train", "generate", "evaluate"]
+STATUSES = [s.value for s in JobStatus]
+KINDS = [k.value for k in JobKind]
 
 
 def _maybe(kind: str) -> dict[str, Any]:
@@ -65,8 +73,8 @@ def _record(properties: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "required": list(properties), "properties": properties}
 
 
-# Response bodies that scripts rely on. Built by hand from `web.queries` (job_row,
-# run_row, list_runs); tests/web/test_api.py checks real responses against them.
+# Response bodies that scripts rely on. Built by hand from `web.queries` (jobs.job_row,
+# runs.run_row, runs.list_runs); tests/web/test_api.py checks real responses against them.
 JOB = _record(
     {
         "id": {"type": "integer"},
@@ -132,7 +140,7 @@ def _choice(values: list[str], default: str = "any") -> dict[str, Any]:
     return {"type": "string", "enum": ["", *values], "description": f"empty: {default}"}
 
 
-def _number(low: int, high: int, default: str) -> dict[str, Any]:
+def _number(low: int, high: int, default: int) -> dict[str, Any]:
     """An integer query parameter; empty means the default, as for `_choice`."""
     return {
         "anyOf": [{"type": "integer", "minimum": low, "maximum": high}, {"const": ""}],
@@ -171,17 +179,17 @@ def _op(
 def _paths() -> dict[str, Any]:
     run_id = _param("run_id", ID, "path")
     job_id = _param("job_id", ID, "path")
-    max_points = _param("max_points", _number(2, 5000, "300"))
+    max_points = _param("max_points", _number(MIN_POINTS_ASKED, MAX_POINTS_ASKED, MAX_POINTS))
     statuses = STATUSES
     page = [
         _param("status", _choice(statuses)),
         _param("preset", {"type": "string"}),
         _param("tag", {"type": "string"}),
-        _param("q", {"type": "string", "maxLength": 200}, description="name contains"),
-        _param("sort", _choice(["created", "name", "status", "step", "bound", "id"], "created")),
-        _param("order", _choice(["asc", "desc"], "desc")),
-        _param("page", _number(1, 10**6, "1")),
-        _param("per_page", _number(1, 200, "50")),
+        _param("q", {"type": "string", "maxLength": MAX_QUERY_CHARS}, description="name contains"),
+        _param("sort", _choice(list(RUN_SORTS), RUN_SORTS[0])),
+        _param("order", _choice(list(ORDERS), ORDERS[0])),
+        _param("page", _number(1, MAX_PAGE, 1)),
+        _param("per_page", _number(1, MAX_PER_PAGE, PER_PAGE)),
     ]
     created = {"201": _json(_ref("Submitted"), "Queued")}
     ok = {"200": _json(OBJECT)}
@@ -227,7 +235,7 @@ def _paths() -> dict[str, Any]:
                 params=[
                     _param("status", _choice(statuses)),
                     _param("kind", _choice(KINDS)),
-                    _param("limit", _number(1, 1000, "100")),
+                    _param("limit", _number(1, MAX_JOBS_LISTED, JOBS_LISTED)),
                 ],
                 tag="jobs",
             )
@@ -290,12 +298,12 @@ def _paths() -> dict[str, Any]:
         },
         "/api/compare": {
             "get": _op(
-                "Compare 2 to 8 runs: curves, settings diff, metrics, paired samples",
+                f"Compare 2 to {MAX_COMPARE} runs: curves, settings diff, metrics, paired samples",
                 ok,
                 params=[
                     _param(
                         "runs",
-                        {"type": "string", "pattern": "^[0-9]+(,[0-9]+){1,7}$"},
+                        {"type": "string", "pattern": f"^[0-9]+(,[0-9]+){{1,{MAX_COMPARE - 1}}}$"},
                         required=True,
                         description="run ids, comma-separated",
                     ),
@@ -313,7 +321,7 @@ def _paths() -> dict[str, Any]:
                 params=[
                     _param(
                         "kind",
-                        {"type": "string", "enum": ["train", "generate", "evaluate"]},
+                        {"type": "string", "enum": list(SCHEMAS)},
                         "path",
                     )
                 ],

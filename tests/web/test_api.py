@@ -15,9 +15,13 @@ from sqlalchemy import func, select, update
 from shared import jobs, workers
 from shared.contracts.specs import TrainSpec
 from shared.db import session_scope
-from shared.models import Checkpoint, Job, JobStatus, Run
+from shared.models import Checkpoint, Job, JobKind, JobStatus, Run
+from tests.web.conftest import logged_in
 from tests.web.seed import add_run, add_sample_set
+from web.api import SCHEMAS
 from web.openapi import document
+from web.queries.jobs import MAX_JOBS_LISTED
+from web.queries.runs import MAX_PER_PAGE, RUN_SORTS
 
 STATUSES = [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.RUNNING, JobStatus.CANCELLED]
 
@@ -444,3 +448,34 @@ def test_bodies_over_the_limit_are_413_json(api, web_env):
 def test_unknown_api_paths_are_404_json(api):
     _error(api.get("/api/nothing-here"), 404)
     _error(api.delete("/api/runs"), 405)
+
+
+def test_openapi_enums_and_bounds_are_the_codes_own():
+    """Statuses, kinds, sort names and page limits come from the code that checks them."""
+    doc = document()
+    job = doc["components"]["schemas"]["Job"]["properties"]
+    assert job["status"]["enum"] == [s.value for s in JobStatus]
+    assert job["kind"]["enum"] == [k.value for k in JobKind]
+    params = {p["name"]: p["schema"] for p in doc["paths"]["/api/runs"]["get"]["parameters"]}
+    assert params["sort"]["enum"] == ["", *RUN_SORTS]
+    assert params["per_page"]["anyOf"][0]["maximum"] == MAX_PER_PAGE
+    assert params["status"]["enum"] == ["", *(s.value for s in JobStatus)]
+    jobs_params = doc["paths"]["/api/jobs"]["get"]["parameters"]
+    limit = next(p["schema"] for p in jobs_params if p["name"] == "limit")
+    assert limit["anyOf"][0]["maximum"] == MAX_JOBS_LISTED
+    kind = doc["paths"]["/api/schema/{kind}"]["get"]["parameters"][0]["schema"]
+    assert kind["enum"] == list(SCHEMAS)
+
+
+def test_not_found_and_conflict_come_from_the_error_type_not_its_text(app):
+    """A state conflict whose message starts like a missing job's is still a 409."""
+
+    def raise_(which: str):
+        if which == "missing":
+            raise jobs.JobNotFound("job 7 is gone")
+        raise jobs.JobError("no job may be retried while it runs")
+
+    app.add_url_rule("/api/_raise/<which>", view_func=raise_)
+    client = logged_in(app)
+    _error(client.get("/api/_raise/missing"), 404)
+    _error(client.get("/api/_raise/conflict"), 409)

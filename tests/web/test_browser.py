@@ -168,8 +168,10 @@ def test_newcomer_flow_in_a_real_browser(server, page):
     # The live page fills its per-mask-ratio chart from the API: one curve per ratio.
     goto(page, f"{base}/runs/{first}")
     page.wait_for_selector("#chart-ratios .uplot canvas")
-    legend = page.inner_text("#chart-ratios")
-    assert "0.5" in legend and "1" in legend
+    ratios = page.request.get(f"{base}/api/runs/{first}/curves").json()["ratios"]
+    assert len(ratios) >= 2, ratios
+    labels = page.locator("#chart-ratios .u-legend .u-series .u-label").all_inner_texts()
+    assert labels[1:] == [f"t={r:g}" for r in ratios]  # after the x series, one per ratio
     page.wait_for_selector("#chart-bound .uplot canvas")
     assert page.locator("#checkpoints tbody tr").count() >= 2
 

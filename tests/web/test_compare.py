@@ -12,7 +12,8 @@ from sqlalchemy import event
 from shared.db import get_engine, session_scope
 from shared.models import JobStatus
 from tests.web.seed import add_run, add_sample_set, ce
-from web import queries
+from web.queries.compare import compare
+from web.textdiff import split_prompt, word_diff
 
 XSS = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -61,18 +62,18 @@ def test_two_runs_render_with_curves_settings_bounds_and_samples(client):
     row = r'<tr data-run="(\d+)">\s*<td>[^<]*</td>\s*<td class="num">400</td>\s*'
     bounds = {int(x): y for x, y in re.findall(row + r'<td class="num">([\d.]+)</td>', html)}
     assert float(bounds[b]) - float(bounds[a]) == pytest.approx(0.3, abs=2e-3)
-    assert '<th class="num">distinct_2</th>' in html
+    assert '<th class="num">distinct_<wbr>2</th>' in html  # may wrap after the _
     assert f'href="/sample-sets/{set_b}"' in html
 
     # Samples side by side, each against the first run asked for (b).
     assert html.count('class="card sample-pair"') == 1
     col_a = html.split(f'<div class="sample-col" data-run="{a}">', 1)[1].split("</div>", 1)[0]
     assert "<del>heaven</del>" in col_a and "<ins>the earth</ins>" in col_a
-    assert "<span>In the beginning god made</span>" in col_a
+    assert '<span class="prompt">In the beginning</span> <span>god made</span>' in col_a
 
 
 def test_word_diff_ops_for_a_known_pair(client):
-    assert queries.word_diff("the cat sat on the mat", "the dog sat on mat") == [
+    assert word_diff("the cat sat on the mat", "the dog sat on mat") == [
         {"op": "equal", "text": "the"},
         {"op": "delete", "text": "cat"},
         {"op": "insert", "text": "dog"},
@@ -93,6 +94,33 @@ def test_word_diff_ops_for_a_known_pair(client):
     )
     col_a = html.split(f'<div class="sample-col" data-run="{a}">', 1)[1].split("</div>", 1)[0]
     assert "<ins>" not in col_a and "<del>" not in col_a
+
+
+def test_the_diff_leaves_the_shared_prompt_alone(client):
+    """A sample that repeats its prompt aligns best with the other's prompt plus text:
+    diffing whole texts struck through the prompt; only the generated words are diffed."""
+    a = add_run("a")
+    b = add_run("b")
+    add_sample_set(a, ["In the beginning In the beginning God"])
+    add_sample_set(b, ["In the beginning God created"])
+    html = client.get(f"/compare?runs={a},{b}").text
+    col_b = html.split(f'<div class="sample-col" data-run="{b}">', 1)[1].split("</div>", 1)[0]
+    text = re.search(r'<p class="sample-text">(.*?)</p>', col_b).group(1)
+    assert text == (
+        '<span class="prompt">In the beginning</span> '
+        "<del>In the beginning</del> <span>God</span> <ins>created</ins>"
+    )
+    col_a = html.split(f'<div class="sample-col" data-run="{a}">', 1)[1].split("</div>", 1)[0]
+    assert "<del>" not in col_a and "<ins>" not in col_a
+
+
+def test_an_uncased_models_text_still_shares_the_prompt():
+    assert split_prompt("In the Beginning", "in the beginning god said") == (
+        "in the beginning",
+        "god said",
+    )
+    assert split_prompt("Once upon", "in the beginning") == ("", "in the beginning")
+    assert split_prompt("", "god said") == ("", "god said")
 
 
 def test_eight_runs_render_with_every_runs_curves(client):
@@ -174,7 +202,7 @@ def test_the_compare_queries_use_indexes(client):
     event.listen(engine, "before_cursor_execute", grab)
     try:
         with session_scope() as s:
-            queries.compare(s, ids)
+            compare(s, ids)
     finally:
         event.remove(engine, "before_cursor_execute", grab)
     assert statements

@@ -280,6 +280,28 @@ def test_an_invalid_field_is_refused_beside_it_and_nothing_is_stored(
     assert count_rows() == (0, 0)
 
 
+def test_every_invalid_field_is_reported_at_once(client):
+    """Parse errors, spec bounds, job fields, the model and the dataset (both checked only
+    at submission before) in one answer, each beside its field."""
+    page = Page(client.get("/runs/new?preset=tiny").text)
+    changes = {
+        "lr": "abc",
+        "seq_len": "0",
+        "priority": "5000",
+        "dataset": "/etc/passwd",
+        "model": "/etc",
+    }
+    r = client.post("/runs/new", data=page.form_data("new-run", **changes))
+    assert r.status_code == 422
+    shown = Page(r.text)
+    errors = {n: f["error"] for n, f in shown.fields.items() if f["error"]}
+    assert set(errors) == set(changes), errors
+    assert "outside the data root" in errors["dataset"]
+    assert "outside the model root" in errors["model"]
+    assert {n: shown.values[n] for n in changes} == changes  # every input kept
+    assert count_rows() == (0, 0)
+
+
 def test_an_unknown_preset_and_a_bad_architecture_are_shown_where_they_belong(client):
     page = Page(client.get("/runs/new?preset=tiny").text)
     r = client.post("/runs/new", data=page.form_data("new-run", preset="huge"))

@@ -16,7 +16,7 @@ from shared.models import Checkpoint, Job, JobStatus, Run
 from shared.settings import get_settings
 from tests.web.conftest import csrf_token
 from tests.web.seed import add_run, add_sample_set, ce
-from web import queries
+from web.queries.curves import MAX_POINTS
 
 XSS = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -200,6 +200,35 @@ def test_the_log_tail_is_shown_escaped_and_refreshable(client):
     assert client.get(f"/runs/{run_id}/log?lines=0").status_code == 400
 
 
+def test_the_log_box_starts_at_its_first_line_as_a_terminal_shows_it(client):
+    """Blank lines lead no tail, and a progress bar's carriage-return rewrites show as its
+    last state (a line starting with a CR used to leave a blank line before it)."""
+    run_id = add_run("bars", status=JobStatus.RUNNING, progress_step=100)
+    job_id = _train_job(run_id).id
+    folder = get_settings().work_dir / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    text = "\n\n\rloading  \n\r 10%\r 50%\r100%\nstep 2 loss 3.1\r\n\n\n"
+    (folder / f"job-{job_id}-attempt-1.log").write_text(text, newline="")
+    html = client.get(f"/runs/{run_id}").text
+    pre = re.search(r"<pre>(.*?)</pre>", html, re.S).group(1)
+    assert pre == "loading\n100%\nstep 2 loss 3.1"
+    assert "last 3 lines" in html
+
+
+def test_a_resumed_run_says_from_which_step(client, api):
+    fresh = add_run("fresh", status=JobStatus.RUNNING, progress_step=100)
+    resumed = add_run("resumed", status=JobStatus.RUNNING, progress_step=100)
+    with session_scope() as s:
+        s.execute(update(Run).where(Run.id == fresh).values(summary={"resumed_from_step": 0}))
+        s.execute(update(Run).where(Run.id == resumed).values(summary={"resumed_from_step": 60}))
+    html = client.get(f"/runs/{resumed}").text
+    status = html.split('id="status"', 1)[1].split("</section>", 1)[0]
+    assert re.search(r'resumed from step <span class="resumed">60</span>', status)
+    assert '<small class="resumed-note" hidden>' in client.get(f"/runs/{fresh}").text
+    assert '<small class="resumed-note">' in html
+    assert api.get(f"/api/runs/{resumed}").json["summary"]["resumed_from_step"] == 60
+
+
 def test_a_log_on_another_machine_names_its_worker(client):
     run_id = add_run("remote", status=JobStatus.RUNNING, progress_step=100)
     with session_scope() as s:
@@ -229,6 +258,6 @@ def test_curves_are_downsampled_keeping_first_and_last(api):
     assert len(train) <= 50 and train[-1] == 1000
 
     default = api.get(f"/api/runs/{run_id}/curves").json["eval"]["steps"]
-    assert len(default) <= queries.MAX_POINTS and default[0] == 1 and default[-1] == 1000
+    assert len(default) <= MAX_POINTS and default[0] == 1 and default[-1] == 1000
     everything = api.get(f"/api/runs/{run_id}/curves?max_points=5000").json["eval"]["steps"]
     assert everything == list(range(1, 1001))

@@ -26,7 +26,7 @@ def _queued_order(html: str, queue: str) -> list[int]:
 
 
 def test_workers_and_queues_are_shown_with_positions_and_etas(client):
-    add_run("finished", steps=400)  # a 400 s training job: the ETA estimate
+    add_run("finished", steps=400)  # a 400 s tiny run: 1 s per step
     workers.register("gpu-box@a100", ["gpu"], "cuda:0 <b>A100</b>")
     workers.register("cpu-1@laptop", ["cpu"], "cpu")
     workers.register("cpu-2@old", ["cpu"], "cpu")
@@ -45,13 +45,31 @@ def test_workers_and_queues_are_shown_with_positions_and_etas(client):
     assert '<span class="depth">2</span> queued' in cpu
     assert '<span class="online">1</span> worker online' in cpu
     assert _queued_order(html, "cpu") == [first, second]
-    # One worker, nothing running: the first starts now, the second after one 400 s job.
+    # One worker, nothing running: the first starts now, the second after the first's 5
+    # steps at the finished tiny run's 1 s per step.
     rows = re.findall(r'<td class="eta">([^<]*)</td>', cpu)
-    assert rows == ["now", "in 6m 40s"]
+    assert rows == ["now", "in 5s"]
     gpu = html.split('data-queue="gpu"', 1)[1].split("</section>", 1)[0]
     assert "Nothing queued." in gpu
     assert 'name="csrf_token"' in cpu
-    assert "td.poll(" in html and "/api/workers" in html
+    assert "/static/workers.js" in html and 'data-api="/api/workers"' in html
+
+
+def test_training_etas_come_from_finished_runs_of_the_same_preset_and_steps(client):
+    """A 40-step tiny run is estimated by the 40 s tiny run, not by the median of every
+    training job (a 2000 s minilm run would make it 17 minutes); a step count never run
+    before is estimated from the preset's seconds per step."""
+    add_run("tiny done", steps=40, preset="tiny")  # 40 s
+    add_run("minilm done", steps=2000, eval_every=1000, log_every=500, preset="minilm")  # 2000 s
+    workers.register("cpu-1@laptop", ["cpu"], "cpu")
+    jobs.submit_train(TrainSpec.from_preset("tiny", max_steps=40), name="a")
+    jobs.submit_train(TrainSpec.from_preset("tiny", max_steps=80), name="b")
+    jobs.submit_train(TrainSpec.from_preset("tiny", max_steps=40), name="c")
+    jobs.submit_train(TrainSpec.from_preset("minilm", max_steps=2000), name="d")
+    cpu = client.get("/workers").text.split('data-queue="cpu"', 1)[1].split("</section>", 1)[0]
+    etas = re.findall(r'<td class="eta">([^<]*)</td>', cpu)
+    # a starts now; b after a's 40 s; c after 40 + 80 x 1 s/step; d after c's 40 s more.
+    assert etas == ["now", "in 40s", "in 2m 00s", "in 2m 40s"]
 
 
 def test_lost_and_drained_workers_are_not_counted_online(client):

@@ -400,11 +400,12 @@ def run_up(args: argparse.Namespace) -> int:
     from shared import db
     from shared.settings import get_settings
     from web import create_app
+    from web.security import RequestHandler
 
     settings = get_settings()
     db.upgrade()
     host, port = args.host or settings.web_host, args.port or settings.web_port
-    server = make_server(host, port, create_app(), threaded=True)
+    server = make_server(host, port, create_app(), threaded=True, request_handler=RequestHandler)
     worker = None
     if not args.no_worker:
         worker = subprocess.Popen(

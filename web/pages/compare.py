@@ -4,7 +4,7 @@ sample metrics, a settings diff, and samples of the same prompt and seed side by
     /compare?runs=1,2,3                      (also ?runs=1&runs=2: the picker's plain form)
     /compare?runs=1,2&x=tokens&smooth=0.6&ratio=0.5,1
 
-One request: the view renders `queries.compare` and embeds what the charts need as JSON in
+One request: the view renders `web.queries.compare` and embeds what the charts need as JSON in
 the page; static/compare.js draws it and keeps the chart state (x axis, smoothing, ratios)
 in the URL, so a link shows the same picture. Without `runs` the page is a picker over the
 recent runs; a bad list is answered 400 with the reason, and the picker again.
@@ -18,8 +18,11 @@ from typing import Any
 from flask import render_template, request
 
 from shared.db import read_scope
-from web import queries
+from web import args
+from web.errors import QueryError
 from web.pages import bp
+from web.queries.compare import compare as compare_runs
+from web.queries.runs import RunQuery, list_runs
 
 PICKER_RUNS = 50
 # Decimals kept of the losses sent to the charts: far below what a chart can show, and it
@@ -32,7 +35,7 @@ def _rounded(values: list[float | None]) -> list[float | None]:
 
 
 def chart_data(data: dict[str, Any]) -> dict[str, Any]:
-    """What the page's script draws, from `queries.compare`: each run's evaluation curves
+    """What the page's script draws, from `web.queries.compare`: each run's evaluation curves
     (loss per ratio, bound, and the x axes step / tokens / wall time). The training loss,
     accuracies and samples are left out: the page shows them as HTML, or not at all."""
     curves = {}
@@ -68,7 +71,7 @@ def bounds(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _recent(s) -> list[dict[str, Any]]:
-    return queries.list_runs(s, queries.RunQuery(per_page=PICKER_RUNS))["items"]
+    return list_runs(s, RunQuery(per_page=PICKER_RUNS))["items"]
 
 
 @bp.get("/compare")
@@ -78,8 +81,8 @@ def compare():
         with read_scope() as s:
             return render_template("compare.html", data=None, recent=_recent(s), error=None)
     try:
-        ids = queries.parse_run_ids(raw)
-    except queries.QueryError as exc:
+        ids = args.run_ids(raw)
+    except QueryError as exc:
         picked = {int(p) for p in raw.replace(" ", ",").split(",") if p.isascii() and p.isdigit()}
         with read_scope() as s:
             page = render_template(
@@ -87,7 +90,7 @@ def compare():
             )
         return page, 400
     with read_scope() as s:
-        data = queries.compare(s, ids)
+        data = compare_runs(s, ids)
     metric_names = sorted(
         {k for m in data["sample_metrics"].values() if m for k in m} - {"sample_set_id", "settings"}
     )

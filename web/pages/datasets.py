@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
 from flask import flash, redirect, render_template, request, url_for
@@ -18,10 +17,9 @@ from werkzeug.utils import secure_filename
 
 from shared.settings import get_settings
 from web.pages import bp
+from web.queries.datasets import FORMATS, list_datasets
 
-FORMATS = (".txt", ".jsonl", ".json", ".csv", ".parquet")
 TEXT_FORMATS = (".txt", ".jsonl", ".json", ".csv")
-MAX_LISTED = 500
 
 
 class UploadError(ValueError):
@@ -30,22 +28,6 @@ class UploadError(ValueError):
 
 class UploadTooLarge(UploadError):
     status = 413
-
-
-def list_datasets(root: Path) -> list[dict]:
-    """Files under the data root, newest first, with the name to type in a spec."""
-    if not root.is_dir():
-        return []
-    files = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in FORMATS]
-    files.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-    return [
-        {
-            "name": str(p.relative_to(root)),
-            "bytes": p.stat().st_size,
-            "modified": datetime.fromtimestamp(p.stat().st_mtime, UTC).strftime("%Y-%m-%d %H:%M"),
-        }
-        for p in files[:MAX_LISTED]
-    ]
 
 
 def save_upload(storage, root: Path, limit: int) -> Path:

@@ -22,12 +22,14 @@ from flask import flash, redirect, render_template, request, url_for
 from pydantic import ValidationError
 
 from shared import jobs
-from shared.contracts.specs import MAX_GRID, MAX_SAMPLES, GenerateSpec, SpecError
+from shared.contracts.specs import MAX_GRID, MAX_ID, MAX_SAMPLES, GenerateSpec, SpecError
 from shared.db import read_scope
-from web import forms, queries
-from web.api import MAX_ID, ApiError, check_refs
+from web import forms
 from web.api_models import SubmitGenerate
+from web.errors import ApiError
 from web.pages import bp
+from web.queries.run import list_checkpoints
+from web.refs import check_refs
 
 SCHEMA = GenerateSpec.model_json_schema()
 FIELDS = [
@@ -112,7 +114,7 @@ def _render(
 @bp.route("/generate", methods=["GET", "POST"])
 def generate():
     with read_scope() as s:
-        checkpoints = queries.list_checkpoints(s)
+        checkpoints = list_checkpoints(s)
     fields = [_checkpoint_field(checkpoints) if f.name == "checkpoint" else f for f in FIELDS]
     if request.method == "POST":
         return _submit(fields, not checkpoints)

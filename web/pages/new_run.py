@@ -15,18 +15,23 @@ field with the input kept, and nothing is stored.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
 from pydantic import ValidationError
 
 from shared import jobs
-from shared.contracts.specs import PRESETS, SpecError, TrainSpec
+from shared.contracts.specs import MAX_ID, PRESETS, SpecError, TrainSpec
 from shared.db import read_scope
-from web import forms, queries
-from web.api import MAX_ID, ApiError, check_refs
+from web import args, forms
 from web.api_models import SubmitTrain
+from web.errors import ApiError
 from web.pages import bp
+from web.queries.jobs import get_job_row
+from web.queries.run import flat_settings, train_job_id
+from web.queries.runs import get_run
+from web.refs import check_refs
 
 DEFAULT_PRESET = "minilm"
 SCHEMA = TrainSpec.model_json_schema()
@@ -97,7 +102,7 @@ NAMES = [f.name for f in SPEC_FIELDS] + [g.key for g in GROUPS]
 
 def preset_summary(name: str) -> str:
     """What a preset sets, in a line: 'model = scratch, lr = 0.001, ...'."""
-    flat = queries.flat_settings(PRESETS.get(name, {}))
+    flat = flat_settings(PRESETS.get(name, {}))
     if not flat:
         return "The spec's defaults."
     shown = (f"{k} = {'none' if v is None else v}" for k, v in flat.items())
@@ -133,10 +138,10 @@ def _clone(run_id: int) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """(preset, spec values, job values) of a stored run, over its preset's defaults (a
     field added to TrainSpec since the run was stored keeps its default)."""
     with read_scope() as s:
-        run = queries.get_run(s, run_id)
+        run = get_run(s, run_id)
         spec, name, tags = dict(run.spec or {}), run.name, list(run.tags or [])
-        job_id = queries.train_job_id(s, run_id)
-        job = queries.get_job_row(s, job_id) if job_id is not None else None
+        job_id = train_job_id(s, run_id)
+        job = get_job_row(s, job_id) if job_id is not None else None
     preset = spec.get("preset") if spec.get("preset") in PRESETS else DEFAULT_PRESET
     base = TrainSpec.from_preset(preset).model_dump(mode="json")
     merged = {**base, **spec, "masking": {**base["masking"], **(spec.get("masking") or {})}}
@@ -156,7 +161,7 @@ def new_run():
     errors: dict[str, str] = {}
     clone = None
     if request.args.get("clone"):
-        run_id = queries.int_arg(request.args, "clone", 0, 1, MAX_ID)
+        run_id = args.int_arg(request.args, "clone", 0, 1, MAX_ID)
         preset, spec, job = _clone(run_id)
         clone = {"id": run_id, "name": job["name"].removesuffix(" (copy)")}
     else:
@@ -178,6 +183,30 @@ def build_spec(preset: str, values: dict[str, Any]) -> TrainSpec:
     return TrainSpec.from_preset_data(preset, values)
 
 
+# The checks `shared.jobs.submit_train` makes of single values before it stores anything,
+# by field. Made here on each value alone, so the form reports them together with every
+# other invalid field rather than one submit later.
+SUBMIT_CHECKS: dict[str, Callable[[Any], object]] = {
+    "model": jobs.model_source,
+    "dataset": jobs.dataset_source,
+}
+
+
+def source_errors(values: dict[str, Any], skip: dict[str, str]) -> dict[str, str]:
+    """{field: reason} for each value in `values` that `SUBMIT_CHECKS` refuses; fields
+    in `skip` (already refused) are not checked again."""
+    errors = {}
+    for field, check in SUBMIT_CHECKS.items():
+        value = values.get(field)
+        if field in skip or not isinstance(value, str):
+            continue
+        try:
+            check(value)
+        except SpecError as exc:
+            errors[exc.field] = exc.message
+    return errors
+
+
 def _submit():
     form = request.form
     preset = form.get("preset", "")
@@ -197,6 +226,7 @@ def _submit():
         SubmitTrain.model_validate({"preset": DEFAULT_PRESET, **job})
     except ValidationError as exc:
         errors = forms.validation_errors(exc, [f.name for f in JOB_FIELDS]) | errors
+    errors = source_errors(values, skip=errors) | errors
     if spec is not None and not errors:
         try:
             check_refs(spec)

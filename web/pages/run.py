@@ -1,10 +1,12 @@
 """One run: live progress, loss curves by mask ratio, the bound, checkpoints, settings, jobs,
 the training log's tail, and cancel / retry / clone.
 
-The page renders `queries.run_detail`; its script (static/run.js) polls /api/runs/<id>
-while the run is live, draws the curves of /api/runs/<id>/curves, and re-fetches the log
-tail from `/runs/<id>/log`, an escaped HTML fragment. Cancel and retry post small forms
-here and go through `shared.jobs`, like the API.
+The page renders `web.queries.run.run_detail`. While the run is live its script
+(static/run.js) redraws every part of the page on each poll from one snapshot: the header
+and the jobs, checkpoints and sample-set tables from /api/runs/<id>, the curves from
+/api/runs/<id>/curves whenever the run's step or bound moved, and the log tail from
+`/runs/<id>/log`, an escaped HTML fragment. Cancel and retry post small forms here and go
+through `shared.jobs`, like the API.
 
 The log is the file the worker's runner writes for each attempt of a job (see
 `worker.runner.log_path`). On one machine the dashboard can read it; when the job ran on
@@ -21,17 +23,22 @@ from flask import flash, redirect, render_template, render_template_string, requ
 from markupsafe import Markup
 
 from shared import jobs
+from shared.contracts.specs import MAX_ID
 from shared.db import read_scope
 from shared.settings import get_settings
-from web import queries
-from web.api import MAX_ID
+from web import args
+from web.errors import NotFound
 from web.pages import bp
+from web.queries.jobs import get_job_row
+from web.queries.run import flat_settings, run_detail, train_job_id
 
 LOG_LINES = 40  # lines of the log tail shown
 MAX_LOG_LINES = 500
 TAIL_BYTES = 64 << 10  # read at most this much of the end of a log: lines are short
 POLL_MS = 3000
 LIVE = ("queued", "running")
+# The sampler settings the lineage table shows, in this order.
+SAMPLER_KEYS = ("sampling", "temperature", "steps", "strategy", "schedule")
 
 # The log tail, as the page shows it and as `/runs/<id>/log` returns it (one template, so
 # the fragment the script swaps in is the markup the page rendered). Autoescaped.
@@ -52,17 +59,33 @@ def log_file(job_id: int, attempt: int) -> Path:
 
 
 def tail(path: Path, lines: int) -> list[str]:
-    """The last `lines` lines of a text file, reading only its end."""
+    """The last `lines` lines of a text file as a terminal shows them, reading only its end.
+
+    A progress bar rewrites its line with carriage returns: each line keeps what follows its
+    last one. Blank lines at the start and end of the tail are left out.
+    """
     with path.open("rb") as f:
         f.seek(0, 2)
         size = f.tell()
         f.seek(max(0, size - TAIL_BYTES))
         data = f.read()
     text = data.decode("utf-8", errors="replace")
-    out = text.splitlines()
+    out = [_shown(line) for line in text.split("\n")]
     if size > TAIL_BYTES and out:
         out = out[1:]  # the first line is cut
-    return out[-lines:]
+    while out and not out[-1].strip():
+        out.pop()
+    out = out[-lines:]
+    while out and not out[0].strip():
+        out.pop(0)
+    return out
+
+
+def _shown(line: str) -> str:
+    """What is left of a line after its carriage returns: the text after the last non-empty
+    rewrite (a trailing CR, as in CRLF endings, rewrites nothing)."""
+    parts = [p for p in line.split("\r") if p]
+    return parts[-1].rstrip() if parts else ""
 
 
 def _latest_attempt(job_id: int) -> int | None:
@@ -120,10 +143,10 @@ def _train_job(detail: dict[str, Any]) -> dict[str, Any] | None:
 @bp.get("/runs/<int:run_id>")
 def run(run_id: int):
     if run_id > MAX_ID:
-        raise queries.NotFound(f"no run with id {run_id}")
+        raise NotFound(f"no run with id {run_id}")
     with read_scope() as s:
-        detail = queries.run_detail(s, run_id)
-    settings = queries.flat_settings(detail["spec"])
+        detail = run_detail(s, run_id)
+    settings = flat_settings(detail["spec"])
     log = job_log(_train_job(detail))
     return render_template(
         "run.html",
@@ -132,6 +155,7 @@ def run(run_id: int):
         log_html=render_log(log),
         live=detail["status"] in LIVE,
         poll_ms=POLL_MS,
+        sampler_keys=SAMPLER_KEYS,
     )
 
 
@@ -139,11 +163,11 @@ def run(run_id: int):
 def run_log(run_id: int):
     """The log tail as an HTML fragment (escaped), for the page's script to swap in."""
     if run_id > MAX_ID:
-        raise queries.NotFound(f"no run with id {run_id}")
-    lines = queries.int_arg(request.args, "lines", LOG_LINES, 1, MAX_LOG_LINES)
+        raise NotFound(f"no run with id {run_id}")
+    lines = args.int_arg(request.args, "lines", LOG_LINES, 1, MAX_LOG_LINES)
     with read_scope() as s:
-        job_id = queries.train_job_id(s, run_id)
-        job = queries.get_job_row(s, job_id) if job_id is not None else None
+        job_id = train_job_id(s, run_id)
+        job = get_job_row(s, job_id) if job_id is not None else None
     return render_log(job_log(job, lines))
 
 
@@ -151,9 +175,9 @@ def _act(run_id: int, action: str):
     """Cancel or retry the run's training job, then back to the run with a message."""
     back = redirect(url_for("pages.run", run_id=run_id))
     if run_id > MAX_ID:
-        raise queries.NotFound(f"no run with id {run_id}")
+        raise NotFound(f"no run with id {run_id}")
     with read_scope() as s:
-        job_id = queries.train_job_id(s, run_id)
+        job_id = train_job_id(s, run_id)
     if job_id is None:
         flash(f"Run {run_id} has no training job to {action}.", "error")
         return back

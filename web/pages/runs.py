@@ -5,8 +5,10 @@ from __future__ import annotations
 from flask import redirect, render_template, request, url_for
 
 from shared.db import read_scope
-from web import queries
+from web import args
+from web.errors import QueryError
 from web.pages import bp
+from web.queries.runs import KEY_SETTINGS, RunQuery, filter_options, list_runs
 
 
 @bp.get("/")
@@ -17,18 +19,18 @@ def index():
 @bp.get("/runs")
 def runs():
     try:
-        rq = queries.RunQuery.from_args(request.args)
+        rq = args.run_query(request.args)
         error = None
-    except queries.QueryError as exc:
-        rq, error = queries.RunQuery(), str(exc)
+    except QueryError as exc:
+        rq, error = RunQuery(), str(exc)
     with read_scope() as s:
-        page = queries.list_runs(s, rq)
-        options = queries.filter_options(s)
+        page = list_runs(s, rq)
+        options = filter_options(s)
     return render_template(
         "runs.html",
         page=page,
         rq=rq,
         options=options,
         error=error,
-        key_settings=queries.KEY_SETTINGS,
+        key_settings=KEY_SETTINGS,
     )

@@ -14,10 +14,13 @@ from typing import Any
 
 from flask import render_template, request
 
+from shared.contracts.specs import MAX_ID
 from shared.db import read_scope
-from web import queries
-from web.api import MAX_ID
+from web import args
+from web.errors import NotFound
 from web.pages import bp
+from web.queries.runs import get_run
+from web.queries.samples import list_sample_sets, sample_set_detail, sample_set_runs
 
 # Set metrics shown in the list, in this order, when a set has them.
 LIST_METRICS = ("distinct_2", "entropy", "self_bleu", "repetition_rate", "mean_length", "seconds")
@@ -109,11 +112,11 @@ def sort_samples(rows: list[dict[str, Any]], key: str, desc: bool) -> list[dict[
 
 @bp.get("/sample-sets")
 def sample_sets():
-    run_id = queries.int_arg(request.args, "run_id", 0, 1, MAX_ID) or None
-    checkpoint_id = queries.int_arg(request.args, "checkpoint_id", 0, 1, MAX_ID) or None
+    run_id = args.id_arg(request.args, "run_id")
+    checkpoint_id = args.id_arg(request.args, "checkpoint_id")
     with read_scope() as s:
-        sets = queries.list_sample_sets(s, run_id=run_id, checkpoint_id=checkpoint_id)
-        runs = queries.sample_set_runs(s)
+        sets = list_sample_sets(s, run_id=run_id, checkpoint_id=checkpoint_id)
+        runs = sample_set_runs(s)
     metrics = [m for m in LIST_METRICS if any(m in x["metrics"] for x in sets)]
     return render_template(
         "sample_sets.html",
@@ -130,10 +133,10 @@ def sample_sets():
 @bp.get("/sample-sets/<int:set_id>")
 def sample_set(set_id: int):
     if set_id > MAX_ID:
-        raise queries.NotFound(f"no sample set with id {set_id}")
+        raise NotFound(f"no sample set with id {set_id}")
     with read_scope() as s:
-        detail = queries.sample_set_detail(s, set_id)
-        run_name = queries.get_run(s, detail["run_id"]).name
+        detail = sample_set_detail(s, set_id)
+        run_name = get_run(s, detail["run_id"]).name
     rows = []
     for x in detail["samples"]:
         prefix, rest = split_prefix(x["text"], x["prompt"])

@@ -1,6 +1,6 @@
 """Workers and queues: who is online, what each queue holds, and reordering queued jobs.
 
-The page renders `queries.workers_and_queues` and its script re-renders it from
+The page renders `web.queries.workers` and its script re-renders it from
 /api/workers every few seconds. Changing a queued job's priority posts a small form
 here; `shared.jobs.set_priority` does the work (and refuses jobs that are not queued).
 """
@@ -10,12 +10,11 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 
 from shared import jobs
-from shared.contracts.specs import SpecError
+from shared.contracts.specs import MAX_ID, SpecError
 from shared.db import read_scope
 from shared.settings import get_settings
-from web import queries
-from web.api import MAX_ID
 from web.pages import bp
+from web.queries.workers import workers_and_queues
 
 POLL_MS = 5000
 
@@ -23,7 +22,7 @@ POLL_MS = 5000
 @bp.get("/workers")
 def workers():
     with read_scope() as s:
-        data = queries.workers_and_queues(s)
+        data = workers_and_queues(s)
     return render_template(
         "workers.html",
         data=data,
@@ -43,7 +42,7 @@ def set_priority(job_id: int):
         return back
     try:
         if job_id > MAX_ID:  # past any id; the database driver would overflow on it
-            raise jobs.JobError(f"no job with id {job_id}")
+            raise jobs.JobNotFound(f"no job with id {job_id}")
         job = jobs.set_priority(job_id, priority)
     except (jobs.JobError, SpecError) as exc:
         flash(f"Job {job_id}: {exc}", "error")

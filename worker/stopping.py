@@ -1,5 +1,5 @@
-"""How a job body learns it should stop: SIGTERM, the cancel flag, lost ownership, or
-the death of the process that started it.
+"""How a job body learns it should stop (SIGTERM, the cancel flag, lost ownership, or
+the death of the process that started it), and the exit codes that say how it ended.
 
 Its own module (not `worker.execute`) because that one runs as `__main__`: an exception
 class defined there would be a different class from the one the job bodies import.
@@ -16,6 +16,11 @@ import time
 from shared import jobs
 
 log = logging.getLogger(__name__)
+
+# Exit codes of a job process (`worker.execute`), read by the supervisor (`worker.runner`).
+EXIT_DONE = 0
+EXIT_FAILED = 1  # an exception: the job failed; its text is in the log's `.error` file
+EXIT_STOPPED = 3  # stopped on request (cancel flag, SIGTERM); state was saved
 
 # The database is asked for the cancel flag at most this often (a cheap indexed read).
 CHECK_EVERY_S = 1.0

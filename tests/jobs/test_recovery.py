@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from shared import db, jobs
 from shared.models import Checkpoint, JobStatus, LossPoint, Run
-from tests.jobs.helpers import delete_broker_keys, tiny_train_spec, wait_for
+from tests.jobs.helpers import delete_broker_keys, replayed_steps, tiny_train_spec, wait_for
 from tests.services import redis_url
 
 
@@ -38,6 +38,8 @@ def test_cancel_a_running_job_keeps_its_last_checkpoint(job_env, workers):
 
 
 def test_killed_worker_job_resumes_elsewhere_without_duplicates(job_env, workers):
+    """Attempt 2 resumes from the last published checkpoint: it writes again only the steps
+    after it (logged as skipped), never one at or before it, and no step is lost."""
     first = workers("w1")
     spec = tiny_train_spec(job_env, max_steps=300, save_every=20, eval_every=100)
     job = jobs.submit_train(spec)
@@ -51,8 +53,13 @@ def test_killed_worker_job_resumes_elsewhere_without_duplicates(job_env, workers
     with db.session_scope() as s:
         run = s.get(Run, job.run_id)
         steps = list(s.scalars(select(LossPoint.step).where(LossPoint.run_id == run.id)))
-    assert run.summary["resumed_from_step"] >= 20
-    assert sorted(steps) == list(range(2, 301, 2))  # each step once: resumed, not restarted
+    resumed = run.summary["resumed_from_step"]
+    assert resumed >= 20
+    assert sorted(steps) == list(range(2, 301, 2))  # none lost
+    # Written twice: at most the steps between the checkpoint and the kill, each once more.
+    replayed = replayed_steps(job.id)
+    assert len(set(replayed)) == len(replayed)
+    assert all(resumed < step <= resumed + spec.save_every for step in replayed), replayed
 
 
 def test_flushed_redis_loses_no_job(job_env, workers):
@@ -105,8 +112,14 @@ def test_a_retry_resumes_from_the_published_state_not_a_newer_local_one(job_env,
     import json
 
     from shared.storage import ArtifactStore
-    from worker.diffusion.training import OLD_STATE_DIR, STATE_DIR, STATE_FILE
-    from worker.train_job import restore_state
+    from worker.bodies.run_state import (
+        OLD_STATE_DIR,
+        STATE_DIR,
+        STATE_FILE,
+        publish_state,
+        restore_state,
+        saved_step,
+    )
 
     def state(folder, step):
         folder.mkdir(parents=True)
@@ -119,7 +132,7 @@ def test_a_retry_resumes_from_the_published_state_not_a_newer_local_one(job_env,
     restore_state(7, out)  # nothing published yet: start over
     assert not (out / STATE_DIR).exists() and not (out / OLD_STATE_DIR).exists()
 
-    ArtifactStore().put_dir(state(tmp_path / "published", 60), f"runs/7/{STATE_DIR}")
+    publish_state(ArtifactStore(), 7, state(tmp_path / "published" / STATE_DIR, 60).parent)
     state(out / STATE_DIR, 80)
     restore_state(7, out)
-    assert json.loads((out / STATE_DIR / STATE_FILE).read_text())["step"] == 60
+    assert saved_step(out / STATE_DIR) == 60

@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _user_error(exc: Exception):
-    from text_diffusion.cli import UserError
+    from text_diffusion.errors import UserError
 
     return UserError(str(exc))
 
@@ -71,7 +71,7 @@ def _submit_parsers(sub) -> None:
     s = sub.add_parser("submit", help="queue a job for the workers")
     ss = s.add_subparsers(dest="kind", required=True, metavar="KIND")
     # The same flags as `text-diffusion train`, built by the same function.
-    diffusion._train_parser(ss)
+    diffusion.add_train_parser(ss)
     t = ss.choices["train"]
     t.add_argument("--name", help="run name")
     _common(t)

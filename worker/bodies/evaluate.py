@@ -13,7 +13,7 @@ from shared import jobs
 from shared.contracts.specs import EvalSpec, TrainSpec
 from shared.models import Job
 from worker import results
-from worker.generate_job import load_checkpoint_row
+from worker.bodies.checkpoint import load_checkpoint_row
 from worker.stopping import StopControl
 
 

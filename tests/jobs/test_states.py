@@ -135,3 +135,28 @@ def test_a_loss_point_written_twice_is_reported_and_stored_once(job_env):
     with db.session_scope() as s:
         stored = s.scalars(select(LossPoint.step).where(LossPoint.run_id == run_id)).all()
         assert sorted(stored) == [2, 4, 6] and s.get(Run, run_id).step == 6
+
+
+@pytest.mark.parametrize("job_env", ["embedded"], indirect=True)
+def test_the_embedded_broker_resends_only_what_it_lost(job_env):
+    from shared.queue import broker_view
+    from shared.settings import get_settings
+
+    job = jobs.submit_train(tiny_train_spec(job_env))
+    task_id = jobs.get_job(job.id).celery_task_id
+    assert task_id in broker_view().waiting
+    assert jobs.reconcile(resend_after_s=0).resent == []  # waiting: never sent twice
+
+    folder = get_settings().broker_dir
+    (message,) = (folder / "queue").glob("*.msg")
+    message.rename(folder / "processed" / message.name)  # a worker took it, not yet claimed
+    assert task_id in broker_view().received
+    assert jobs.reconcile(resend_after_s=3600).resent == []  # give that worker time
+    assert jobs.reconcile(resend_after_s=0).resent == [job.id]  # it died holding it
+
+    new_task = jobs.get_job(job.id).celery_task_id
+    (message,) = (folder / "queue").glob("*.msg")
+    message.unlink()  # the broker lost it
+    assert jobs.reconcile(resend_after_s=3600).resent == [job.id]
+    assert new_task != jobs.get_job(job.id).celery_task_id
+    assert broker_view().waiting == {jobs.get_job(job.id).celery_task_id}

@@ -24,6 +24,7 @@ from shared.db import retry_on_disconnect, session_scope
 from shared.models import Job, JobKind
 from shared.settings import get_settings
 from worker.bodies import body_for
+from worker.bodies.errors import JobInputError
 from worker.stopping import (
     EXIT_DONE,
     EXIT_FAILED,
@@ -65,6 +66,15 @@ def run_body(claim: jobs.Claim, stop: StopControl) -> None:
     body(claim, job, stop)
 
 
+def error_text(exc: Exception, trace: str) -> str:
+    """The job's error: one line first, then the traceback unless the line says it all (an
+    input error: its traceback stays in the log)."""
+    if isinstance(exc, JobInputError):
+        return f"{exc}\n(the traceback is in the job's log)"
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}\n\n{trace}" if first else trace
+
+
 def main(argv: list[str], *, parent: int | None = None) -> int:
     """Run attempt ATTEMPT of job JOB_ID for WORKER (`argv`); return the exit code.
 
@@ -81,10 +91,12 @@ def main(argv: list[str], *, parent: int | None = None) -> int:
     except Stopped:
         log.info("job %s stopped on request", job_id)
         return EXIT_STOPPED
-    except Exception:
+    except Exception as exc:
         text = traceback.format_exc()
         log.error("job %s failed\n%s", job_id, text)
-        get_settings().job_log(job_id, attempt).with_suffix(".error").write_text(text)
+        get_settings().job_log(job_id, attempt).with_suffix(".error").write_text(
+            error_text(exc, text)
+        )
         return EXIT_FAILED
     return EXIT_DONE
 

@@ -145,11 +145,12 @@ def test_warm_exit_codes_mean_what_fresh_ones_do(job_env):
     os.killpg(proc.pid, signal.SIGKILL)
     assert proc.wait(30) == -signal.SIGKILL
 
-    # An exception: exit 1, the traceback in the .error file, the job failed with it.
+    # An exception: exit 1, the job failed with a line naming its input, the traceback logged.
     failing = jobs.submit_train(tiny_train_spec(job_env, max_steps=4))
     Path(failing.spec["dataset"]).unlink()
     assert runner.run(failing.id, "t@test", warm=True) == "failed"
-    assert "Traceback" in jobs.get_job(failing.id).error
+    error = jobs.get_job(failing.id).error
+    assert error.startswith(f"dataset {failing.spec['dataset']} cannot be used: "), error
     assert f"job {failing.id} failed\nTraceback" in runner.log_path(failing.id, 1).read_text()
 
 

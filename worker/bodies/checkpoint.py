@@ -7,6 +7,7 @@ from typing import Any
 from shared.db import session_scope
 from shared.models import Checkpoint
 from shared.storage import ArtifactStore
+from worker.bodies.errors import named_inputs
 
 
 def load_checkpoint_row(checkpoint_id: int) -> tuple[Any, Any, dict[str, Any], Checkpoint]:
@@ -18,6 +19,7 @@ def load_checkpoint_row(checkpoint_id: int) -> tuple[Any, Any, dict[str, Any], C
         ckpt = s.get(Checkpoint, checkpoint_id)
         if ckpt is None:
             raise LookupError(f"checkpoint {checkpoint_id} no longer exists")
-    model, tokenizer, meta = load_checkpoint(ArtifactStore().get_dir(ckpt.url))
+    with named_inputs(model=f"checkpoint {checkpoint_id} ({ckpt.url})"):
+        model, tokenizer, meta = load_checkpoint(ArtifactStore().get_dir(ckpt.url))
     model.to(inference_device()).eval()
     return model, tokenizer, meta, ckpt

@@ -22,6 +22,7 @@ from shared.models import Job
 from shared.settings import get_settings
 from shared.storage import ArtifactStore
 from worker import launch, results
+from worker.bodies.errors import named_inputs
 from worker.bodies.run_state import publish_state, restore_state, results_file
 from worker.diffusion.training import BaseCallback, Trainer
 from worker.stopping import StopControl, Stopped
@@ -131,11 +132,12 @@ def run_train(claim: jobs.Claim, job: Job, stop: StopControl) -> None:
     assert job.run_id is not None, "a training job belongs to a run"
     output_dir = get_settings().work_dir / f"run-{job.run_id}"
     restore_state(job.run_id, output_dir)
-    if spec.num_processes > 1:
-        summary = _train_launched(claim, job, spec, output_dir)
-    else:
-        callback = DatabaseCallback(claim, job.run_id, spec, stop)
-        summary = Trainer(spec, output_dir, [callback]).train()
+    with named_inputs(dataset=spec.dataset, model=spec.model):
+        if spec.num_processes > 1:
+            summary = _train_launched(claim, job, spec, output_dir)
+        else:
+            callback = DatabaseCallback(claim, job.run_id, spec, stop)
+            summary = Trainer(spec, output_dir, [callback]).train()
     if summary["stopped_by"] == "callback":
         raise Stopped()
     jobs.set_result(claim, {"bound": summary["bound"], "steps": summary["steps"]})

@@ -7,8 +7,9 @@ The job body runs in a child process, not in the Celery worker: torch stays out 
 worker, a crash in the job cannot take the worker down, and the whole process group (with
 any `accelerate launch` children) can be signalled. Cancel: the child stops at its next
 check of the database flag; the runner also sends SIGTERM to the group (the child treats
-it as the same request: finish the step, save, exit) and SIGKILL after
-CANCEL_GRACE_SECONDS. If the worker itself dies, the child notices its parent is gone and
+it as the same request: finish the step, save, exit) and SIGKILL after a grace that
+follows the job's own slowest step (`stop_grace`), so that a save is never cut short. If
+the worker itself dies, the child notices its parent is gone and
 kills its group; the job's heartbeat goes stale and the reconciler queues it again.
 
 Where the job process comes from. Warm (the default on Linux): it is forked from this
@@ -37,7 +38,13 @@ from typing import Protocol
 from shared import jobs
 from shared.settings import get_settings
 from worker.forkserver import ROOT, WarmProcess, WarmProcessGone, warm_process
-from worker.stopping import EXIT_DONE, EXIT_FAILED, EXIT_STOPPED
+from worker.stopping import (
+    EXIT_DONE,
+    EXIT_FAILED,
+    EXIT_STOPPED,
+    read_slowest_step,
+    step_time_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +117,18 @@ def _signal_group(proc: JobProcess, sig: signal.Signals) -> None:
         os.killpg(proc.pid, sig)
 
 
+# After SIGTERM a job finishes its step, evaluates and saves: the grace before SIGKILL is
+# this many of its slowest steps (each timed with any evaluation and save it included),
+# and never less than CANCEL_GRACE_SECONDS.
+GRACE_STEPS = 3.0
+
+
+def stop_grace(c: jobs.Claim) -> float:
+    """Seconds between SIGTERM and SIGKILL for the attempt of claim `c`."""
+    slowest = read_slowest_step(c.job_id, c.attempt)
+    return max(get_settings().cancel_grace_seconds, GRACE_STEPS * slowest)
+
+
 def supervise(proc: JobProcess, c: jobs.Claim) -> Outcome:
     """Heartbeat until the child exits; stop it on cancel, lost ownership or shutdown."""
     settings = get_settings()
@@ -136,7 +155,9 @@ def supervise(proc: JobProcess, c: jobs.Claim) -> Outcome:
         shutdown = SHUTDOWN.is_set()
         if cancelled or lost or shutdown:
             _signal_group(proc, signal.SIGTERM)
-            kill_at = now + settings.cancel_grace_seconds
+            grace = stop_grace(c)
+            log.info("job %s: stopping; SIGKILL in %.1f s unless it exits", c.job_id, grace)
+            kill_at = now + grace
 
 
 _last_beat: dict[tuple[int, int], float] = {}
@@ -211,4 +232,5 @@ def run(job_id: int, worker: str, *, warm: bool | None = None) -> str:
         raise
     finally:
         pid_file.unlink(missing_ok=True)
+        step_time_path(c.job_id, c.attempt).unlink(missing_ok=True)
     return record(c, outcome)

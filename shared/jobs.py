@@ -472,6 +472,14 @@ def get_job(job_id: int) -> Job:
         return job
 
 
+def resumed_from_step(run_id: int) -> int | None:
+    """The step the run's latest training attempt started from (0: from scratch), as its
+    job recorded it in the run's summary; None before any attempt started."""
+    with session_scope() as s:
+        run = s.get(Run, run_id)
+        return None if run is None else (run.summary or {}).get("resumed_from_step")
+
+
 def list_jobs(limit: int = 50, status: JobStatus | None = None) -> list[Job]:
     with session_scope() as s:
         q = select(Job).order_by(Job.id.desc()).limit(limit)

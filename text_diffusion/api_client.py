@@ -179,6 +179,10 @@ class RemoteJobs:
     def get_job(self, job_id: int) -> RemoteJob:
         return RemoteJob.from_json(self.api.get(f"/api/jobs/{job_id}"))
 
+    def resumed_from_step(self, run_id: int) -> int | None:
+        """As `shared.jobs.resumed_from_step`: from the run's summary."""
+        return self.api.get(f"/api/runs/{run_id}")["summary"].get("resumed_from_step")
+
     def list_jobs(self, limit: int = 50, status: str | None = None) -> list[RemoteJob]:
         rows = self.api.get("/api/jobs", {"limit": limit, "status": status})
         return [RemoteJob.from_json(r) for r in rows]

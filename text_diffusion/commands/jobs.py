@@ -261,7 +261,11 @@ def _job_or_error(fn, job_id: int):
 def jobs_show(args: argparse.Namespace) -> int:
     jobs = remote.backend(args)
     job = _job_or_error(jobs.get_job, args.job_id)
-    print(json.dumps({**_row(job), "spec": job.spec, "result": job.result}, indent=2))
+    shown = {**_row(job), "spec": job.spec, "result": job.result}
+    if str(job.kind) == "train" and job.run_id is not None:
+        # Where its latest attempt started: 0 from scratch, else the checkpoint it resumed.
+        shown["resumed_from_step"] = jobs.resumed_from_step(job.run_id)
+    print(json.dumps(shown, indent=2))
     return 0
 
 

@@ -96,6 +96,9 @@ class StopControl:
 
     def _report(self) -> None:
         path = step_time_path(self.claim.job_id, self.claim.attempt)
+        if not path.parent.is_dir():  # no supervisor made the log folder: a body run in-process
+            self._reported_s = self.slowest_step_s
+            return
         tmp = path.with_suffix(".step.tmp")
         try:
             tmp.write_text(json.dumps({"slowest_s": round(self.slowest_step_s, 3)}))

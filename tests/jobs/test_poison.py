@@ -58,3 +58,24 @@ def test_corrupt_weights_fail_with_a_line_naming_the_checkpoint(job_env, tmp_pat
 
     evaluation = jobs.submit_evaluate(EvalSpec(checkpoint=ckpt))
     assert _run(evaluation.id)[0] == first  # the same line for every job that loads it
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("a.txt", ""), ("a.txt", "\n  \n"), ("a.jsonl", ""), ("a.csv", "")],
+)
+def test_every_empty_file_kind_reads_as_no_text_rows(job_env, tmp_path, name, content):
+    """The library errors of an empty folder's files, one per reader (`datasets`' schema
+    inference, its JSON reader, pandas), and text with no non-blank row, all say the same."""
+    from worker.bodies.errors import explain
+    from worker.diffusion.data import corpus_for
+
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    (folder / name).write_text(content)
+    spec = tiny_train_spec(folder)
+    with pytest.raises(Exception) as raised:  # each reader raises its own kind: the point
+        corpus_for(spec)
+    assert explain(raised.value, dataset=str(folder), model=None) == (
+        f"dataset {folder} has no text rows"
+    )

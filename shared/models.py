@@ -306,7 +306,7 @@ class Sample(Base):
     seed: Mapped[int | None]
     # Denoising steps, None if not kept: {"steps": [{"step": 0, "text": "...", "tokens":
     # [piece or None while masked, ...]}, ...], "given": [bool], "committed_at": [int]}
-    # (`worker.generate_job._trajectory`).
+    # (`worker.bodies.generate._trajectory`).
     trajectory: Mapped[dict[str, Any] | None]
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
 

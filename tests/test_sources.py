@@ -119,7 +119,7 @@ def test_labels():
 
 
 def test_the_worker_checks_the_model_again_before_loading(tmp_path, monkeypatch):
-    from worker.train_job import loadable_model
+    from worker.bodies.train import loadable_model
 
     data_dir = tmp_path / "data"
     monkeypatch.setenv("DATA_DIR", str(data_dir))

@@ -78,7 +78,8 @@ def test_the_run_page_keeps_header_charts_and_tables_in_step(browser):
 
 
 # The sample metrics a generation job records (worker.diffusion.evaluation.sample_metrics
-# and worker.bodies.generate): enough columns to be wider than a laptop's screen if they do not wrap.
+# and worker.bodies.generate): enough columns to be wider than a laptop's screen if they do
+# not wrap.
 SAMPLE_METRICS = {
     "mean_length": 31.5,
     "entropy": 4.21,

@@ -18,7 +18,7 @@ from worker.diffusion.causal import (
     causal_from_masked,
     evaluate_causal,
     is_causal_checkpoint,
-    next_token_inputs,
+    next_token_labels,
     scored_positions,
 )
 from worker.diffusion.judge import judge_perplexity, load_judge, text_entropy
@@ -40,15 +40,13 @@ def trained_ar(tiny_corpus):
     init_output_bias(mlm, blocks)
     model = causal_from_masked(mlm)
     model.train()
-    objective = CausalObjective(model)
-    special = torch.tensor(sorted(set(tokenizer.all_special_ids)))
+    objective = CausalObjective(model, torch.tensor(sorted(set(tokenizer.all_special_ids))))
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(0)
     for _ in range(300):
         ids = blocks[torch.randint(len(blocks), (16,), generator=g)]  # (B, T)
-        predict_from, targets = next_token_inputs(ids, scored_positions(ids, special))
-        weights = torch.full((len(targets),), 1.0 / len(targets))
-        loss = objective(ids, torch.ones_like(ids), predict_from, targets, weights)
+        rows, _ = objective.inputs(ids, g)
+        loss = objective(**rows)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -102,9 +100,11 @@ def test_scored_tokens_match_the_bound(tiny_model):
     ids = torch.tensor([[cls, 10, 11, sep, 12, sep]])
     scored = scored_positions(ids, special, prefix_length=2)
     assert scored.tolist() == [[False, False, True, False, True, False]]
-    predict_from, targets = next_token_inputs(ids, scored)
-    assert predict_from.tolist() == [[False, True, False, True, False, False]]
-    assert targets.tolist() == [11, 12]
+    labels = next_token_labels(ids, scored)
+    assert labels.tolist() == [[-100, 11, -100, 12, -100, -100]]
+    rows, metrics = CausalObjective(None, special, prefix_length=2).inputs(ids, None)
+    assert torch.equal(rows["labels"], labels) and metrics == {}
+    assert rows["weights"].tolist() == [[0, 0.5, 0, 0.5, 0, 0]]
 
 
 def test_training_lowers_exact_nll(tiny_model, trained_ar, tiny_corpus):

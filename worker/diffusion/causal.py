@@ -32,7 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
+from .masking import IGNORE_INDEX
 from .modeling import ModelSourceError, encode, lm_head, quiet_transformers
+from .objectives import Objective
 
 
 def causal_from_masked(model: PreTrainedModel) -> PreTrainedModel:
@@ -87,6 +89,25 @@ def is_causal_checkpoint(directory: str | Path) -> bool:
     )
 
 
+def load_causal_checkpoint(directory: str | Path):
+    """(model, tokenizer, meta) of an AR checkpoint written by the training loop (or any
+    local causal LM directory); meta is its spec file's content, {} without one."""
+    from transformers import AutoTokenizer
+
+    from .modeling import SPEC_FILE
+
+    directory = Path(directory)
+    if not is_causal_checkpoint(directory):
+        raise ModelSourceError(f"{directory} does not hold a causal LM checkpoint")
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    tokenizer.model_max_length = int(1e9)  # we pack ourselves; no length warnings
+    with quiet_transformers():
+        model = AutoModelForCausalLM.from_pretrained(directory)
+    spec_path = directory / SPEC_FILE
+    meta = json.loads(spec_path.read_text()) if spec_path.is_file() else {}
+    return model, tokenizer, meta
+
+
 def check_causal(model: PreTrainedModel, vocab_size: int | None = None) -> None:
     """Raise ModelSourceError unless changing later tokens leaves earlier logits unchanged.
 
@@ -130,37 +151,49 @@ def scored_positions(
     return scored
 
 
-def next_token_inputs(
-    input_ids: torch.Tensor, scored: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(predict_from (B, T) bool, targets (N,)): position p predicts token p+1 where that
-    token is scored; targets in the row-major order of predict_from's True positions."""
-    predict_from = torch.zeros_like(scored)
-    predict_from[:, :-1] = scored[:, 1:]
-    return predict_from, input_ids[:, 1:][scored[:, 1:]]
+def next_token_labels(input_ids: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
+    """(B, T) labels aligned with the position that predicts them: labels[:, p] is token
+    p+1 where that token is scored, IGNORE_INDEX elsewhere (always at the last position)."""
+    labels = torch.full_like(input_ids, IGNORE_INDEX)
+    labels[:, :-1] = torch.where(scored[:, 1:], input_ids[:, 1:], IGNORE_INDEX)
+    return labels
 
 
-class CausalObjective(nn.Module):
-    """Next-token loss as one forward (the AR counterpart of `DiffusionObjective`): logits
-    only at the positions that predict a scored token, so Accelerate's DDP and autocast see
-    the whole computation."""
+class CausalObjective(Objective):
+    """Next-token prediction with causal attention (the AR baseline): cross-entropy of
+    every scored token given the tokens before it, logits only where a token is scored."""
 
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
+    def __init__(self, model: nn.Module, special_ids: torch.Tensor, prefix_length: int = 0):
+        super().__init__(model)
+        self.special_ids = special_ids  # (S,) never scored; a plain attribute, not state
+        self.prefix_length = prefix_length
+
+    def inputs(self, ids, generator):
+        """No randomness: `generator` is unused. Each scored token weighs 1 / (tokens
+        scored in the whole micro-batch), as a masked token does in grid-mode diffusion."""
+        scored = scored_positions(ids, self.special_ids, prefix_length=self.prefix_length)
+        labels = next_token_labels(ids, scored)  # (B, T)
+        where = labels != IGNORE_INDEX
+        rows = {
+            "input_ids": ids,  # (B, T) packed: no padding
+            "attention_mask": torch.ones_like(ids),  # (B, T)
+            "labels": labels,  # (B, T) the next token, IGNORE_INDEX where not scored
+            "weights": where.float() / max(int(where.sum()), 1),  # (B, T)
+        }
+        return rows, {}
 
     def forward(
         self,
         input_ids: torch.Tensor,  # (B, T)
         attention_mask: torch.Tensor,  # (B, T)
-        predict_from: torch.Tensor,  # (B, T) bool
-        targets: torch.Tensor,  # (N,) the next token at each predict_from position
-        weights: torch.Tensor,  # (N,) loss weights, summing to this rank's share
+        labels: torch.Tensor,  # (B, T)
+        weights: torch.Tensor,  # (B, T)
     ) -> torch.Tensor:
+        where = labels != IGNORE_INDEX  # (B, T)
         hidden = encode(self.model, input_ids, attention_mask)  # (B, T, H), causal
-        logits = lm_head(self.model)(hidden[predict_from])  # (N, V)
-        ce = F.cross_entropy(logits.float(), targets, reduction="none")  # (N,)
-        return (ce * weights).sum()
+        logits = lm_head(self.model)(hidden[where])  # (N, V)
+        ce = F.cross_entropy(logits.float(), labels[where], reduction="none")  # (N,)
+        return (ce * weights[where]).sum()
 
 
 @dataclass(frozen=True)
@@ -208,12 +241,13 @@ def evaluate_causal(
                 scored = scored_positions(
                     ids, special, prefix_length=prefix_length, attention_mask=attention
                 )
-                predict_from, targets = next_token_inputs(ids, scored)
-                if not targets.numel():
+                labels = next_token_labels(ids, scored)  # (B, T)
+                where = labels != IGNORE_INDEX
+                if not where.any():
                     continue
                 hidden = encode(model, ids.to(device), attention.long().to(device))  # (B, T, H)
-                logits = lm_head(model)(hidden[predict_from.to(device)]).float()  # (N, V)
-                targets = targets.to(device)
+                logits = lm_head(model)(hidden[where.to(device)]).float()  # (N, V)
+                targets = labels[where].to(device)
                 nll += F.cross_entropy(logits, targets, reduction="sum").item()
                 correct += int((logits.argmax(dim=-1) == targets).sum())
                 count += int(targets.numel())

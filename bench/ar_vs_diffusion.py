@@ -2,7 +2,9 @@
 
 From the same initialisation (the offline default: packaged all-MiniLM-L6-v2 + a fresh head
 whose bias is the log unigram prior, the KJV, 64-token blocks), train the `minilm` preset
-as masked diffusion and as AR (`objective: ar`) for the same wall-clock budget, then:
+as masked diffusion and as AR (`objective: ar`) for the same wall-clock budget, side by side
+(at the same time, one process each, so that both see the same load on a shared machine),
+then:
 
 1. likelihood on the same held-out blocks and tokens: the diffusion ELBO bound (ppl <= X)
    and the AR model's exact perplexity (= Y); `bound_ratio` = X / Y;
@@ -17,7 +19,7 @@ as masked diffusion and as AR (`objective: ar`) for the same wall-clock budget, 
 The AR learning rates are tuned first (short runs over `--ar-lrs`, the best by held-out
 NLL), as the diffusion preset's were (BENCHMARKS.md, "What we tried").
 
-    python bench/ar_vs_diffusion.py                # 3 minutes per model (~45 min all in)
+    python bench/ar_vs_diffusion.py                # 3 minutes per model (~30 min idle)
     python bench/ar_vs_diffusion.py --quick        # smoke run: tiny model, seconds per part
 
 Writes bench/results/ar_vs_diffusion.json (`--quick`: ar_vs_diffusion_quick.json).
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -77,7 +80,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--length", type=int, default=32, help="tokens per sample")
     p.add_argument("--temperature", type=float, default=0.7, help="top-k 50 sampling, both")
     p.add_argument("--batch-size", type=int, default=32, help="generation batch")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2, help="shared by runs trained side by side")
+    p.add_argument("--eval-blocks", type=int, default=128, help="held-out blocks scored")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "ar_vs_diffusion")
     return p.parse_args()
 
@@ -97,43 +101,76 @@ def with_changes(spec, **changes):
     return type(spec).model_validate({**spec.model_dump(), **changes})
 
 
-def train(spec, out: Path) -> dict[str, Any]:
-    """Train `spec` from scratch into `out` (an earlier run there is removed, not resumed)."""
+def _train_one(spec_json: str, out: str, threads: int) -> dict[str, Any]:
+    """Train one spec from scratch in this (child) process with `threads` threads."""
+    import torch
+
+    from shared.contracts.specs import TrainSpec
     from worker.diffusion.training import Trainer
 
-    shutil.rmtree(out, ignore_errors=True)
+    torch.set_num_threads(threads)
+    shutil.rmtree(out, ignore_errors=True)  # an earlier run there is replaced, not resumed
     t0 = time.perf_counter()
-    summary = Trainer(spec, out).train()
-    print(
-        f"  {spec.objective} lr {spec.lr:g}/{spec.head_lr}: {summary['steps']} steps, "
-        f"{summary['tokens_seen']:,} tokens, {time.perf_counter() - t0:.0f}s wall; held-out "
-        f"{'exact' if spec.objective == 'ar' else 'bound'} {summary['bound']['perplexity']:.1f}"
-    )
+    summary = Trainer(TrainSpec.model_validate_json(spec_json), out).train()
+    summary["wall_seconds"] = time.perf_counter() - t0
     return summary
 
 
-def tune_ar(base, pairs, minutes: float, out: Path) -> tuple[list[dict], tuple[float, float]]:
-    """Short AR runs, one per (lr, head_lr); the best by held-out NLL (the loop's own eval)."""
-    trials = []
-    for lr, head_lr in pairs:
-        spec = with_changes(base, objective="ar", minutes=minutes, lr=lr, head_lr=head_lr)
-        summary = train(spec, out / f"trial-{lr:g}-{head_lr:g}")
-        trials.append(
-            {
-                "lr": lr,
-                "head_lr": head_lr,
-                "minutes": minutes,
-                "steps": summary["steps"],
-                "nats_per_token": summary["bound"]["nats_per_token"],
-                "perplexity": summary["bound"]["perplexity"],
-            }
+def train_side_by_side(specs: dict[str, Any], out: Path, threads: int) -> dict[str, dict]:
+    """Train every spec at the same time, one process each, sharing `threads` between them.
+
+    On a machine shared with other work the load changes from minute to minute; runs that
+    train side by side see the same load, so equal wall-clock budgets stay equal compute.
+    """
+    context = multiprocessing.get_context("spawn")
+    each = max(1, threads // len(specs))
+    with context.Pool(len(specs)) as pool:
+        pending = {
+            name: pool.apply_async(_train_one, (spec.model_dump_json(), str(out / name), each))
+            for name, spec in specs.items()
+        }
+        summaries = {name: job.get() for name, job in pending.items()}
+    for name, summary in summaries.items():
+        spec = specs[name]
+        print(
+            f"  {name}: {spec.objective} lr {spec.lr:g}/{spec.head_lr}: {summary['steps']} "
+            f"steps, {summary['tokens_seen']:,} tokens, {summary['wall_seconds']:.0f}s wall; "
+            f"held-out {'exact' if spec.objective == 'ar' else 'bound'} ppl "
+            f"{summary['bound']['perplexity']:.1f}"
         )
+    return summaries
+
+
+def tune_ar(
+    base, pairs, minutes: float, out: Path, threads: int
+) -> tuple[list[dict], tuple[float, float]]:
+    """Short AR runs side by side, one per (lr, head_lr); the best by held-out NLL (the
+    training loop's own evaluation)."""
+    specs = {
+        f"trial-{lr:g}-{head_lr:g}": with_changes(
+            base, objective="ar", minutes=minutes, lr=lr, head_lr=head_lr
+        )
+        for lr, head_lr in pairs
+    }
+    summaries = train_side_by_side(specs, out, threads)
+    trials = [
+        {
+            "lr": specs[name].lr,
+            "head_lr": specs[name].head_lr,
+            "minutes": minutes,
+            "steps": summary["steps"],
+            "nats_per_token": summary["bound"]["nats_per_token"],
+            "perplexity": summary["bound"]["perplexity"],
+        }
+        for name, summary in summaries.items()
+    ]
     best = min(trials, key=lambda t: t["nats_per_token"])
     return trials, (best["lr"], best["head_lr"])
 
 
-def held_out(diffusion_ckpt: str, ar_ckpt: str, spec) -> dict[str, Any]:
-    """Bound and exact perplexity on the whole held-out split (the same blocks, same tokens)."""
+def held_out(diffusion_ckpt: str, ar_ckpt: str, spec, max_blocks: int) -> dict[str, Any]:
+    """Bound and exact perplexity on the same held-out blocks (the first `max_blocks` of the
+    validation split) and the same tokens."""
     from shared.contracts.specs import DEFAULT_EVAL_GRID
     from worker.diffusion import data
     from worker.diffusion.causal import evaluate_causal, load_causal_checkpoint
@@ -142,7 +179,7 @@ def held_out(diffusion_ckpt: str, ar_ckpt: str, spec) -> dict[str, Any]:
 
     diffusion, tokenizer, _ = load_checkpoint(diffusion_ckpt)
     ar, _, _ = load_causal_checkpoint(ar_ckpt)
-    val = data.pack(data.corpus_for(spec).validation, tokenizer, spec.seq_len)
+    val = data.pack(data.corpus_for(spec).validation, tokenizer, spec.seq_len)[:max_blocks]
     t0 = time.perf_counter()
     grid = evaluate_ratios(diffusion, val, tokenizer, list(DEFAULT_EVAL_GRID), batch_size=32)
     bound = bound_of(grid)
@@ -217,20 +254,20 @@ def main() -> None:
 
     print(f"AR learning-rate trials ({args.ar_lrs}):")
     trial_minutes = args.trial_minutes or minutes / 2
-    trials, (lr, head_lr) = tune_ar(base, _parse_lrs(args.ar_lrs), trial_minutes, args.out)
+    pairs = _parse_lrs(args.ar_lrs)
+    trials, (lr, head_lr) = tune_ar(base, pairs, trial_minutes, args.out, args.threads)
     print(f"best AR lr {lr:g} / head {head_lr:g}")
 
-    print(f"training both for {minutes:g} minutes:")
-    runs = {
-        "diffusion": train(base, args.out / "diffusion"),
-        "ar": train(with_changes(base, objective="ar", lr=lr, head_lr=head_lr), args.out / "ar"),
-    }
+    print(f"training both for {minutes:g} minutes, side by side:")
+    ar_spec = with_changes(base, objective="ar", lr=lr, head_lr=head_lr)
+    runs = train_side_by_side({"diffusion": base, "ar": ar_spec}, args.out, args.threads)
     n_params = params(runs["diffusion"]["checkpoint"])
     compute = {
         name: {
             "steps": r["steps"],
             "tokens_seen": r["tokens_seen"],
             "train_seconds": r["train_seconds"],
+            "wall_seconds": r["wall_seconds"],
             "tokens_per_s": r["tokens_per_s"],
             "flops": 6 * n_params * r["tokens_seen"],
             "lr": r["spec"]["lr"],
@@ -239,7 +276,9 @@ def main() -> None:
         }
         for name, r in runs.items()
     }
-    likelihood = held_out(runs["diffusion"]["checkpoint"], runs["ar"]["checkpoint"], base)
+    likelihood = held_out(
+        runs["diffusion"]["checkpoint"], runs["ar"]["checkpoint"], base, args.eval_blocks
+    )
     ar_ppl = likelihood["ar_exact"]["perplexity"]
     bound_ppl = likelihood["diffusion_bound"]["perplexity"]
 

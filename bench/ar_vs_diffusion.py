@@ -60,7 +60,7 @@ def lscpu_machine() -> dict[str, Any]:
 
 def _parse_lrs(text: str) -> list[tuple[float, float]]:
     pairs = []
-    for item in text.split(","):
+    for item in filter(None, text.split(",")):
         body, _, head = item.partition("/")
         pairs.append((float(body), float(head or body)))
     return pairs
@@ -71,6 +71,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--minutes", type=float, default=3.0, help="training budget per model")
     p.add_argument("--quick", action="store_true", help="smoke run on the tiny preset")
     p.add_argument("--ar-lrs", default="3e-4/2e-3,1e-4/1e-3,1e-3/3e-3", help="body/head pairs")
+    p.add_argument("--diffusion-lrs", default="", help="body/head pairs (default: the preset's)")
     p.add_argument("--trial-minutes", type=float, help="per AR lr trial (default minutes / 2)")
     p.add_argument("--steps", default="8,16,32,64", help="frontier: denoising steps")
     p.add_argument("--strategies", default="entropy,confidence,random", help="frontier")
@@ -141,20 +142,23 @@ def train_side_by_side(specs: dict[str, Any], out: Path, threads: int) -> dict[s
     return summaries
 
 
-def tune_ar(
-    base, pairs, minutes: float, out: Path, threads: int
-) -> tuple[list[dict], tuple[float, float]]:
-    """Short AR runs side by side, one per (lr, head_lr); the best by held-out NLL (the
-    training loop's own evaluation)."""
+def tune(
+    base, pairs: dict[str, list[tuple[float, float]]], minutes: float, out: Path, threads: int
+) -> tuple[list[dict], dict[str, tuple[float, float]]]:
+    """Short runs side by side, one per objective and (lr, head_lr) pair; per objective the
+    best pair by held-out NLL (the training loop's own evaluation: the bound for diffusion,
+    the exact NLL for AR). An objective without pairs keeps the preset's rates."""
     specs = {
-        f"trial-{lr:g}-{head_lr:g}": with_changes(
-            base, objective="ar", minutes=minutes, lr=lr, head_lr=head_lr
+        f"trial-{objective}-{lr:g}-{head_lr:g}": with_changes(
+            base, objective=objective, minutes=minutes, lr=lr, head_lr=head_lr
         )
-        for lr, head_lr in pairs
+        for objective, objective_pairs in pairs.items()
+        for lr, head_lr in objective_pairs
     }
-    summaries = train_side_by_side(specs, out, threads)
+    summaries = train_side_by_side(specs, out, threads) if specs else {}
     trials = [
         {
+            "objective": specs[name].objective,
             "lr": specs[name].lr,
             "head_lr": specs[name].head_lr,
             "minutes": minutes,
@@ -164,8 +168,13 @@ def tune_ar(
         }
         for name, summary in summaries.items()
     ]
-    best = min(trials, key=lambda t: t["nats_per_token"])
-    return trials, (best["lr"], best["head_lr"])
+    best = {"ar": (base.lr, base.head_lr), "diffusion": (base.lr, base.head_lr)}
+    for objective in best:
+        mine = [t for t in trials if t["objective"] == objective]
+        if mine:
+            winner = min(mine, key=lambda t: t["nats_per_token"])
+            best[objective] = (winner["lr"], winner["head_lr"])
+    return trials, best
 
 
 def held_out(diffusion_ckpt: str, ar_ckpt: str, spec, max_blocks: int) -> dict[str, Any]:
@@ -252,15 +261,18 @@ def main() -> None:
     if args.quick:
         args.steps, args.strategies = "4,8", "entropy,confidence"
 
-    print(f"AR learning-rate trials ({args.ar_lrs}):")
+    pairs = {"ar": _parse_lrs(args.ar_lrs), "diffusion": _parse_lrs(args.diffusion_lrs)}
+    print(f"learning-rate trials (AR {args.ar_lrs}; diffusion {args.diffusion_lrs or 'preset'}):")
     trial_minutes = args.trial_minutes or minutes / 2
-    pairs = _parse_lrs(args.ar_lrs)
-    trials, (lr, head_lr) = tune_ar(base, pairs, trial_minutes, args.out, args.threads)
-    print(f"best AR lr {lr:g} / head {head_lr:g}")
+    trials, best = tune(base, pairs, trial_minutes, args.out, args.threads)
+    print(f"best: {best}")
 
     print(f"training both for {minutes:g} minutes, side by side:")
-    ar_spec = with_changes(base, objective="ar", lr=lr, head_lr=head_lr)
-    runs = train_side_by_side({"diffusion": base, "ar": ar_spec}, args.out, args.threads)
+    specs = {
+        objective: with_changes(base, objective=objective, lr=lr, head_lr=head_lr)
+        for objective, (lr, head_lr) in best.items()
+    }
+    runs = train_side_by_side(specs, args.out, args.threads)
     n_params = params(runs["diffusion"]["checkpoint"])
     compute = {
         name: {
@@ -325,7 +337,7 @@ def main() -> None:
         "parameters": n_params,
         "compute": compute,
         "likelihood": likelihood,
-        "ar_lr_trials": trials,
+        "lr_trials": trials,
         "settings": {
             "preset": base.preset,
             "length": length,

@@ -21,7 +21,8 @@ from worker.diffusion.causal import (
     next_token_labels,
     scored_positions,
 )
-from worker.diffusion.judge import judge_perplexity, load_judge, text_entropy
+from worker.diffusion.evaluation import judge_perplexity
+from worker.diffusion.judge import load_judge, text_entropy
 from worker.diffusion.modeling import ModelSourceError, encode, init_output_bias, lm_head
 
 

@@ -11,7 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from shared.contracts.specs import SamplerSpec, TrainSpec
-from worker.diffusion.ar_generate import generate_causal
+from worker.diffusion.ar_generate import generate_causal, load_for_generation
 from worker.diffusion.causal import is_causal_checkpoint, load_causal_checkpoint
 from worker.diffusion.training import Trainer
 
@@ -58,6 +58,7 @@ def test_ar_run_trains_evaluates_exactly_and_saves_a_causal_lm(tmp_path, corpus_
     model, tokenizer, meta = load_causal_checkpoint(checkpoint)
     assert TrainSpec.model_validate(meta["spec"]).objective == "ar"
     samples = generate_causal(model, tokenizer, ["The king"], SamplerSpec(), length=8)
+    assert load_for_generation(checkpoint)[2] is generate_causal
     assert samples[0].forward_passes == 8 and samples[0].text.lower().startswith("the king")
 
 

@@ -252,7 +252,9 @@ def run_train(args: argparse.Namespace) -> int:
         f"{summary['tokens_per_s'] or 0:.0f} tok/s"
     )
     if args.samples:
-        model, tokenizer, generate = _load_for_generation(summary["checkpoint"])
+        from worker.diffusion.ar_generate import load_for_generation
+
+        model, tokenizer, generate = load_for_generation(summary["checkpoint"])
         sampler = SamplerSpec()
         # Fill the rest of a training-length block: the length the model knows best.
         length = max(1, spec.seq_len - len(tokenizer(args.prompt)["input_ids"]))
@@ -272,27 +274,6 @@ def run_train(args: argparse.Namespace) -> int:
         f'--prefix "{args.prompt}" --show-steps'
     )
     return 0
-
-
-def _load_for_generation(checkpoint: str | Path):
-    """(model, tokenizer, generate function) for a checkpoint directory or model name: an
-    AR checkpoint generates token by token, anything else by iterative unmasking."""
-    from worker.diffusion.modeling import load_checkpoint, load_pretrained
-
-    if Path(checkpoint).is_dir():
-        from worker.diffusion.causal import is_causal_checkpoint, load_causal_checkpoint
-
-        if is_causal_checkpoint(checkpoint):
-            from worker.diffusion.ar_generate import generate_causal
-
-            model, tokenizer, _ = load_causal_checkpoint(checkpoint)
-            return model, tokenizer, generate_causal
-        model, tokenizer, _ = load_checkpoint(checkpoint)
-    else:
-        model, tokenizer = load_pretrained(str(checkpoint))
-    from worker.diffusion.generate import generate
-
-    return model, tokenizer, generate
 
 
 def _train_launched(args: argparse.Namespace, spec: TrainSpec, output: Path) -> int:
@@ -419,6 +400,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from text_diffusion.cli import UserError
+    from worker.diffusion.ar_generate import load_for_generation
     from worker.diffusion.evaluation import sample_metrics
     from worker.diffusion.generate import infill
     from worker.diffusion.modeling import inference_device
@@ -429,7 +411,7 @@ def run_generate(args: argparse.Namespace) -> int:
     if args.num_samples < 1 or args.length < 1:
         raise UserError("--num-samples and --length must be at least 1")
     sampler = sampler_from_args(args)
-    model, tokenizer, generate = _load_for_generation(args.checkpoint)
+    model, tokenizer, generate = load_for_generation(args.checkpoint)
     if args.template and getattr(model.config, "is_decoder", False):
         raise UserError("--template (infilling) needs a diffusion checkpoint; this one is AR")
     model.to(inference_device())

@@ -17,14 +17,17 @@ never sampled. The sequence is laid out as the diffusion one: `[CLS] prompt comp
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from shared.contracts.specs import SamplerSpec
 
-from .causal import max_positions
-from .generate import Sample, TrajectoryStep
+from .causal import is_causal_checkpoint, load_causal_checkpoint, max_positions
+from .generate import Sample, TrajectoryStep, generate
+from .modeling import load_checkpoint, load_pretrained
 from .sampling import sample_tokens
 
 
@@ -34,6 +37,23 @@ def _start_end(tokenizer) -> tuple[int, int]:
     if start is None or end is None:
         raise ValueError("the tokenizer needs a CLS/BOS and a SEP/EOS token")
     return start, end
+
+
+def load_for_generation(checkpoint: str | Path) -> tuple[Any, Any, Callable[..., list[Sample]]]:
+    """(model, tokenizer, generate function) for a checkpoint directory or a model name.
+
+    An AR checkpoint (`causal.is_causal_checkpoint`) gets `generate_causal`, anything else
+    `generate.generate` (iterative unmasking); both take the same arguments and return
+    the same `Sample`s, so a caller needs no branch of its own.
+    """
+    if Path(checkpoint).is_dir():
+        if is_causal_checkpoint(checkpoint):
+            model, tokenizer, _ = load_causal_checkpoint(checkpoint)
+            return model, tokenizer, generate_causal
+        model, tokenizer, _ = load_checkpoint(checkpoint)
+    else:
+        model, tokenizer = load_pretrained(str(checkpoint))
+    return model, tokenizer, generate
 
 
 def generate_causal(

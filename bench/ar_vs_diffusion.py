@@ -210,20 +210,24 @@ def held_out(diffusion_ckpt: str, ar_ckpt: str, spec, max_blocks: int) -> dict[s
 def measure(samples, seconds: float, judge, references, featurizer: str) -> dict[str, Any]:
     """Cost and quality of one sample set."""
     from worker.diffusion.evaluation import sample_metrics
-    from worker.diffusion.judge import judge_perplexity
-    from worker.diffusion.mauve import mauve_score
+    from worker.diffusion.quality import sample_set_quality
 
     completions = [s.completion for s in samples]
-    scores = judge_perplexity(*judge, completions, [s.prompt for s in samples], batch_size=16)
-    mauve = mauve_score(completions, references, featurizer=featurizer)
+    quality = sample_set_quality(
+        completions,
+        [s.prompt for s in samples],
+        judge=judge,
+        references=references,
+        featurizer=featurizer,
+    )
     return {
         "samples": len(samples),
         "forward_passes": sum(s.forward_passes for s in samples) / len(samples),
         "seconds_per_sample": seconds / len(samples),
-        "judge_ppl": scores.perplexity,
-        "entropy": scores.entropy,
-        "mauve": mauve.score,
-        "mauve_reason": mauve.reason,
+        "judge_ppl": quality.judge_ppl,
+        "entropy": quality.entropy,
+        "mauve": quality.mauve,
+        "mauve_reason": quality.mauve_reason,
         "distinct_2": sample_metrics(completions)["distinct_2"],
         "examples": completions[:3],
     }

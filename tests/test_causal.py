@@ -242,3 +242,25 @@ def test_the_packaged_minilm_turns_causal_with_every_weight():
         a, b = causal(input_ids=ids).logits, causal(input_ids=changed).logits
     assert torch.allclose(a[:, :6], b[:, :6], atol=1e-4)
     assert not torch.allclose(a[:, 6:], b[:, 6:], atol=1e-3)
+
+
+def test_sample_set_quality_invents_nothing(trained_ar, tiny_corpus, tmp_path):
+    from shared.contracts.specs import TrainSpec
+    from worker.diffusion.quality import sample_set_quality, validation_references
+
+    model, tokenizer, held_out = trained_ar
+    bare = sample_set_quality(held_out)
+    assert bare.judge_ppl is None and bare.entropy is None and bare.mauve is None
+    assert "no reference" in bare.mauve_reason
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(tiny_corpus))
+    spec = TrainSpec(dataset=str(corpus), model="scratch", val_fraction=0.1)
+    references = validation_references(spec, tokenizer, n=30, length=12)
+    assert len(references) == 30
+    judged = sample_set_quality(held_out, judge=(model, tokenizer), references=references)
+    direct = judge_perplexity(model, tokenizer, held_out)
+    assert judged.judge_ppl == pytest.approx(direct.perplexity)
+    assert judged.entropy == pytest.approx(direct.entropy)
+    assert judged.judge_tokens == sum(direct.tokens)
+    assert judged.mauve is None and "at least 100" in judged.mauve_reason  # 20 samples

@@ -9,7 +9,14 @@ from typing import get_args
 
 import pytest
 
-from shared.contracts.specs import MaskMode, MixedPrecision, Sampling, Schedule, Strategy
+from shared.contracts.specs import (
+    MaskMode,
+    MixedPrecision,
+    Sampling,
+    Schedule,
+    Strategy,
+    TrainObjective,
+)
 from text_diffusion.commands.diffusion import register
 from worker.diffusion.sampling import SAMPLERS
 from worker.diffusion.schedules import SCHEDULES, get_schedule
@@ -50,3 +57,4 @@ def test_cli_choices_are_the_declared_names():
     train = _choices("train")
     assert train["mask_mode"] == get_args(MaskMode)
     assert train["mixed_precision"] == get_args(MixedPrecision)
+    assert train["objective"] == get_args(TrainObjective)

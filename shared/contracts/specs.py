@@ -25,6 +25,7 @@ from .options import (
     Threshold,
     TopK,
     TopP,
+    TrainObjective,
     check_each,
     interval,
     nonempty_unique,
@@ -111,6 +112,12 @@ class TrainSpec(_Spec):
     )
     scratch: ScratchModelSpec | None = Field(
         None, description="Architecture when model is 'scratch'."
+    )
+    objective: TrainObjective = Field(
+        "diffusion",
+        description="diffusion: masked diffusion (variable-ratio masking, ELBO bound). ar: the "
+        "same model and initialisation trained left to right (causal attention, next-token "
+        "loss), evaluated by its exact perplexity: the baseline a diffusion run is measured by.",
     )
     dataset: str = Field(
         "builtin:kjv",

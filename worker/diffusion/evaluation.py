@@ -12,6 +12,9 @@ nats, bits and as a perplexity.
 
 Samples. `sample_metrics` measures a set of generated texts: length, unigram entropy,
 distinct-n, repetition, the share of the most frequent token, and self-BLEU.
+
+Judge. `judge_perplexity` (implemented in `judge.py`) scores generated text under any
+causal LM, with the samples' entropy beside it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ import torch.nn.functional as F
 from shared.contracts.bound import Bound, elbo_bound
 from shared.contracts.specs import MaskingSpec
 
+from .judge import JudgeScores as JudgeScores
+from .judge import judge_perplexity as judge_perplexity
 from .masking import mask_tokens, seeded_generator, special_ids
 from .modeling import masked_logits
 

@@ -13,6 +13,10 @@ Accelerate's `save_state` stores the model, optimiser and RNG states, so a run s
 step k and resumed continues the uninterrupted loss curve. Callbacks receive progress,
 metrics and checkpoints and may ask the loop to stop, which is how a worker streams results
 to a database and cancels a run.
+
+With `spec.objective == "ar"` the same loop trains the same model left to right (an AR
+baseline, `causal.CausalObjective`): the exact perplexity instead of the bound, and the
+same data order, optimiser, schedule, checkpoints and resume.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from torch import nn
 from shared.contracts.specs import TrainSpec
 
 from . import data as data_lib
+from .causal import CausalObjective, causal_from_masked, evaluate_causal
 from .evaluation import RatioResult, bound_of, evaluate_ratios, unigram_entropy
 from .masking import IGNORE_INDEX, seeded_generator, special_ids
 from .modeling import build_scratch, init_output_bias, load_pretrained, save_checkpoint
@@ -114,6 +119,8 @@ def prepare_data_and_model(spec: TrainSpec) -> Prepared:
     fresh = spec.model == "scratch" or getattr(model, "fresh_head", False)
     if fresh and spec.init_output_bias:
         init_output_bias(model, train)
+    if spec.objective == "ar":
+        model = causal_from_masked(model)  # the same weights, attending left to right
     return Prepared(model, tokenizer, train, val)
 
 
@@ -155,9 +162,12 @@ class Trainer:
         optimizer = torch.optim.AdamW(
             param_groups(model, spec), betas=(0.9, 0.98), eps=1e-6, fused=True
         )
-        objective = DiffusionObjective(
-            model, spec.masking, self.special_ids, self.tokenizer.mask_token_id
-        )
+        if spec.objective == "ar":
+            objective = CausalObjective(model, self.special_ids, spec.masking.prefix_length)
+        else:
+            objective = DiffusionObjective(
+                model, spec.masking, self.special_ids, self.tokenizer.mask_token_id
+            )
         self.objective, self.optimizer = self.accelerator.prepare(objective, optimizer)
         self.state = TrainerState()
 
@@ -300,7 +310,11 @@ class Trainer:
         return {**metrics, "loss": loss, "masked_tokens": int(masked)}
 
     def evaluate(self) -> tuple[list[RatioResult], dict[str, float]]:
+        """Diffusion: CE(t) on the eval grid and its ELBO bound. AR: the exact NLL per token
+        on the same blocks and tokens, in the bound's place (with `exact: True`), no grid."""
         spec = self.spec
+        if spec.objective == "ar":
+            return self._evaluate_causal()
         with self.accelerator.autocast():
             results = evaluate_ratios(
                 self._objective.model,
@@ -319,6 +333,22 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_evaluate(self.state.step, results, bound)
         return results, bound
+
+    def _evaluate_causal(self) -> tuple[list[RatioResult], dict[str, float]]:
+        with self.accelerator.autocast():
+            exact = evaluate_causal(
+                self._objective.model,
+                self.prepared.val_blocks,
+                self.tokenizer,
+                batch_size=self.spec.batch_size,
+                max_batches=self.spec.eval_batches,
+                prefix_length=self.spec.masking.prefix_length,
+            )
+        bound = {**asdict(exact), "exact": True}
+        self.state.history.append(json_safe({"step": self.state.step, **bound, "grid": []}))
+        for cb in self.callbacks:
+            cb.on_evaluate(self.state.step, [], bound)
+        return [], bound
 
     # ----------------------------------------------------------------- the loop
     def _stop_reason(self) -> str | None:
@@ -405,6 +435,7 @@ class Trainer:
         s = self.state
         return {
             "spec": self.spec.model_dump(mode="json"),
+            "objective": self.spec.objective,
             "steps": s.step,
             "resumed_from_step": start_step,
             "stopped_by": stopped_by,

@@ -1,9 +1,9 @@
-"""Generation throughput: our batched generator vs the original design's sampling loop.
+"""Generation throughput: our batched generator vs the seed project's sampling loop.
 
 All generate NUM samples x LENGTH tokens in STEPS passes with top-k sampling. The
-baseline, re-implemented here from the original design: one sample at a time,
-full-vocabulary logits at every position each step, a Python loop sampling position by
-position, fill then randomly re-mask per a linear schedule. Ours runs twice: with our
+baseline, re-implemented here from the seed project (see `worker.diffusion`): one sample
+at a time, full-vocabulary logits at every position each step, a Python loop sampling
+position by position, fill then randomly re-mask per a linear schedule. Ours runs twice: with our
 default strategy (confidence: each pass computes logits only where tokens are still
 masked) for `ratio`, and with the baseline's random re-masking for `ratio_same_algorithm`
 (same model compute; only batching and the vectorised sampler differ).
@@ -48,7 +48,7 @@ def _load(checkpoint: str | None, threads: int):
 
 
 def baseline_generate(model, tokenizer, prompt, *, length, steps, temperature, top_k, seed):
-    """The original design's loop for one sample; returns the token ids."""
+    """The seed project's loop for one sample; returns the token ids."""
     import torch
 
     torch.manual_seed(seed)

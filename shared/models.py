@@ -99,10 +99,6 @@ class JobStatus(enum.StrEnum):
         return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
-# A run's status follows its training job's, so it takes the same values.
-RunStatus = JobStatus
-
-
 class WorkerState(enum.StrEnum):
     ONLINE = "online"
     DRAINING = "draining"  # finishing its current job, taking no new ones

@@ -5,13 +5,34 @@ from __future__ import annotations
 import pytest
 import torch
 
-from worker.diffusion.sampling import (
-    draw_uniforms,
-    fast_topk,
-    sample_tokens,
-    top_k_filter,
-    top_p_filter,
-)
+from worker.diffusion.sampling import draw_uniforms, fast_topk, sample_tokens
+
+# Oracles: the allowed sets by their definitions, written the slow obvious way, for the
+# fast samplers to be checked against.
+
+
+def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Logits (N, V) with everything but the k largest of each row set to -inf (exactly k kept)."""
+    k = min(max(int(k), 1), logits.shape[-1])
+    _, index = logits.topk(k, dim=-1)  # (N, k)
+    keep = torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, index, True)
+    return logits.masked_fill(~keep, float("-inf"))
+
+
+def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Logits (N, V) with everything outside each row's nucleus set to -inf.
+
+    The nucleus is the smallest set of most likely tokens whose probability (softmax in
+    float64) is >= p; it always holds at least the most likely token. p >= 1 keeps all.
+    """
+    if p >= 1.0:
+        return logits.clone()
+    probs = torch.softmax(logits.double(), dim=-1)  # (N, V)
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs  # (N, V)
+    keep_sorted = mass_before < p  # the first token always has mass_before 0 < p
+    keep = torch.zeros_like(keep_sorted).scatter_(-1, order, keep_sorted)
+    return logits.masked_fill(~keep, float("-inf"))
 
 
 def _gens(n: int, seed: int = 0) -> list[torch.Generator]:

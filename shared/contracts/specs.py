@@ -7,9 +7,18 @@ wherever it comes from. Nothing in this module imports torch.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 # Row ids (runs, jobs, checkpoints, sample sets) are 32-bit signed integers in both databases:
 # every id a user may type is checked against this one bound, so none reaches a driver that
@@ -19,6 +28,71 @@ MAX_ID = 2**31 - 1
 DEFAULT_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 # Evaluation adds 15%: BERT's ratio, where masked-token accuracy is usually quoted.
 DEFAULT_EVAL_GRID = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+# ---------------------------------------------------------------------------------------
+# Every set of option names, declared once: the command line's choices (`typing.get_args`),
+# the forms' and the API's enums and the ML core's registries all read these.
+
+Schedule = Literal["linear", "cosine", "exponential", "loglinear"]  # schedules.SCHEDULES
+Sampling = Literal["greedy", "topk", "nucleus"]  # sampling.SAMPLERS
+Strategy = Literal["random", "confidence", "margin", "entropy", "threshold"]  # STRATEGIES
+MaskMode = Literal["grid", "uniform"]  # masking.mask_batch
+MixedPrecision = Literal["auto", "no", "bf16", "fp16"]
+LrDecay = Literal["linear", "cosine", "constant"]
+
+# Bounds of the sampler settings, shared by `SamplerSpec` (one value) and `SamplerGrid`
+# (lists of values, each checked against the same bound).
+Steps = Annotated[int, Field(ge=1, le=1024)]
+Temperature = Annotated[float, Field(gt=0.0, le=10.0)]
+TopK = Annotated[int, Field(ge=1)]
+TopP = Annotated[float, Field(gt=0.0, le=1.0)]
+Threshold = Annotated[float, Field(gt=0.0, le=1.0)]
+BlockLength = Annotated[int, Field(ge=1)]
+Seed = Annotated[int, Field(ge=0)]
+CheckpointId = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+def interval(bounded: Any) -> str:
+    """The bound of an `Annotated` type as an interval: "(0, 10]", "[0, inf)"."""
+    (info,) = get_args(bounded)[1:]
+    low = high = None
+    low_open = high_open = True
+    for c in info.metadata:
+        if getattr(c, "gt", None) is not None:
+            low = c.gt
+        if getattr(c, "ge", None) is not None:
+            low, low_open = c.ge, False
+        if getattr(c, "lt", None) is not None:
+            high = c.lt
+        if getattr(c, "le", None) is not None:
+            high, high_open = c.le, False
+
+    def show(x: float | None, infinite: str) -> str:
+        return infinite if x is None else f"{x:g}" if isinstance(x, float) else str(x)
+
+    return (
+        f"{'(' if low_open else '['}{show(low, '-inf')}, {show(high, 'inf')}"
+        f"{')' if high_open else ']'}"
+    )
+
+
+def _check_each(values: list[Any], bounded: Any, field: str, name: str) -> list[Any]:
+    """`values` of `field` with repeats dropped, each within the bound of `bounded`; else
+    a ValueError naming the value (`name`) and the bound."""
+    adapter = TypeAdapter(bounded)
+    for v in values:
+        try:
+            adapter.validate_python(v)
+        except ValidationError:
+            raise ValueError(f"{name} {v} is outside {interval(bounded)}") from None
+    return _nonempty_unique(values, field)
+
+
+def _nonempty_unique(values: list[Any], field: str) -> list[Any]:
+    if not values:
+        raise ValueError(f"{field} must hold at least one value")
+    return list(dict.fromkeys(values))  # drop repeats, keep the order given
 
 
 class _Spec(BaseModel):
@@ -46,9 +120,9 @@ def _check_ratios(ratios: list[float], field: str) -> list[float]:
 class MaskingSpec(_Spec):
     """How training picks which tokens to mask."""
 
-    mode: Literal["grid", "uniform"] = Field(
+    mode: MaskMode = Field(
         "grid",
-        description="grid: one ratio per batch from `grid` (the original design). "
+        description="grid: one ratio per batch from `grid`, mean CE over the masked tokens. "
         "uniform: a ratio per sequence t ~ U(eps, 1], loss weighted 1/t (MDLM/LLaDA ELBO).",
     )
     grid: list[float] = Field(list(DEFAULT_GRID), description="Mask ratios for grid mode.")
@@ -106,7 +180,7 @@ class TrainSpec(_Spec):
     seq_len: int = Field(64, ge=8, le=4096, description="Tokens per packed block.")
     batch_size: int = Field(16, ge=1, le=4096)
     grad_accum: int = Field(1, ge=1, le=1024)
-    # 3e-4 / 2e-3 beat 1e-4 / 1e-3 at 200 steps on MiniLM (CE(0.15) 4.08 vs 4.31 nats).
+    # The best of the learning rates tried on MiniLM (BENCHMARKS.md, training runs).
     lr: float = Field(
         3e-4, gt=0.0, le=1.0, description="Peak learning rate of the pretrained body."
     )
@@ -115,7 +189,7 @@ class TrainSpec(_Spec):
     )
     weight_decay: float = Field(0.01, ge=0.0, le=1.0)
     warmup_steps: int = Field(50, ge=0)
-    lr_decay: Literal["linear", "cosine", "constant"] = "cosine"
+    lr_decay: LrDecay = "cosine"
     max_steps: int = Field(
         2000, ge=1, le=10**9, description="Steps; also the length of the LR schedule."
     )
@@ -128,10 +202,10 @@ class TrainSpec(_Spec):
         description="Start a fresh MLM head's output bias at the corpus's log unigram "
         "frequencies (the loss starts at the unigram entropy instead of ln V).",
     )
-    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+    mixed_precision: MixedPrecision = Field(
         "auto", description="auto: bf16 where the device supports it."
     )
-    seed: int = Field(0, ge=0)
+    seed: Seed = 0
     masking: MaskingSpec = Field(default_factory=MaskingSpec)
     eval_every: int = Field(200, ge=1, description="Steps between per-mask-ratio evaluations.")
     eval_ratios: list[float] = Field(list(DEFAULT_EVAL_GRID))
@@ -208,8 +282,8 @@ class TrainSpec(_Spec):
         return cls.model_validate(merged)
 
 
-# Presets. `minilm` and `tiny` work offline; the hub presets keep the original design's
-# models for users who can reach the Hugging Face hub.
+# Presets. `minilm` and `tiny` work offline; `quick-test` and `full` train distilroberta-base
+# and roberta-base on wikitext-2, for users who can reach the Hugging Face hub.
 PRESETS: dict[str, dict[str, Any]] = {
     # Fine-tunes the packaged all-MiniLM-L6-v2 encoder (22.7M params) on the KJV: the
     # best quality reachable in minutes on a laptop CPU.
@@ -227,7 +301,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_texts": 4000,
         "eval_batches": 2,
     },
-    # The original design's presets (need the Hugging Face hub or a local copy).
+    # Hub presets (need the Hugging Face hub or a local copy).
     "quick-test": {
         "model": "distilroberta-base",
         "dataset": "wikitext",
@@ -256,20 +330,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 class SamplerSpec(_Spec):
     """How one generation run picks and commits tokens."""
 
-    steps: int = Field(
-        10, ge=1, le=1024, description="Denoising passes (max passes for threshold)."
-    )
-    schedule: Literal["linear", "cosine", "exponential", "loglinear"] = "linear"
-    sampling: Literal["greedy", "topk", "nucleus"] = "topk"
-    temperature: float = Field(0.7, gt=0.0, le=10.0)
-    top_k: int = Field(50, ge=1)
-    top_p: float = Field(0.9, gt=0.0, le=1.0)
-    # entropy: on a 10-minute MiniLM checkpoint, confidence-first unmasking looped on
-    # "the lord" (distinct-2 0.12); lowest-entropy-first gave distinct-2 0.55 (BENCHMARKS.md).
-    strategy: Literal["random", "confidence", "margin", "entropy", "threshold"] = "entropy"
-    threshold: float = Field(0.9, gt=0.0, le=1.0, description="Confidence to commit (threshold).")
-    block_length: int | None = Field(
-        None, ge=1, description="Semi-autoregressive blocks of this many tokens."
+    steps: Steps = Field(10, description="Denoising passes (max passes for threshold).")
+    schedule: Schedule = "linear"
+    sampling: Sampling = "topk"
+    temperature: Temperature = 0.7
+    top_k: TopK = 50
+    top_p: TopP = 0.9
+    strategy: Strategy = "entropy"
+    threshold: Threshold = Field(0.9, description="Confidence to commit (threshold).")
+    block_length: BlockLength | None = Field(
+        None, description="Semi-autoregressive blocks of this many tokens."
     )
 
 
@@ -282,30 +352,22 @@ MAX_PROMPTS = 32
 MAX_PROMPT_CHARS = 2000
 MAX_SAMPLES = 4096  # combinations x prompts x num_samples
 
-Schedule = Literal["linear", "cosine", "exponential", "loglinear"]
-Sampling = Literal["greedy", "topk", "nucleus"]
-Strategy = Literal["random", "confidence", "margin", "entropy", "threshold"]
-
-
-def _nonempty_unique(values: list[Any], field: str) -> list[Any]:
-    if not values:
-        raise ValueError(f"{field} must hold at least one value")
-    return list(dict.fromkeys(values))  # drop repeats, keep the order given
-
 
 class SamplerGrid(_Spec):
     """Lists of sampler settings; a generation job runs every combination of them."""
 
     schedules: list[Schedule] = Field(["linear"], description="Unmasking schedules.")
     samplings: list[Sampling] = Field(["topk"], description="Token sampling rules.")
-    temperatures: list[float] = Field([0.7], description="Sampling temperatures, each in (0, 10].")
-    steps: list[int] = Field([10], description="Denoising passes, each in [1, 1024].")
+    temperatures: list[float] = Field(
+        [0.7], description=f"Sampling temperatures, each in {interval(Temperature)}."
+    )
+    steps: list[int] = Field([10], description=f"Denoising passes, each in {interval(Steps)}.")
     strategies: list[Strategy] = Field(["entropy"], description="What to unmask first.")
     seeds: list[int] = Field([0], description="Base seeds; sample j uses seed + j.")
-    top_k: int = Field(50, ge=1)
-    top_p: float = Field(0.9, gt=0.0, le=1.0)
-    threshold: float = Field(0.9, gt=0.0, le=1.0)
-    block_length: int | None = Field(None, ge=1)
+    top_k: TopK = 50
+    top_p: TopP = 0.9
+    threshold: Threshold = 0.9
+    block_length: BlockLength | None = None
 
     @field_validator("schedules", "samplings", "strategies")
     @classmethod
@@ -315,26 +377,17 @@ class SamplerGrid(_Spec):
     @field_validator("temperatures")
     @classmethod
     def _temperatures(cls, v: list[float]) -> list[float]:
-        for t in v:
-            if not 0.0 < t <= 10.0:
-                raise ValueError(f"temperature {t} is outside (0, 10]")
-        return _nonempty_unique(v, "temperatures")
+        return _check_each(v, Temperature, "temperatures", "temperature")
 
     @field_validator("steps")
     @classmethod
     def _steps(cls, v: list[int]) -> list[int]:
-        for s in v:
-            if not 1 <= s <= 1024:
-                raise ValueError(f"steps {s} is outside [1, 1024]")
-        return _nonempty_unique(v, "steps")
+        return _check_each(v, Steps, "steps", "steps")
 
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, v: list[int]) -> list[int]:
-        for s in v:
-            if s < 0:
-                raise ValueError(f"seed {s} is negative")
-        return _nonempty_unique(v, "seeds")
+        return _check_each(v, Seed, "seeds", "seed")
 
     @model_validator(mode="after")
     def _bounded(self) -> SamplerGrid:
@@ -391,8 +444,8 @@ class GenerateSpec(_Spec):
     @field_validator("checkpoint")
     @classmethod
     def _checkpoint(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and v < 1:
-            raise ValueError(f"checkpoint id must be positive, got {v}")
+        if isinstance(v, int) and not 1 <= v <= MAX_ID:
+            raise ValueError(f"checkpoint id {v} is outside {interval(CheckpointId)}")
         if isinstance(v, str) and not v.strip():
             raise ValueError("checkpoint must be an id or an artifact URL")
         return v

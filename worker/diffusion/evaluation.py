@@ -26,8 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from shared.contracts.bound import Bound, elbo_bound
+from shared.contracts.specs import MaskingSpec
 
-from .masking import mask_batch, maskable_positions
+from .masking import mask_tokens, seeded_generator, special_ids
 from .modeling import masked_logits
 
 # ---------------------------------------------------------------------------------------
@@ -40,19 +41,6 @@ class RatioResult:
     loss: float  # mean cross-entropy, nats per masked token
     accuracy: float  # share of masked tokens whose argmax prediction is the original token
     tokens: int  # masked tokens scored
-
-
-def ratio_generator(seed: int, index: int) -> torch.Generator:
-    """The CPU generator for grid point `index`: fixed masks for every call with this seed.
-
-    A large odd multiplier keeps (seed, index) pairs apart for any realistic grid size.
-    """
-    return torch.Generator().manual_seed(seed * 1_000_003 + index)
-
-
-def special_id_tensor(tokenizer) -> torch.Tensor:
-    """(S,) long: the tokenizer's special ids, never masked and never scored."""
-    return torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
 
 
 def _batches(blocks: torch.Tensor, batch_size: int, max_batches: int | None) -> list[torch.Tensor]:
@@ -70,23 +58,20 @@ def _score_ratio(
 ) -> RatioResult:
     """Sum CE and correct predictions over `batches` masked at `ratio`."""
     device = next(model.parameters()).device
-    special = special_id_tensor(tokenizer)
+    spec = MaskingSpec(mode="grid", prefix_length=prefix_length)
+    special = special_ids(tokenizer)
     pad = tokenizer.pad_token_id
     loss_sum, correct, count = 0.0, 0, 0
     for ids in batches:
         ids = ids.cpu()  # masks are drawn on the CPU so they match on every device
         attention = ids != pad if pad is not None else torch.ones_like(ids, dtype=torch.bool)
-        maskable = maskable_positions(
-            ids, special, prefix_length=prefix_length, attention_mask=attention
-        )
-        ratios = torch.full((ids.shape[0],), ratio, dtype=torch.float64)
-        batch = mask_batch(
+        batch = mask_tokens(
             ids,
-            maskable,
-            ratios,
+            spec,
+            special_ids=special,
             mask_token_id=tokenizer.mask_token_id,
-            mode="grid",
             generator=generator,
+            ratios=torch.full((ids.shape[0],), ratio, dtype=torch.float64),
         )
         where = batch.masked  # (B, T); a row with no maskable token masks nothing
         if not where.any():
@@ -135,7 +120,7 @@ def evaluate_ratios(
     try:
         with torch.inference_mode():
             return [
-                _score_ratio(model, batches, tokenizer, r, ratio_generator(seed, i), prefix_length)
+                _score_ratio(model, batches, tokenizer, r, seeded_generator(seed, i), prefix_length)
                 for i, r in enumerate(ratios)
             ]
     finally:

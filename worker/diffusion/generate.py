@@ -3,17 +3,8 @@
 A sequence starts as `[CLS] prompt [MASK]*length [SEP]` (or a template whose `[MASK]`s are
 to be filled). Each pass runs the encoder, computes vocabulary logits only at the positions
 that need them, samples tokens there (`sampling.sample_tokens`) and lets a *strategy*
-decide which positions to commit and which stay masked:
-
-- random: every generated position of the block is re-predicted each pass, then a random
-  subset re-masked so that the schedule's count stays masked (the original design).
-- confidence: commit the masked positions whose sampled token is most likely (LLaDA's
-  low-confidence remasking).
-- margin: largest gap between the two most likely tokens first.
-- entropy: lowest entropy of the predicted distribution first.
-- threshold: commit every masked position whose confidence exceeds `sampler.threshold`,
-  at least one per pass and enough to finish within `sampler.steps` passes per block
-  (parallel decoding; confident models need far fewer passes).
+(`strategies`: random, confidence, margin, entropy, threshold) decide which positions to
+commit and which stay masked; `Denoising` holds the batch's state between passes.
 
 How many commit per pass follows `sampler.schedule` (`schedules.masked_counts`). With
 `sampler.block_length`, the positions to fill are split into blocks of that many, decoded
@@ -29,7 +20,6 @@ Special tokens are never sampled.
 from __future__ import annotations
 
 import re
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -37,9 +27,11 @@ import torch
 
 from shared.contracts.specs import SamplerSpec
 
+from .masking import special_ids
 from .modeling import encode, lm_head
-from .sampling import log_normalizer, sample_tokens
+from .sampling import sample_tokens
 from .schedules import get_schedule, masked_counts
+from .strategies import STRATEGIES, Pass, Strategy, get_strategy
 
 
 @dataclass
@@ -63,115 +55,6 @@ class Sample:
         int
     ]  # (T,) the pass (0-based) that last committed each position; -1 for given
     trajectory: list[TrajectoryStep] | None  # one step per pass when recorded
-
-
-# ---------------------------------------------------------------------------- strategies
-
-
-class Strategy(ABC):
-    """Decides, after each pass, which masked positions of the current block to commit."""
-
-    name: str
-    repredicts = False  # True: every position of the block is re-predicted each pass
-
-    def scores(self, logits: torch.Tensor, tokens: torch.Tensor, probs: torch.Tensor):
-        """(N,) float64, higher commits first. logits (N, V), tokens (N,), probs (N,)."""
-        return probs
-
-    @abstractmethod
-    def num_to_commit(
-        self,
-        scores: torch.Tensor,
-        masked_left: torch.Tensor,
-        keep: torch.Tensor,
-        passes_left: torch.Tensor,
-        sampler: SamplerSpec,
-    ) -> torch.Tensor:
-        """(A,) positions to commit per row.
-
-        scores: (A, T) with -inf off the candidates; masked_left: (A,) masked in the block;
-        keep: (A,) the schedule's count to leave masked; passes_left: (A,) this pass included.
-        """
-
-
-class ScheduledStrategy(Strategy):
-    """Commits `masked_left - keep` of the best-scored positions each pass."""
-
-    def num_to_commit(self, scores, masked_left, keep, passes_left, sampler):
-        return masked_left - keep
-
-
-class ConfidenceStrategy(ScheduledStrategy):
-    name = "confidence"
-
-
-class MarginStrategy(ScheduledStrategy):
-    name = "margin"
-
-    def scores(self, logits, tokens, probs):
-        top2 = logits.topk(2, dim=-1).values.double()  # (N, 2)
-        p = torch.exp(top2 - log_normalizer(logits)[:, None])
-        return p[:, 0] - p[:, 1]
-
-
-class EntropyStrategy(ScheduledStrategy):
-    name = "entropy"
-
-    def scores(self, logits, tokens, probs):
-        return -_entropy(logits)
-
-
-class ThresholdStrategy(Strategy):
-    name = "threshold"
-
-    def num_to_commit(self, scores, masked_left, keep, passes_left, sampler):
-        above = (scores > sampler.threshold).sum(dim=1)  # (A,)
-        # ceil(masked / passes left): `steps` is a cap on the passes per block.
-        floor = torch.div(masked_left + passes_left - 1, passes_left, rounding_mode="floor")
-        return torch.minimum(torch.maximum(above, floor.clamp(min=1)), masked_left)
-
-
-class RandomStrategy(Strategy):
-    """Handled by the loop: re-predict the whole block, then re-mask a random subset."""
-
-    name = "random"
-    repredicts = True
-
-    def num_to_commit(self, scores, masked_left, keep, passes_left, sampler):
-        return masked_left - keep
-
-
-STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls
-    for cls in (
-        RandomStrategy,
-        ConfidenceStrategy,
-        MarginStrategy,
-        EntropyStrategy,
-        ThresholdStrategy,
-    )
-}
-
-
-def get_strategy(name: str) -> Strategy:
-    """The unmasking strategy registered under `name`; ValueError naming the choices otherwise."""
-    try:
-        return STRATEGIES[name]()
-    except KeyError:
-        raise ValueError(
-            f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}"
-        ) from None
-
-
-def _entropy(logits: torch.Tensor) -> torch.Tensor:
-    """(N,) float64 entropy (nats) of softmax(logits) for logits (N, V)."""
-    out = torch.empty(logits.shape[0], dtype=torch.float64)
-    step = max(1, (1 << 22) // max(1, logits.shape[-1]))
-    for start in range(0, logits.shape[0], step):
-        part = logits[start : start + step].double()
-        logp = torch.log_softmax(part, dim=-1)
-        out[start : start + step] = -(logp.exp() * logp.nan_to_num(neginf=0.0)).sum(dim=-1)
-    return out
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -304,20 +187,6 @@ def infill(
 # ---------------------------------------------------------------------------- the loop
 
 
-def _block_steps(n: int, sampler: SamplerSpec, repredicts: bool) -> list[tuple[int, int]]:
-    """[(positions, passes)] per block for n positions to fill."""
-    size = sampler.block_length or max(n, 1)
-    sizes = [min(size, n - start) for start in range(0, n, size)]
-    base, extra = divmod(sampler.steps, len(sizes)) if sizes else (0, 0)
-    plan = []
-    for b, positions in enumerate(sizes):
-        passes = max(1, base + (b < extra))
-        if not repredicts:
-            passes = min(passes, positions)  # a pass that commits nothing is wasted
-        plan.append((positions, passes))
-    return plan
-
-
 def _run(model, tokenizer, rows, sampler, batch_size, record_trajectory) -> list[Sample]:
     limit = _max_positions(model)
     for row in rows:
@@ -340,154 +209,165 @@ def _run(model, tokenizer, rows, sampler, batch_size, record_trajectory) -> list
 
 
 def _denoise(model, tokenizer, rows: list[_Row], sampler: SamplerSpec, record: bool):
-    strategy = get_strategy(sampler.strategy)
-    schedule = get_schedule(sampler.schedule)
-    head = lm_head(model)
-    device = next(model.parameters()).device
-    mask_id = tokenizer.mask_token_id
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else mask_id
-    special = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
-    B = len(rows)
-    lengths = torch.tensor([len(r.ids) for r in rows])  # (B,)
-    T = int(lengths.max())
-
-    ids = torch.full((B, T), pad_id, dtype=torch.long)  # (B, T), right padded
-    attention = torch.zeros((B, T), dtype=torch.long)
-    given = torch.ones((B, T), dtype=torch.bool)
-    for b, row in enumerate(rows):
-        ids[b, : len(row.ids)] = torch.tensor(row.ids)
-        attention[b, : len(row.ids)] = 1
-        given[b, : len(row.ids)] = torch.tensor(row.given)
-    todo = ~given  # (B, T) positions to fill
-    masked = todo.clone()  # (B, T) still masked
-    ids[todo] = mask_id
-    # Block of each position to fill: its rank among the row's slots // block length.
-    rank = todo.long().cumsum(dim=1) - 1
-    block_id = torch.where(todo, rank // (sampler.block_length or T), -1)  # (B, T)
-    committed_at = torch.full((B, T), -1, dtype=torch.long)
-    confidence = torch.zeros((B, T), dtype=torch.float64)  # 0 where masked or given
-    passes = [0] * B
-    trajectories: list[list[TrajectoryStep]] = [[] for _ in rows]
+    """Denoise `rows` together, pass after pass, until every row has filled its blocks."""
+    strategy = get_strategy(sampler.strategy, sampler)
+    state = Denoising(rows, tokenizer, sampler, strategy, record)
+    head, device = lm_head(model), next(model.parameters()).device
+    special = special_ids(tokenizer)
     generators = [torch.Generator().manual_seed(r.seed) for r in rows]
-
-    plans = [_block_steps(int(n), sampler, strategy.repredicts) for n in todo.sum(dim=1)]
-    keeps = [[masked_counts(schedule, n, s) for n, s in plan] for plan in plans]
-    block = [0] * B  # current block per row
-    step_in_block = [0] * B
-
-    pass_index = 0
-    while True:
-        active = [b for b in range(B) if block[b] < len(plans[b])]
-        if not active:
-            break
-        rows_t = torch.tensor(active)  # (A,)
-        width = int(lengths[rows_t].max())
-        cur = torch.tensor([block[b] for b in active])  # (A,)
-        in_block = block_id[rows_t, :width] == cur[:, None]  # (A, W)
-        masked_a = masked[rows_t, :width]
-        need = in_block if strategy.repredicts else in_block & masked_a  # (A, W)
-        owner = need.nonzero()[:, 0]  # (N,) row of each needed position, row-major
-
+    while len(active := state.active()):  # (A,) rows with a block left
+        width = int(state.lengths[active].max())
+        block = state.block_id[active, :width] == state.block[active, None]  # (A, W)
+        masked = state.masked[active, :width]  # (A, W)
+        predicted = strategy.candidates(block, masked)  # (A, W)
         # The model runs where its weights are (a GPU, say); the bookkeeping and the
         # per-row seeded sampling stay on the CPU, so a sample does not depend on the device.
         hidden = encode(
-            model, ids[rows_t, :width].to(device), attention[rows_t, :width].to(device)
+            model, state.ids[active, :width].to(device), state.attention[active, :width].to(device)
         )  # (A, W, H)
-        logits = head(hidden[need.to(device)]).float().cpu()  # (N, V)
+        logits = head(hidden[predicted.to(device)]).float().cpu()  # (N, V)
         logits.index_fill_(1, special, float("-inf"))
+        row_generators = [generators[b] for b in active.tolist()]
         tokens, probs = sample_tokens(
             logits,
             sampler.sampling,
             temperature=sampler.temperature,
             top_k=sampler.top_k,
             top_p=sampler.top_p,
-            generators=[generators[b] for b in active],
-            owner=owner,
-            # Random re-masking ranks nothing: confidences only for a recorded trajectory.
-            with_probs=record or not strategy.repredicts,
+            generators=row_generators,
+            owner=predicted.nonzero()[:, 0],  # (N,) row of each predicted position
+            with_probs=record or strategy.needs_probs,
         )
-        new_tokens = torch.zeros_like(need, dtype=torch.long)  # (A, W)
-        new_tokens[need] = tokens
-        new_conf = torch.zeros_like(need, dtype=torch.float64)
-        if probs is not None:
-            new_conf[need] = probs
-
-        keep = torch.tensor([keeps[b][block[b]][step_in_block[b]] for b in active])  # (A,)
-        if strategy.repredicts:
-            commit = _random_remask(in_block, keep, [generators[b] for b in active])
-            uncommit = in_block & ~commit  # re-masked this pass
-        else:
-            score = torch.full(need.shape, float("-inf"), dtype=torch.float64)  # (A, W)
-            score[need] = strategy.scores(logits, tokens, probs)
-            passes_left = torch.tensor([plans[b][block[b]][1] - step_in_block[b] for b in active])
-            count = strategy.num_to_commit(
-                score, masked_a.logical_and(in_block).sum(dim=1), keep, passes_left, sampler
-            )
-            order = torch.argsort(score, dim=1, descending=True, stable=True)
-            ranks = torch.empty_like(order).scatter_(1, order, torch.arange(width).expand_as(order))
-            commit = need & (ranks < count[:, None])  # (A, W)
-            uncommit = torch.zeros_like(commit)
-
-        # Write back into the (B, T) state of the active rows.
-        sub_ids = ids[rows_t, :width]
-        sub_ids = torch.where(commit, new_tokens, sub_ids).masked_fill(uncommit, mask_id)
-        ids[rows_t, :width] = sub_ids
-        sub_masked = (masked_a & ~commit) | uncommit
-        masked[rows_t, :width] = sub_masked
-        sub_conf = confidence[rows_t, :width]
-        confidence[rows_t, :width] = torch.where(commit, new_conf, sub_conf).masked_fill(
-            uncommit, 0.0
+        step = Pass(
+            block=block,
+            masked=masked,
+            predicted=predicted,
+            logits=logits,
+            tokens=tokens,
+            probs=probs,
+            keep=state.keep(active),
+            passes_left=state.passes_left(active),
+            generators=row_generators,
         )
-        sub_at = committed_at[rows_t, :width]
-        committed_at[rows_t, :width] = torch.where(commit, pass_index, sub_at)
+        state.apply(active, step, *strategy.select(step), strategy)
+    return [_to_sample(tokenizer, row, state, b) for b, row in enumerate(rows)]
 
-        left_in_block = (sub_masked & in_block).sum(dim=1).tolist()
-        for a, b in enumerate(active):
-            passes[b] += 1
-            step_in_block[b] += 1
-            if record:
-                n = int(lengths[b])
-                trajectories[b].append(
-                    TrajectoryStep(ids[b, :n].tolist(), confidence[b, :n].tolist())
+
+class Denoising:
+    """The (B, T) state of a batch being denoised, and where each row stands in its plan.
+
+    A row's positions to fill are split into blocks; block k gets `block_passes[b, k]`
+    passes, after pass s of which the schedule leaves `keeps[b, k, s]` of it masked. A row
+    is active while it has a block left; `apply` writes one pass's outcome into the rows
+    that took part and moves each on (to its next block once the strategy says it is done).
+    """
+
+    def __init__(
+        self, rows: list[_Row], tokenizer, sampler: SamplerSpec, strategy: Strategy, record: bool
+    ) -> None:
+        self.mask_id = tokenizer.mask_token_id
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.mask_id
+        B = len(rows)
+        self.lengths = torch.tensor([len(r.ids) for r in rows])  # (B,)
+        T = int(self.lengths.max())
+        self.ids = torch.full((B, T), pad_id, dtype=torch.long)  # (B, T), right padded
+        self.attention = torch.zeros((B, T), dtype=torch.long)
+        given = torch.ones((B, T), dtype=torch.bool)
+        for b, row in enumerate(rows):
+            self.ids[b, : len(row.ids)] = torch.tensor(row.ids)
+            self.attention[b, : len(row.ids)] = 1
+            given[b, : len(row.ids)] = torch.tensor(row.given)
+        todo = ~given  # (B, T) positions to fill
+        self.masked = todo.clone()  # (B, T) still masked
+        self.ids[todo] = self.mask_id
+        # Block of each position to fill: its rank among the row's slots // block length.
+        rank = todo.long().cumsum(dim=1) - 1
+        self.block_id = torch.where(todo, rank // (sampler.block_length or T), -1)  # (B, T)
+        self.committed_at = torch.full((B, T), -1, dtype=torch.long)  # pass that committed
+        self.confidence = torch.zeros((B, T), dtype=torch.float64)  # 0 where masked or given
+        self.passes = torch.zeros(B, dtype=torch.long)  # passes each row took part in
+        self.block = torch.zeros(B, dtype=torch.long)  # current block of each row
+        self.step = torch.zeros(B, dtype=torch.long)  # passes done in the current block
+        self.trajectories: list[list[TrajectoryStep]] | None = (
+            [[] for _ in rows] if record else None
+        )
+
+        schedule = get_schedule(sampler.schedule)
+        plans = [_block_plan(int(n), sampler, strategy) for n in todo.sum(dim=1)]
+        self.num_blocks = torch.tensor([len(plan) for plan in plans])  # (B,)
+        most_blocks = max(map(len, plans), default=0)
+        most_passes = max((p for plan in plans for _, p in plan), default=0)
+        self.block_passes = torch.zeros((B, most_blocks), dtype=torch.long)  # (B, K)
+        self.keeps = torch.zeros((B, most_blocks, most_passes), dtype=torch.long)  # (B, K, S)
+        for b, plan in enumerate(plans):
+            for k, (positions, passes) in enumerate(plan):
+                self.block_passes[b, k] = passes
+                self.keeps[b, k, :passes] = torch.tensor(masked_counts(schedule, positions, passes))
+
+    def active(self) -> torch.Tensor:
+        """(A,) long: the rows with a block left to fill."""
+        return (self.block < self.num_blocks).nonzero().squeeze(-1)
+
+    def keep(self, active: torch.Tensor) -> torch.Tensor:
+        """(A,) how many of the current block the schedule leaves masked after this pass."""
+        return self.keeps[active, self.block[active], self.step[active]]
+
+    def passes_left(self, active: torch.Tensor) -> torch.Tensor:
+        """(A,) passes left for the current block, the coming one included."""
+        return self.block_passes[active, self.block[active]] - self.step[active]
+
+    def apply(
+        self,
+        active: torch.Tensor,
+        step: Pass,
+        commit: torch.Tensor,
+        remask: torch.Tensor,
+        strategy: Strategy,
+    ) -> None:
+        """Commit and re-mask (both (A, W) bool) the positions of one pass over `active`."""
+        width = commit.shape[1]
+        tokens = torch.zeros_like(commit, dtype=torch.long)  # (A, W)
+        tokens[step.predicted] = step.tokens
+        confidence = torch.zeros_like(commit, dtype=torch.float64)  # (A, W)
+        if step.probs is not None:
+            confidence[step.predicted] = step.probs
+        ids = torch.where(commit, tokens, self.ids[active, :width])
+        self.ids[active, :width] = ids.masked_fill(remask, self.mask_id)
+        masked = (step.masked & ~commit) | remask  # (A, W)
+        self.masked[active, :width] = masked
+        confidence = torch.where(commit, confidence, self.confidence[active, :width])
+        self.confidence[active, :width] = confidence.masked_fill(remask, 0.0)
+        at = self.committed_at[active, :width]
+        self.committed_at[active, :width] = torch.where(commit, self.passes[active, None], at)
+
+        self.passes[active] += 1
+        self.step[active] += 1
+        done = strategy.finished((masked & step.block).sum(dim=1), self.passes_left(active))
+        self.block[active] += done.long()
+        self.step[active] = torch.where(done, 0, self.step[active])
+        if self.trajectories is not None:
+            for b in active.tolist():
+                n = int(self.lengths[b])
+                self.trajectories[b].append(
+                    TrajectoryStep(self.ids[b, :n].tolist(), self.confidence[b, :n].tolist())
                 )
-            block_done = step_in_block[b] >= plans[b][block[b]][1]
-            if not strategy.repredicts:
-                block_done = left_in_block[a] == 0
-            if block_done:
-                block[b] += 1
-                step_in_block[b] = 0
-        pass_index += 1
 
+
+def _block_plan(n: int, sampler: SamplerSpec, strategy: Strategy) -> list[tuple[int, int]]:
+    """[(positions, passes)] per block for n positions to fill: `sampler.steps` shared out
+    over the blocks (each gets at least one pass), as many as the strategy can use."""
+    size = sampler.block_length or max(n, 1)
+    sizes = [min(size, n - start) for start in range(0, n, size)]
+    base, extra = divmod(sampler.steps, len(sizes)) if sizes else (0, 0)
     return [
-        _to_sample(
-            tokenizer,
-            row,
-            ids[b, : len(row.ids)],
-            committed_at[b, : len(row.ids)],
-            passes[b],
-            trajectories[b] if record else None,
-        )
-        for b, row in enumerate(rows)
+        (positions, strategy.passes(positions, max(1, base + (b < extra))))
+        for b, positions in enumerate(sizes)
     ]
 
 
-def _random_remask(
-    in_block: torch.Tensor, keep: torch.Tensor, generators: list[torch.Generator]
-) -> torch.Tensor:
-    """(A, W) bool: block positions that stay filled; `keep[a]` random ones are re-masked."""
-    commit = in_block.clone()
-    for a, g in enumerate(generators):
-        k = int(keep[a])
-        if k == 0:
-            continue
-        positions = in_block[a].nonzero().squeeze(-1)  # (n,)
-        noise = torch.rand(len(positions), generator=g, dtype=torch.float64)
-        commit[a, positions[noise.argsort()[:k]]] = False
-    return commit
-
-
-def _to_sample(tokenizer, row: _Row, ids, committed_at, passes, trajectory) -> Sample:
-    token_ids = ids.tolist()
+def _to_sample(tokenizer, row: _Row, state: Denoising, b: int) -> Sample:
+    n = len(row.ids)
+    token_ids = state.ids[b, :n].tolist()
     given = row.given
     spans, current = [], []
     for token, fixed in zip(token_ids, given, strict=True):
@@ -508,9 +388,9 @@ def _to_sample(tokenizer, row: _Row, ids, committed_at, passes, trajectory) -> S
         token_ids=token_ids,
         given=list(given),
         seed=row.seed,
-        forward_passes=passes,
-        committed_at=committed_at.tolist(),
-        trajectory=trajectory,
+        forward_passes=int(state.passes[b]),
+        committed_at=state.committed_at[b, :n].tolist(),
+        trajectory=None if state.trajectories is None else state.trajectories[b],
     )
 
 

@@ -8,25 +8,29 @@ Two modes (see `shared.contracts.specs.MaskingSpec`):
 
 - grid: one ratio per batch drawn from a grid such as {0.1, ..., 1.0}; exactly
   round(r * n) of a row's n maskable tokens are masked; the loss is the mean
-  cross-entropy over masked tokens (the original design).
+  cross-entropy over masked tokens (the seed project's collator, see `worker.diffusion`).
 - uniform: a ratio t per sequence from U(eps, 1], spread evenly over the batch
   (low-discrepancy); each maskable token is masked with probability t; the loss on a
   masked token is weighted 1/t and each row is normalised by its length, an unbiased
   estimate of the ELBO (MDLM, LLaDA).
 
-Never masked: special tokens, padding, the first `prefix_length` positions of a block
-and the first `prompt_lengths[i]` positions of row i. Labels are -100 wherever nothing
-was masked, as Hugging Face losses expect.
+Never masked: special tokens (padding among them), the first `prefix_length` positions of
+a block and the first `prompt_lengths[i]` positions of row i. Labels are -100 wherever
+nothing was masked, as Hugging Face losses expect.
+
+`mask_tokens` is the one pipeline (maskable positions -> ratios -> masks) that training,
+evaluation and the pictures in `viz` all call; the pieces below it are public for tests.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 
 import torch
 import torch.nn.functional as F
 
-from shared.contracts.specs import MaskingSpec
+from shared.contracts.specs import MaskingSpec, MaskMode
 
 IGNORE_INDEX = -100
 
@@ -35,13 +39,59 @@ IGNORE_INDEX = -100
 class MaskedBatch:
     input_ids: torch.Tensor  # (B, T) with masked positions set to the mask token
     labels: torch.Tensor  # (B, T) original ids where masked, IGNORE_INDEX elsewhere
-    ratios: torch.Tensor  # (B,) the mask ratio each row was drawn at
+    ratios: torch.Tensor  # (B,) float64: the mask ratio each row was drawn at
     weights: torch.Tensor  # (B, T) loss weight of each masked position (0 elsewhere)
+    maskable: torch.Tensor  # (B, T) bool: positions that could have been masked
 
     @property
     def masked(self) -> torch.Tensor:
         """(B, T) bool: True where a token was masked."""
         return self.labels != IGNORE_INDEX
+
+
+def special_ids(tokenizer) -> torch.Tensor:
+    """(S,) long: the tokenizer's special ids (padding included), never masked, scored nor
+    sampled."""
+    return torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
+
+
+def seeded_generator(seed: int, index: int) -> torch.Generator:
+    """The CPU generator of draw `index` (a training micro-batch, an evaluation ratio) of a
+    run seeded `seed`: the same masks on every call, process and device. A large odd
+    multiplier keeps (seed, index) pairs apart for any realistic number of draws."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + index)
+
+
+def mask_tokens(
+    input_ids: torch.Tensor,
+    spec: MaskingSpec,
+    *,
+    special_ids: torch.Tensor,
+    mask_token_id: int,
+    generator: torch.Generator | None = None,
+    ratios: torch.Tensor | None = None,
+    prompt_lengths: torch.Tensor | None = None,
+) -> MaskedBatch:
+    """Mask `input_ids` (B, T) as `spec` says: training, evaluation and `viz` all call this.
+
+    special_ids: (S,) never masked; ratios: (B,) fixed mask ratios (evaluation, pictures),
+    drawn by `sample_ratios` from `generator` when None; prompt_lengths: (B,) leading
+    positions of each row kept visible. Every draw comes from `generator`, in a fixed order
+    (ratios, then masks), so a seeded generator gives the same batch every time.
+    """
+    maskable = maskable_positions(
+        input_ids, special_ids, prefix_length=spec.prefix_length, prompt_lengths=prompt_lengths
+    )
+    if ratios is None:
+        ratios = sample_ratios(len(input_ids), spec, generator)
+    return mask_batch(
+        input_ids,
+        maskable,
+        ratios,
+        mask_token_id=mask_token_id,
+        mode=spec.mode,
+        generator=generator,
+    )
 
 
 def maskable_positions(
@@ -50,15 +100,12 @@ def maskable_positions(
     *,
     prefix_length: int = 0,
     prompt_lengths: torch.Tensor | None = None,
-    attention_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(B, T) bool: positions that may be masked.
 
     special_ids: (S,) ids that are never masked (CLS/SEP/PAD/...). prompt_lengths: (B,).
     """
     maskable = ~torch.isin(input_ids, special_ids)
-    if attention_mask is not None:
-        maskable &= attention_mask.bool()
     positions = torch.arange(input_ids.shape[1], device=input_ids.device)  # (T,)
     if prefix_length:
         maskable &= positions >= prefix_length
@@ -113,10 +160,12 @@ def mask_batch(
         lengths = n_maskable.clamp(min=1).to(torch.float64)[:, None]  # (B, 1)
         weights = (masked / (r * lengths * B)).to(torch.float32)
     else:
-        raise ValueError(f"unknown masking mode {mode!r}; choose grid or uniform")
+        raise ValueError(
+            f"unknown masking mode {mode!r}; choose one of {', '.join(get_args(MaskMode))}"
+        )
     labels = torch.where(masked, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
     noisy = torch.where(masked, torch.full_like(input_ids, mask_token_id), input_ids)
-    return MaskedBatch(noisy, labels, ratios.to(torch.float32), weights)
+    return MaskedBatch(noisy, labels, r[:, 0], weights, maskable)
 
 
 def diffusion_loss(
@@ -129,68 +178,3 @@ def diffusion_loss(
     """
     ce = F.cross_entropy(logits.float(), targets, reduction="none")  # (N,)
     return (ce * weights).sum()
-
-
-class DiffusionCollator:
-    """Pads examples and masks them: a drop-in `collate_fn` for a DataLoader.
-
-    Examples are dicts with `input_ids` and optionally `prompt_length` (positions kept
-    visible, for prompt/response data without left padding).
-    """
-
-    def __init__(self, tokenizer, spec: MaskingSpec, seed: int = 0) -> None:
-        self.tokenizer = tokenizer
-        self.spec = spec
-        self.generator = torch.Generator().manual_seed(seed)
-        self.special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)))
-
-    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        width = max(len(e["input_ids"]) for e in examples)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.full((len(examples), width), pad, dtype=torch.long)
-        attention = torch.zeros_like(ids)
-        for i, e in enumerate(examples):
-            row = torch.as_tensor(e["input_ids"], dtype=torch.long)
-            ids[i, : len(row)] = row
-            attention[i, : len(row)] = 1
-        prompts = None
-        if any("prompt_length" in e for e in examples):
-            prompts = torch.tensor([int(e.get("prompt_length", 0)) for e in examples])
-        maskable = maskable_positions(
-            ids,
-            self.special_ids,
-            prefix_length=self.spec.prefix_length,
-            prompt_lengths=prompts,
-            attention_mask=attention,
-        )
-        ratios = sample_ratios(len(examples), self.spec, self.generator)
-        batch = mask_batch(
-            ids,
-            maskable,
-            ratios,
-            mask_token_id=self.tokenizer.mask_token_id,
-            mode=self.spec.mode,
-            generator=self.generator,
-        )
-        return {
-            "input_ids": batch.input_ids,
-            "attention_mask": attention,
-            "labels": batch.labels,
-            "mask_ratio": batch.ratios,
-            "loss_weight": batch.weights,
-        }
-
-
-class VisualizableDiffusionCollator(DiffusionCollator):
-    """A collator that can also show humans what it did to a batch."""
-
-    def render(self, batch: dict[str, torch.Tensor], max_rows: int = 4) -> str:
-        """One line per row: visible tokens as text, masked ones as the mask token."""
-        lines = []
-        for i in range(min(max_rows, batch["input_ids"].shape[0])):
-            ids = batch["input_ids"][i][batch["attention_mask"][i].bool()]
-            ratio = float(batch["mask_ratio"][i])
-            masked = int((batch["labels"][i] != IGNORE_INDEX).sum())
-            text = self.tokenizer.decode(ids, skip_special_tokens=False)
-            lines.append(f"[{ratio:4.0%} target, {masked} masked] {text}")
-        return "\n".join(lines)

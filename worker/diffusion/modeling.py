@@ -227,10 +227,6 @@ def init_output_bias(model: PreTrainedModel, blocks: torch.Tensor) -> None:
         output.bias.copy_(torch.log(counts / counts.sum()).to(output.bias.dtype))
 
 
-def num_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def save_checkpoint(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,

@@ -13,38 +13,17 @@ the sampler settings.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import get_args
 
 import torch
+
+from shared.contracts.specs import Sampling
 
 # Rows per float64 chunk: bounds the float64 temporaries to ~32 MB for a 30k vocabulary.
 _CHUNK_ELEMENTS = 1 << 22
 # Nucleus fast path: look for the nucleus among this many top tokens before sorting the row.
 _NUCLEUS_CANDIDATES = 256
-
-
-def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
-    """Logits (N, V) with everything but the k largest of each row set to -inf (exactly k kept)."""
-    k = min(max(int(k), 1), logits.shape[-1])
-    _, index = logits.topk(k, dim=-1)  # (N, k)
-    keep = torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, index, True)
-    return logits.masked_fill(~keep, float("-inf"))
-
-
-def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
-    """Logits (N, V) with everything outside each row's nucleus set to -inf.
-
-    The nucleus is the smallest set of most likely tokens whose probability (softmax in
-    float64) is >= p; it always holds at least the most likely token. p >= 1 keeps all.
-    """
-    if p >= 1.0:
-        return logits.clone()
-    probs = torch.softmax(logits.double(), dim=-1)  # (N, V)
-    sorted_probs, order = probs.sort(dim=-1, descending=True)
-    mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs  # (N, V)
-    keep_sorted = mass_before < p  # the first token always has mass_before 0 < p
-    keep = torch.zeros_like(keep_sorted).scatter_(-1, order, keep_sorted)
-    return logits.masked_fill(~keep, float("-inf"))
 
 
 def draw_uniforms(
@@ -80,7 +59,8 @@ def _inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return index.clamp_(max=probs.shape[-1] - 1)
 
 
-def _row_chunks(logits: torch.Tensor):
+def row_chunks(logits: torch.Tensor) -> Iterator[slice]:
+    """Slices of rows of `logits` (N, V) that keep float64 temporaries near 32 MB."""
     rows = max(1, _CHUNK_ELEMENTS // max(1, logits.shape[-1]))
     for start in range(0, logits.shape[0], rows):
         yield slice(start, start + rows)
@@ -89,7 +69,7 @@ def _row_chunks(logits: torch.Tensor):
 def log_normalizer(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """(N,) float64 logsumexp of logits / temperature, computed in float64 chunk by chunk."""
     out = torch.empty(logits.shape[0], dtype=torch.float64)
-    for rows in _row_chunks(logits):
+    for rows in row_chunks(logits):
         out[rows] = torch.logsumexp(logits[rows].double() / temperature, dim=-1)
     return out
 
@@ -137,7 +117,7 @@ def _nucleus(logits, u, *, temperature, top_p):
     tokens = torch.empty(logits.shape[0], dtype=torch.long)
     lse = log_normalizer(logits, temperature)  # (N,)
     # Fast path: the nucleus usually lies among the top few hundred tokens; rows where it
-    # does not are sorted in full. Both give the same set as `top_p_filter`.
+    # does not are sorted in full. Both give the nucleus a full sort of the row would.
     k = min(_NUCLEUS_CANDIDATES, logits.shape[-1])
     values, index = fast_topk(logits, k)  # (N, k)
     probs = torch.exp(values.double() / temperature - lse[:, None])  # (N, k)
@@ -148,7 +128,7 @@ def _nucleus(logits, u, *, temperature, top_p):
     pick = index.gather(-1, _inverse_cdf(kept, u).unsqueeze(-1)).squeeze(-1)
     tokens[inside] = pick[inside]
     slow = (~inside).nonzero().squeeze(-1)
-    for rows in _row_chunks(logits[slow]):
+    for rows in row_chunks(logits[slow]):
         rows_idx = slow[rows]
         part = logits[rows_idx]
         values, index = part.sort(dim=-1, descending=True)  # (n, V)
@@ -194,7 +174,9 @@ def sample_tokens(
     it), or None with `with_probs=False` (skips a pass over the (N, V) logits).
     """
     if method not in SAMPLERS:
-        raise ValueError(f"unknown sampling method {method!r}; choose one of {', '.join(SAMPLERS)}")
+        raise ValueError(
+            f"unknown sampling method {method!r}; choose one of {', '.join(get_args(Sampling))}"
+        )
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     n = logits.shape[0]
@@ -215,8 +197,6 @@ def fast_log_normalizer(logits: torch.Tensor) -> torch.Tensor:
     top = logits.amax(dim=-1)  # (N,)
     top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
     total = torch.empty(logits.shape[0], dtype=torch.float32)
-    step = max(1, _CHUNK_ELEMENTS // max(1, logits.shape[-1]))
-    for start in range(0, logits.shape[0], step):
-        rows = slice(start, start + step)
+    for rows in row_chunks(logits):
         total[rows] = (logits[rows] - top[rows, None]).exp_().sum(dim=-1)
     return total.double().log() + top.double()

@@ -6,7 +6,7 @@ non-increasing in between. `masked_counts` turns a schedule into integer counts 
 `n` positions and `steps` passes; the generator commits `previous - count` positions
 per pass (or, for random re-masking, keeps `count` masked).
 
-- linear: the same number of tokens per pass (the original design; LLaDA).
+- linear: the same number of tokens per pass (the seed project's default; LLaDA).
 - cosine: cos(pi/2 * u), few commitments early, more late, when context is richer (MaskGIT).
 - exponential: many commitments early, few late; masked fraction
   (exp(-k u) - exp(-k)) / (1 - exp(-k)) with k = 5.
@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from typing import get_args
+
+from shared.contracts.specs import Schedule as ScheduleName
 
 
 class Schedule(ABC):
@@ -86,7 +89,7 @@ def get_schedule(name: str) -> Schedule:
         return SCHEDULES[name]()
     except KeyError:
         raise ValueError(
-            f"unknown schedule {name!r}; choose one of {', '.join(sorted(SCHEDULES))}"
+            f"unknown schedule {name!r}; choose one of {', '.join(get_args(ScheduleName))}"
         ) from None
 
 

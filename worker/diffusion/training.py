@@ -33,7 +33,7 @@ from shared.contracts.specs import TrainSpec
 
 from . import data as data_lib
 from .evaluation import RatioResult, bound_of, evaluate_ratios, unigram_entropy
-from .masking import diffusion_loss, mask_batch, maskable_positions, sample_ratios
+from .masking import diffusion_loss, mask_tokens, seeded_generator, special_ids
 from .modeling import (
     build_scratch,
     encode,
@@ -117,7 +117,7 @@ class DiffusionObjective(nn.Module):
 
 def cpu_has_native_bf16() -> bool:
     """True on CPUs with bf16 arithmetic (AVX512-BF16 or AMX). Elsewhere oneDNN emulates bf16,
-    and on the 2-core AVX-512 Xeon we develop on that made training 3-5x slower than fp32."""
+    which trains several times slower than fp32 (BENCHMARKS.md)."""
     try:
         with open("/proc/cpuinfo") as f:
             flags = f.read()
@@ -233,7 +233,7 @@ class Trainer:
         self.prepared = prepared
         self.tokenizer = self.prepared.tokenizer
         self._check_same_data()
-        self.special_ids = torch.tensor(sorted(set(self.tokenizer.all_special_ids)))
+        self.special_ids = special_ids(self.tokenizer)
         self.sampler = data_lib.BlockSampler(
             len(self.prepared.train_blocks), spec.batch_size, spec.seed
         )
@@ -326,18 +326,12 @@ class Trainer:
         """
         acc = self.accelerator
         ids = self.prepared.train_blocks[self.sampler.batch(k)]  # (B, T)
-        g = torch.Generator().manual_seed(self.spec.seed * 1_000_003 + k)
-        maskable = maskable_positions(
-            ids, self.special_ids, prefix_length=self.spec.masking.prefix_length
-        )
-        ratios = sample_ratios(len(ids), self.spec.masking, g)  # (B,)
-        batch = mask_batch(
+        batch = mask_tokens(
             ids,
-            maskable,
-            ratios,
+            self.spec.masking,
+            special_ids=self.special_ids,
             mask_token_id=self.tokenizer.mask_token_id,
-            mode=self.spec.masking.mode,
-            generator=g,
+            generator=seeded_generator(self.spec.seed, k),
         )
         mine = slice(acc.process_index, None, acc.num_processes)
         masked = batch.masked[mine]  # (B / P, T)
@@ -348,7 +342,7 @@ class Trainer:
             "masked": masked.to(dev),
             "targets": batch.labels[mine][masked].to(dev),
             "weights": batch.weights[mine][masked].to(dev),
-            "ratio": float(ratios.mean()),
+            "ratio": float(batch.ratios.mean()),
         }
 
     def _progress(self) -> float:

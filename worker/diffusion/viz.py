@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 
-from .evaluation import ratio_generator, special_id_tensor
-from .masking import mask_batch, maskable_positions
+from shared.contracts.specs import MaskingSpec
+
+from .masking import mask_tokens, seeded_generator, special_ids
 
 # Cell colours: one per kind of position in the masking and trajectory pictures.
 COLOURS = {
@@ -80,24 +81,23 @@ def mask_text(
     """Mask one text at each ratio, as training and evaluation would.
 
     Returns ids (T,), maskable (T,) bool and masked (R, T) bool: row r is the mask at
-    ratios[r], drawn with `evaluation.ratio_generator(seed, r)`.
+    ratios[r], drawn with `masking.seeded_generator(seed, r)` as evaluation draws it.
     """
     ids = torch.tensor(tokenizer(text)["input_ids"], dtype=torch.long)  # (T,)
-    maskable = maskable_positions(
-        ids[None], special_id_tensor(tokenizer), prefix_length=prefix_length
-    )[0]
-    rows = []
-    for r, ratio in enumerate(ratios):
-        batch = mask_batch(
+    spec = MaskingSpec(mode="grid", prefix_length=prefix_length)
+    batches = [
+        mask_tokens(
             ids[None],
-            maskable[None],
-            torch.tensor([float(ratio)], dtype=torch.float64),
+            spec,
+            special_ids=special_ids(tokenizer),
             mask_token_id=tokenizer.mask_token_id,
-            mode="grid",
-            generator=ratio_generator(seed, r),
+            generator=seeded_generator(seed, r),
+            ratios=torch.tensor([float(ratio)], dtype=torch.float64),
         )
-        rows.append(batch.masked[0])
-    return ids, maskable, torch.stack(rows)
+        for r, ratio in enumerate(ratios)
+    ]
+    masked = torch.stack([batch.masked[0] for batch in batches])  # (R, T)
+    return ids, batches[0].maskable[0], masked
 
 
 def render_masking(

@@ -224,9 +224,9 @@ def tiny_checkpoint(data_dir: Path, steps: int = 20) -> int:
     """Train a 2-layer model in this process (through the job tables, no worker) and
     return the id of its checkpoint row, for generation jobs to use."""
     from shared import jobs
+    from worker.bodies.train import run_train
     from worker.execute import load_job
     from worker.stopping import StopControl
-    from worker.train_job import run_train
 
     job = jobs.submit_train(tiny_train_spec(data_dir, steps))
     claim = jobs.claim(job.id, "bench")

@@ -88,7 +88,8 @@ def generation_overhead(n_jobs: int) -> dict[str, Any]:
 
 def logging_cost(steps: int) -> dict[str, Any]:
     from shared import jobs
-    from worker import results, train_job
+    from worker import results
+    from worker.bodies import train as train_job
     from worker.execute import load_job
     from worker.stopping import StopControl
 

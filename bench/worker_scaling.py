@@ -13,7 +13,7 @@ Measured per run:
 - Redis commands (INFO commandstats of a private `redis-server` started for the run,
   so nobody else's commands count), per job;
 - database writes (INSERT/UPDATE/DELETE statements, by table) of the workers, their
-  jobs and the submitter, per job (TD_COUNT_SQL, see `worker.runner.count_sql`).
+  jobs and the submitter, per job (TD_COUNT_SQL, see `bench/sql_count/sitecustomize.py`).
 
 Both per-job figures include what is spent per second rather than per job (worker
 heartbeats, the reconciler, idle polling), spread over the run's jobs; heartbeats are at
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -44,6 +45,8 @@ from typing import Any
 from _common import command, machine, write_result
 from _jobs_env import job_system, private_redis, tiny_checkpoint, wait_job
 
+# Holds the sitecustomize that makes worker and job processes count their SQL.
+SQL_COUNT = Path(__file__).resolve().parent / "sql_count"
 # Defaults, not the quick-test values of BENCH_SETTINGS: the writes per job depend on them.
 SETTINGS = {"HEARTBEAT_SECONDS": "5", "STALE_AFTER_SECONDS": "30"}
 # Commands of the measurement itself.
@@ -135,7 +138,11 @@ def throughput(
         env = stack.enter_context(job_system(broker, **settings))
         spec = _spec(tiny_checkpoint(env.data_dir))
         sql_file = tmp / "sql.jsonl"
-        worker_env = {"WARM_JOBS": "1" if warm else "0", "TD_COUNT_SQL": str(sql_file)}
+        worker_env = {
+            "WARM_JOBS": "1" if warm else "0",
+            "TD_COUNT_SQL": str(sql_file),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(SQL_COUNT), os.getenv("PYTHONPATH")])),
+        }
         env.start_workers(n_workers, threads=1, env=worker_env)
         if broker == "redis":
             redis.Redis.from_url(settings["REDIS_URL"]).config_resetstat()

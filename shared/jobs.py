@@ -16,6 +16,7 @@ after the commit is resent by `reconcile`, which is idempotent and safe to run a
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,10 +25,17 @@ from sqlalchemy import and_, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from shared.contracts import labels, sources
-from shared.contracts.specs import EvalSpec, GenerateSpec, SpecError, TrainSpec
+from shared.contracts.specs import MAX_ID, EvalSpec, GenerateSpec, SpecError, TrainSpec
 from shared.db import retry_on_disconnect, session_scope
 from shared.models import Checkpoint, Job, JobKind, JobStatus, Run, utcnow
-from shared.queue import check_queue, new_task_id, queue_for_device, send_job
+from shared.queue import (
+    BrokerView,
+    broker_view,
+    check_queue,
+    new_task_id,
+    queue_for_device,
+    send_job,
+)
 from shared.settings import get_settings
 from shared.storage import ArtifactStore
 
@@ -140,7 +148,7 @@ def model_source(source: str) -> str:
 def resolve_checkpoint(s: Session, ref: int | str, field: str = "checkpoint") -> Checkpoint:
     """The checkpoint row named by id or artifact URL; `SpecError` if there is none."""
     if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
-        if not 0 < int(ref) < 2**31:
+        if not 0 < int(ref) <= MAX_ID:
             raise SpecError(field, f"no checkpoint with id {ref}")
         ckpt = s.get(Checkpoint, int(ref))
         if ckpt is None:
@@ -482,6 +490,14 @@ def get_job(job_id: int) -> Job:
         return job
 
 
+def resumed_from_step(run_id: int) -> int | None:
+    """The step the run's latest training attempt started from (0: from scratch), as its
+    job recorded it in the run's summary; None before any attempt started."""
+    with session_scope() as s:
+        run = s.get(Run, run_id)
+        return None if run is None else (run.summary or {}).get("resumed_from_step")
+
+
 def list_jobs(limit: int = 50, status: JobStatus | None = None) -> list[Job]:
     with session_scope() as s:
         q = select(Job).order_by(Job.id.desc()).limit(limit)
@@ -504,12 +520,10 @@ def reconcile(resend_after_s: float | None = None) -> Reconciled:
     """Make the queue match what the database says is owed. Idempotent; run it anywhere.
 
     Running jobs whose heartbeat is older than STALE_AFTER_SECONDS lost their worker: they
-    are queued again (failed when out of attempts). Queued jobs whose message was sent
-    more than `resend_after_s` ago (default REQUEUE_AFTER_SECONDS) are sent again; the
-    claim drops any duplicate this makes.
+    are queued again (failed when out of attempts). Queued jobs whose message the broker
+    lost are sent again (`_lost_messages`); a message still waiting in its queue is never
+    sent twice, however long it waits. The claim drops any duplicate a race makes.
     """
-    settings = get_settings()
-    resend_after_s = settings.requeue_after_seconds if resend_after_s is None else resend_after_s
     stale = and_(
         Job.status == JobStatus.RUNNING,
         or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < _stale_before()),
@@ -535,20 +549,68 @@ def reconcile(resend_after_s: float | None = None) -> Reconciled:
             [stale, Job.attempts < Job.max_attempts],
             "worker lost (no heartbeat); queued again",
         )
-    resend_before = utcnow() - timedelta(seconds=resend_after_s)
-    with session_scope() as s:
-        resent = list(
-            s.scalars(
-                select(Job.id)
-                .where(
-                    Job.status == JobStatus.QUEUED,
-                    or_(Job.enqueued_at.is_(None), Job.enqueued_at <= resend_before),
-                    Job.id.not_in(requeued) if requeued else true(),
-                )
-                .order_by(Job.priority.desc(), Job.id)
-            )
-        )
+    try:
+        resent = _lost_messages(requeued, resend_after_s)
+    except Exception:  # the broker is away: sending would fail too; the next pass retries
+        log.warning("reconcile: could not read the broker's messages", exc_info=True)
+        resent = []
     _enqueue(requeued + resent)
     if requeued or failed or resent:
         log.info("reconcile: requeued %s, failed %s, resent %s", requeued, failed, resent)
     return Reconciled(requeued, failed, resent)
+
+
+# Before resending, the broker is read again this much later: a message can be between the
+# database and the broker (stamped, not yet sent) or between a queue and a worker's
+# unacknowledged set for a moment, and must not be taken for lost.
+RECHECK_SECONDS = 1.0
+
+
+def _queued_messages(exclude: list[int]) -> dict[int, tuple[str | None, datetime | None]]:
+    """Queued jobs (but `exclude`) -> (task id, time sent) of their last message."""
+    with session_scope() as s:
+        rows = s.execute(
+            select(Job.id, Job.celery_task_id, Job.enqueued_at)
+            .where(Job.status == JobStatus.QUEUED, Job.id.not_in(exclude) if exclude else true())
+            .order_by(Job.priority.desc(), Job.id)
+        )
+        return {r.id: (r.celery_task_id, r.enqueued_at) for r in rows}
+
+
+def _lost(
+    owed: dict[int, tuple[str | None, datetime | None]], view: BrokerView, resend_after_s: float
+) -> list[int]:
+    """The jobs of `owed` whose message the broker no longer has for them.
+
+    Waiting in a queue: not lost, however old. Received by a worker that has not claimed
+    the job within `resend_after_s`: lost with that worker (Redis would hand it back only
+    after the visibility timeout). In neither, or never sent: lost now.
+    """
+    received_before = utcnow() - timedelta(seconds=resend_after_s)
+    lost = []
+    for job_id, (task_id, sent_at) in owed.items():
+        if task_id is None or sent_at is None:
+            lost.append(job_id)
+        elif task_id in view.waiting:
+            continue
+        elif task_id not in view.received or sent_at <= received_before:
+            lost.append(job_id)
+    return lost
+
+
+def _lost_messages(exclude: list[int], resend_after_s: float | None) -> list[int]:
+    """Queued jobs (but `exclude`) whose message the broker lost, seen twice
+    RECHECK_SECONDS apart; `resend_after_s` defaults to REQUEUE_AFTER_SECONDS."""
+    if resend_after_s is None:
+        resend_after_s = get_settings().requeue_after_seconds
+    owed = _queued_messages(exclude)
+    if not owed:
+        return []
+    lost = _lost(owed, broker_view(), resend_after_s)
+    if not lost:
+        return []
+    time.sleep(RECHECK_SECONDS)
+    owed_now = _queued_messages(exclude)
+    again = _lost(owed_now, broker_view(), resend_after_s)
+    # Lost both times, and the same message both times (not sent anew meanwhile).
+    return [j for j in again if j in lost and owed_now[j][0] == owed[j][0]]

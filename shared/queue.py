@@ -25,8 +25,12 @@ brokers.
 
 from __future__ import annotations
 
+import json
 import uuid
+from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from celery import Celery
@@ -145,6 +149,71 @@ def send_job(job_id: int, queue: str, *, task_id: str | None = None, priority: i
         priority=max(0, min(9, priority)),
     )
     return task_id
+
+
+@dataclass(frozen=True)
+class BrokerView:
+    """Which job messages (by task id) the broker holds now.
+
+    `waiting`: in a queue, for any worker to take. `received`: taken by a worker and not yet
+    acknowledged (Redis's unacknowledged set; the embedded broker's processed folder). A
+    task id in neither was lost (a FLUSHALL, a Redis restart without persistence) or never
+    sent.
+    """
+
+    waiting: frozenset[str]
+    received: frozenset[str]
+
+
+def broker_view(settings: Settings | None = None) -> BrokerView:
+    """Read every job message the broker holds (one LRANGE per queue and priority and one
+    HVALS over Redis; a folder listing and small reads on the embedded broker)."""
+    settings = settings or get_settings()
+    with _producer(settings).connection_for_write() as conn:
+        channel = conn.default_channel
+        if settings.redis_url:
+            return _redis_view(channel)
+        return BrokerView(
+            waiting=_folder_task_ids(Path(channel.data_folder_in)),
+            received=_folder_task_ids(Path(channel.processed_folder)),
+        )
+
+
+def _task_id(payload: dict[str, Any]) -> str | None:
+    """The task id in a kombu message payload (Celery's protocol 2 header, else the
+    correlation id)."""
+    return (payload.get("headers") or {}).get("id") or (payload.get("properties") or {}).get(
+        "correlation_id"
+    )
+
+
+def _redis_view(channel: Any) -> BrokerView:
+    import redis
+
+    # kombu's client prefixes only the commands kombu itself sends; a plain client over its
+    # connection pool, with the prefix added here, reads the same keys.
+    client = redis.Redis(connection_pool=channel.client.connection_pool)
+    prefix = channel.global_keyprefix or ""
+    pipe = client.pipeline(transaction=False)
+    for name in QUEUES:
+        for priority in channel.priority_steps:
+            pipe.lrange(prefix + channel._q_for_pri(name, priority), 0, -1)
+    pipe.hvals(prefix + channel.unacked_key)
+    *queued, unacked = pipe.execute()
+    waiting = {_task_id(json.loads(m)) for messages in queued for m in messages}
+    # An unacknowledged entry is [payload, exchange, routing key].
+    received = {_task_id(json.loads(entry)[0]) for entry in unacked}
+    return BrokerView(frozenset(waiting - {None}), frozenset(received - {None}))
+
+
+def _folder_task_ids(folder: Path) -> frozenset[str]:
+    found = set()
+    for path in folder.glob("*.msg"):
+        try:
+            found.add(_task_id(json.loads(path.read_bytes())))
+        except (OSError, ValueError):  # taken or pruned meanwhile, or half-written
+            continue
+    return frozenset(found - {None})
 
 
 def prune_processed(settings: Settings | None = None, older_than_s: float = 3600.0) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import pytest
@@ -11,7 +13,8 @@ from text_diffusion.cli import main
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_corpus):
-    """A tiny model trained through `text-diffusion train`; returns (run dir, checkpoint)."""
+    """A tiny model trained through `text-diffusion train`; returns (run dir, checkpoint,
+    what the command printed)."""
     root = tmp_path_factory.mktemp("cli")
     corpus = root / "corpus.txt"
     corpus.write_text("\n".join(tiny_corpus))
@@ -22,19 +25,30 @@ def trained(tmp_path_factory, tiny_corpus):
         "--eval-ratios", "0.5,1.0", "--mixed-precision", "no", "--output-dir", str(run),
         "--samples", "2", "--prompt", "The king", "--no-progress",
     ]  # fmt: skip
-    assert main(args) == 0
-    return run, run / "checkpoint-30"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(args) == 0
+    return run, run / "checkpoint-30", out.getvalue()
 
 
-def test_train_prints_table_samples_and_checkpoint(trained, capsys):
-    run, ckpt = trained
+def test_train_prints_table_samples_and_checkpoint(trained):
+    run, ckpt, printed = trained
     assert (ckpt / "model.safetensors").is_file()
     results = json.loads((run / "results.json").read_text())
     assert results["steps"] == 30 and results["checkpoint"] == str(ckpt)
+    lines = printed.splitlines()
+    # The table: a header, one row per eval ratio, the bound.
+    header = lines.index("mask ratio   CE (nats)   accuracy")
+    assert [line.split()[0] for line in lines[header + 1 : header + 3]] == ["0.50", "1.00"]
+    assert lines[header + 3].startswith("ELBO bound: ")
+    # The samples: two, each starting with the prompt.
+    samples = [line for line in lines if line.startswith("  [")]
+    assert len(samples) == 2 and all("The king" in line for line in samples)
+    assert f"checkpoint: {ckpt}" in lines
 
 
 def test_generate_from_a_checkpoint(trained, capsys):
-    _, ckpt = trained
+    _, ckpt, _ = trained
     code = main([
         "generate", "--checkpoint", str(ckpt), "--prefix", "The king", "--num-samples", "3",
         "--length", "12", "--steps", "4", "--schedule", "cosine", "--sampling", "nucleus",
@@ -46,7 +60,7 @@ def test_generate_from_a_checkpoint(trained, capsys):
 
 
 def test_generate_json_lines_and_infill(trained, capsys):
-    _, ckpt = trained
+    _, ckpt, _ = trained
     code = main([
         "generate", "--checkpoint", str(ckpt), "--template", "The [MASK:2] walked to the city.",
         "--num-samples", "2", "--json",
@@ -58,7 +72,7 @@ def test_generate_json_lines_and_infill(trained, capsys):
 
 
 def test_evaluate_a_checkpoint(trained, capsys):
-    _, ckpt = trained
+    _, ckpt, _ = trained
     assert main(["evaluate", "--checkpoint", str(ckpt), "--ratios", "0.1,0.5,1.0", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert [r["ratio"] for r in report["eval"]] == [0.1, 0.5, 1.0]
@@ -66,7 +80,7 @@ def test_evaluate_a_checkpoint(trained, capsys):
 
 
 def test_viz_commands_write_pngs(trained, tmp_path, capsys):
-    _, ckpt = trained
+    _, ckpt, _ = trained
     assert main(["viz", "schedules", "--out", str(tmp_path / "s.png")]) == 0
     assert main(["viz", "masking", "--out", str(tmp_path / "m.png")]) == 0
     argv = [
@@ -116,3 +130,49 @@ def test_bad_input_is_one_clear_line(argv, fragment, capsys):
     assert main([*argv, "--no-progress"] if argv[0] == "train" else argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and fragment in err and "Traceback" not in err
+
+
+def test_the_cli_packages_import_no_cycle():
+    """`text_diffusion` modules import each other (at any depth, lazy imports too) without a
+    cycle: the API client and the commands depend on `errors`, not on `cli` or each other."""
+    import ast
+    from pathlib import Path
+
+    import text_diffusion
+
+    root = Path(text_diffusion.__file__).parent
+    modules = {
+        ".".join(("text_diffusion", *p.relative_to(root).with_suffix("").parts)).removesuffix(
+            ".__init__"
+        ): p
+        for p in root.rglob("*.py")
+    }
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*parts, base] if base else parts)
+                for alias in node.names:
+                    full = f"{base}.{alias.name}"
+                    found.add(full if full in modules else base)
+            elif isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+        graph[name] = {m for m in found if m in modules and m != name and m != "text_diffusion"}
+
+    def cycle_from(start: str, at: str, seen: tuple[str, ...]) -> tuple[str, ...] | None:
+        for nxt in sorted(graph[at]):
+            if nxt == start:
+                return (*seen, nxt)
+            if nxt not in seen:
+                found = cycle_from(start, nxt, (*seen, nxt))
+                if found:
+                    return found
+        return None
+
+    cycles = [c for m in sorted(graph) if (c := cycle_from(m, m, (m,)))]
+    assert cycles == []

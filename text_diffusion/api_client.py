@@ -19,8 +19,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from text_diffusion.cli import UserError
-from text_diffusion.commands.remote import TOKEN_ENV, URL_ENV
+from text_diffusion.errors import TOKEN_ENV, URL_ENV, UserError
 
 TIMEOUT_S = 30.0  # a submit waits for one database commit; anything slower is a stuck server
 
@@ -179,6 +178,10 @@ class RemoteJobs:
 
     def get_job(self, job_id: int) -> RemoteJob:
         return RemoteJob.from_json(self.api.get(f"/api/jobs/{job_id}"))
+
+    def resumed_from_step(self, run_id: int) -> int | None:
+        """As `shared.jobs.resumed_from_step`: from the run's summary."""
+        return self.api.get(f"/api/runs/{run_id}")["summary"].get("resumed_from_step")
 
     def list_jobs(self, limit: int = 50, status: str | None = None) -> list[RemoteJob]:
         rows = self.api.get("/api/jobs", {"limit": limit, "status": status})

@@ -7,15 +7,15 @@ web image (no torch) can run its own commands. Each command's handler imports wh
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from . import __version__
 from .commands import diffusion, jobs
+from .errors import UserError
 
-
-class UserError(Exception):
-    """An error caused by the user's input: printed as one line, exit status 2."""
+__all__ = ["UserError", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,12 +59,35 @@ def _format_error(exc: BaseException) -> str:
     return str(exc)
 
 
+# The exit status of a command whose reader went away (`| head`), as if SIGPIPE had killed it.
+EXIT_BROKEN_PIPE = 128 + 13
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _run(argv)
+    except BrokenPipeError:
+        # The reader closed the pipe (`text-diffusion jobs list | head -6`): nothing more to
+        # say. Python flushes stdout again at exit; point it at /dev/null so that flush is
+        # quiet too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit:  # --help, --version or a usage error: printed; flush it here
+        sys.stdout.flush()
+        raise
     args.argv = list(sys.argv[1:] if argv is None else argv)  # as given (to run it again)
     try:
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows now, not in the interpreter's exit
+        return code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -25,15 +25,23 @@ def _insert(session: Session, model: type):
 
 
 @retry_on_disconnect
-def add_loss_points(run_id: int, points: list[dict[str, Any]], progress: dict[str, Any]) -> None:
-    """Insert loss points (skipping steps already stored) and the run's progress."""
+def add_loss_points(
+    run_id: int, points: list[dict[str, Any]], progress: dict[str, Any]
+) -> list[int]:
+    """Insert loss points and the run's progress; return the steps that were already stored
+    (and so skipped), in order: a resumed attempt's replay, or a write repeated after a lost
+    commit. The caller logs them, which is how a test sees a step written twice."""
+    skipped: list[int] = []
     with session_scope() as s:
         if points:
             rows = [{"run_id": run_id, **p} for p in points]
             stmt = _insert(s, LossPoint).values(rows)
-            s.execute(stmt.on_conflict_do_nothing(index_elements=["run_id", "step"]))
+            stmt = stmt.on_conflict_do_nothing(index_elements=["run_id", "step"])
+            stored = set(s.scalars(stmt.returning(LossPoint.step)))
+            skipped = [p["step"] for p in points if p["step"] not in stored]
         if progress:
             s.execute(update(Run).where(Run.id == run_id).values(**progress))
+    return skipped
 
 
 @retry_on_disconnect

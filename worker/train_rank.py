@@ -1,7 +1,7 @@
 """One rank of a multi-process training job: `accelerate launch ... -m worker.train_rank DIR`.
 
 DIR is the run's output directory, which holds `LAUNCH_FILE` (written by
-`worker.train_job`). Every rank builds the same Trainer and trains its share of each batch;
+`worker.bodies.train`). Every rank builds the same Trainer and trains its share of each batch;
 rank 0 alone streams to the database and writes RESULTS_FILE, which tells the job's
 process how the training ended. A stop (the cancel flag, read by rank 0, or SIGTERM to any
 rank) is agreed by all ranks at the next step, so they save together and exit 0.
@@ -23,10 +23,10 @@ from accelerate.utils import parse_flag_from_env
 from shared import jobs
 from shared.contracts.specs import TrainSpec
 from shared.models import JobKind
+from worker.bodies.train import DatabaseCallback
 from worker.diffusion.training import BaseCallback, Callback, Trainer
 from worker.launch import JOB_PID_ENV, rank_error_file, read_launch_file
 from worker.stopping import StopControl, watch_parent
-from worker.train_job import DatabaseCallback
 
 log = logging.getLogger("worker.train_rank")
 

@@ -7,7 +7,6 @@ wherever it comes from. Nothing in this module imports torch.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (

@@ -206,3 +206,20 @@ class WorkerProcess:
                 with suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
+
+
+def replayed_steps(job_id: int, work_dirs: list[Path] | None = None) -> list[int]:
+    """Steps whose loss point some attempt of job `job_id` wrote when it was already stored
+    (a step written twice; the schema keeps one row), from the logs of all its attempts,
+    in `work_dirs` (default: this process's WORK_DIR). Repeats count: a step written three
+    times appears twice."""
+    from worker.bodies.train import SKIPPED_LOSS_POINTS
+
+    steps: list[int] = []
+    for work_dir in work_dirs or [get_settings().work_dir]:
+        for log in sorted((work_dir / "logs").glob(f"job-{job_id}-attempt-*.log")):
+            for line in log.read_text(errors="replace").splitlines():
+                _, found, tail = line.partition(SKIPPED_LOSS_POINTS)
+                if found:
+                    steps += [int(step) for step in tail.strip().split(",")]
+    return steps

@@ -45,6 +45,7 @@ def test_submit_wait_and_manage_jobs(job_env, workers, tmp_path, capsys):
     assert main(["jobs", "show", "1"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["status"] == "succeeded" and shown["result"]["steps"] == 6
+    assert shown["resumed_from_step"] == 0  # a first attempt starts from scratch
 
     assert main(["jobs", "retry", "1"]) == 2
     assert "only failed or cancelled" in capsys.readouterr().err
@@ -58,6 +59,50 @@ def test_submit_wait_and_manage_jobs(job_env, workers, tmp_path, capsys):
     assert main(["submit", "generate", "--checkpoint", "1", "--length", "4", "--wait"]) == 0
     assert main(["jobs", "cancel", "2"]) == 0  # already finished: says so, changes nothing
     assert "succeeded" in capsys.readouterr().out
+
+
+@embedded
+def test_jobs_show_tells_where_a_training_job_resumed(job_env, capsys):
+    from shared import jobs
+    from tests.jobs.helpers import tiny_train_spec
+    from worker import results
+
+    job = jobs.submit_train(tiny_train_spec(job_env))
+    assert main(["jobs", "show", str(job.id)]) == 0
+    assert json.loads(capsys.readouterr().out)["resumed_from_step"] is None  # not started
+    results.merge_run_summary(job.run_id, {"resumed_from_step": 40})  # as attempt 2 records it
+    assert main(["jobs", "show", str(job.id)]) == 0
+    assert json.loads(capsys.readouterr().out)["resumed_from_step"] == 40
+
+
+@embedded
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (["jobs", "list"], 141),  # 128 + SIGPIPE, as a command killed by it
+        (["jobs", "show", "1"], 141),
+        (["workers", "list"], 141),
+        (["submit", "train", "--help"], 0),  # argparse drops what it cannot write
+    ],
+)
+def test_a_closed_pipe_ends_a_command_quietly(job_env, argv, code):
+    """`text-diffusion jobs list | head -6`: the reader goes away before the command writes
+    (here: the read end is closed at once), and the command exits without a traceback."""
+    from shared import jobs
+    from tests.jobs.helpers import tiny_train_spec
+
+    for _ in range(3):
+        jobs.submit_train(tiny_train_spec(job_env))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "text_diffusion.cli", *argv],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # the reader is gone before a byte is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(60) == code, err
+    assert err == ""
 
 
 @embedded

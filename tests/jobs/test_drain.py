@@ -78,13 +78,19 @@ def test_drain_refuses_unknown_and_offline_workers_and_a_start_clears_it(job_env
     assert display_state(get_worker("idle@test")) == "online"
 
 
-def test_a_worker_with_an_nvidia_driver_registers_cuda(tmp_path, monkeypatch):
+@embedded
+def test_a_worker_with_an_nvidia_driver_registers_cuda(job_env, workers, tmp_path, monkeypatch):
     """Device routing: cuda jobs go to the gpu queue (tests/jobs/test_states.py); a worker
-    says which device it has, so the dashboard shows where a gpu queue can be served."""
-    fake = tmp_path / "nvidia-smi"
+    says which device it has, so the dashboard shows where a gpu queue can be served. A
+    real worker process, with an `nvidia-smi` first on its PATH, registers as cuda."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "nvidia-smi"
     fake.write_text("#!/bin/sh\n")
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", str(tmp_path))
-    assert detect_device() == "cuda"
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    workers("gpu1", queues="gpu")
+    row = get_worker("gpu1@test")
+    assert (row.device, row.queues) == ("cuda", ["gpu"])
     monkeypatch.setenv("PATH", os.devnull)
     assert detect_device() == "cpu"

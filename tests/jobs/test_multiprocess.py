@@ -5,7 +5,6 @@ process is killed."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -14,9 +13,9 @@ from sqlalchemy import select
 from shared import db, jobs
 from shared.models import Checkpoint, EvalPoint, JobStatus, LossPoint, Run
 from shared.settings import get_settings
-from tests.jobs.helpers import tiny_train_spec, wait_for
+from tests.jobs.helpers import replayed_steps, tiny_train_spec, wait_for
 from tests.jobs.test_flow import finished
-from worker.diffusion.training import STATE_FILE
+from worker.bodies.run_state import STATE_DIR, saved_step
 
 
 def rank_pids(output_dir: Path) -> list[int]:
@@ -109,7 +108,7 @@ def test_cancel_stops_every_rank_and_retry_resumes(job_env, workers):
     assert done.status == JobStatus.CANCELLED, done.error
     out = output_dir(job.run_id)
     wait_for(lambda: not rank_pids(out) and not launcher_pids(out), 15, what="ranks gone")
-    stopped_at = json.loads((out / "state" / STATE_FILE).read_text())["step"]
+    stopped_at = saved_step(out / STATE_DIR)
     assert 20 <= stopped_at < 600  # both ranks stopped at the same step and saved it
 
     jobs.retry(job.id)
@@ -117,7 +116,8 @@ def test_cancel_stops_every_rank_and_retry_resumes(job_env, workers):
     assert done.status == JobStatus.SUCCEEDED, done.error
     run, losses, _, ckpts = run_rows(job.run_id)
     assert run.step == 600 and run.summary["resumed_from_step"] == stopped_at
-    assert [step for step, _ in losses] == list(range(2, 601, 2))  # none lost, none twice
+    assert [step for step, _ in losses] == list(range(2, 601, 2))  # none lost
+    assert replayed_steps(job.id) == []  # none written twice: it resumed where it stopped
     assert 600 in ckpts and stopped_at in ckpts
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 from sqlalchemy import func, select
 
 from shared import db, jobs
 from shared.models import Checkpoint, JobStatus, LossPoint, Run
-from tests.jobs.helpers import delete_broker_keys, tiny_train_spec, wait_for
+from tests.jobs.helpers import delete_broker_keys, replayed_steps, tiny_train_spec, wait_for
 from tests.services import redis_url
 
 
@@ -38,6 +39,8 @@ def test_cancel_a_running_job_keeps_its_last_checkpoint(job_env, workers):
 
 
 def test_killed_worker_job_resumes_elsewhere_without_duplicates(job_env, workers):
+    """Attempt 2 resumes from the last published checkpoint: it writes again only the steps
+    after it (logged as skipped), never one at or before it, and no step is lost."""
     first = workers("w1")
     spec = tiny_train_spec(job_env, max_steps=300, save_every=20, eval_every=100)
     job = jobs.submit_train(spec)
@@ -51,8 +54,13 @@ def test_killed_worker_job_resumes_elsewhere_without_duplicates(job_env, workers
     with db.session_scope() as s:
         run = s.get(Run, job.run_id)
         steps = list(s.scalars(select(LossPoint.step).where(LossPoint.run_id == run.id)))
-    assert run.summary["resumed_from_step"] >= 20
-    assert sorted(steps) == list(range(2, 301, 2))  # each step once: resumed, not restarted
+    resumed = run.summary["resumed_from_step"]
+    assert resumed >= 20
+    assert sorted(steps) == list(range(2, 301, 2))  # none lost
+    # Written twice: at most the steps between the checkpoint and the kill, each once more.
+    replayed = replayed_steps(job.id)
+    assert len(set(replayed)) == len(replayed)
+    assert all(resumed < step <= resumed + spec.save_every for step in replayed), replayed
 
 
 def test_flushed_redis_loses_no_job(job_env, workers):
@@ -65,10 +73,10 @@ def test_flushed_redis_loses_no_job(job_env, workers):
     # FLUSHALL as this deployment sees it (every key under its prefix), sparing other
     # test runs that share the database: the messages are gone; the rows are not.
     assert delete_broker_keys(url, os.environ["REDIS_KEY_PREFIX"]) > 0
-    workers("w1")
     first = jobs.reconcile(resend_after_s=0)
     assert sorted(first.resent) == ids
-    jobs.reconcile(resend_after_s=0)  # twice: duplicates are dropped at claim
+    assert jobs.reconcile(resend_after_s=0).resent == []  # now waiting in the queue again
+    workers("w1")
     wait_for(lambda: all(_status(i).finished for i in ids), 120, what="every job")
     for i in ids:
         job = jobs.get_job(i)
@@ -105,8 +113,14 @@ def test_a_retry_resumes_from_the_published_state_not_a_newer_local_one(job_env,
     import json
 
     from shared.storage import ArtifactStore
-    from worker.diffusion.training import OLD_STATE_DIR, STATE_DIR, STATE_FILE
-    from worker.train_job import restore_state
+    from worker.bodies.run_state import (
+        OLD_STATE_DIR,
+        STATE_DIR,
+        STATE_FILE,
+        publish_state,
+        restore_state,
+        saved_step,
+    )
 
     def state(folder, step):
         folder.mkdir(parents=True)
@@ -119,7 +133,85 @@ def test_a_retry_resumes_from_the_published_state_not_a_newer_local_one(job_env,
     restore_state(7, out)  # nothing published yet: start over
     assert not (out / STATE_DIR).exists() and not (out / OLD_STATE_DIR).exists()
 
-    ArtifactStore().put_dir(state(tmp_path / "published", 60), f"runs/7/{STATE_DIR}")
+    publish_state(ArtifactStore(), 7, state(tmp_path / "published" / STATE_DIR, 60).parent)
     state(out / STATE_DIR, 80)
     restore_state(7, out)
-    assert json.loads((out / STATE_DIR / STATE_FILE).read_text())["step"] == 60
+    assert saved_step(out / STATE_DIR) == 60
+
+
+services = pytest.mark.parametrize("job_env", ["services"], indirect=True)
+
+
+def _queued_task_ids() -> list[str]:
+    """Task ids of the messages waiting in this test's `cpu` queue, read from Redis itself
+    (every priority level kombu keeps a list for)."""
+    import json
+
+    import redis
+
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    prefix = os.environ["REDIS_KEY_PREFIX"]
+    try:
+        keys = [f"{prefix}cpu", *(f"{prefix}cpu\x06\x16{p}" for p in (3, 6, 9))]
+        messages = [m for key in keys for m in client.lrange(key, 0, -1)]
+    finally:
+        client.close()
+    return [json.loads(m)["headers"]["id"] for m in messages]
+
+
+def _task_ids(job_ids: list[int]) -> list[str]:
+    return sorted(jobs.get_job(i).celery_task_id for i in job_ids)
+
+
+def _busy_worker(job_env, workers, monkeypatch, **settings: str) -> int:
+    """One worker (one job at a time) running a long job; returns that job's id. A short
+    job runs first, so that the long one is claimed as soon as it is received (a worker's
+    first job waits for its warm process's imports, received but not yet claimed)."""
+    from tests.jobs.helpers import reset_process_caches
+
+    for key, value in settings.items():
+        monkeypatch.setenv(key, value)
+    reset_process_caches()
+    workers("w1")
+    first = jobs.submit_train(tiny_train_spec(job_env, max_steps=2, eval_every=100))
+    wait_for(lambda: _status(first.id).finished, 120, what="the first job")
+    long = jobs.submit_train(tiny_train_spec(job_env, max_steps=100000, save_every=100000))
+    wait_for(lambda: _status(long.id) == JobStatus.RUNNING, 90, what="the long job to run")
+    return long.id
+
+
+@services
+def test_jobs_a_flushed_broker_lost_are_sent_again_within_30_s(job_env, workers, monkeypatch):
+    """At the default reconcile pace (every STALE_AFTER_SECONDS / 2 = 15 s) and the default
+    REQUEUE_AFTER_SECONDS (120 s): what a FLUSHALL took is back in the queue within 30 s."""
+    long = _busy_worker(
+        job_env, workers, monkeypatch, STALE_AFTER_SECONDS="30", REQUEUE_AFTER_SECONDS="120"
+    )
+    spec = tiny_train_spec(job_env, max_steps=4, eval_every=100, save_every=100)
+    waiting = [jobs.submit_train(spec).id for _ in range(3)]
+    assert sorted(_queued_task_ids()) == _task_ids(waiting)
+    # FLUSHALL as this deployment sees it (every key under its prefix).
+    assert delete_broker_keys(redis_url(), os.environ["REDIS_KEY_PREFIX"]) > 0
+    assert _queued_task_ids() == []
+    flushed = time.monotonic()
+    wait_for(lambda: len(_queued_task_ids()) >= 3, 30, 0.2, what="the lost messages back")
+    took = time.monotonic() - flushed
+    assert sorted(_queued_task_ids()) == _task_ids(waiting), "each lost job sent once"
+    assert took <= 30 and _status(long) == JobStatus.RUNNING
+    jobs.cancel(long)
+
+
+@services
+def test_jobs_waiting_behind_busy_workers_are_not_sent_again(job_env, workers, monkeypatch):
+    """30 jobs wait (their messages in Redis) for longer than REQUEUE_AFTER_SECONDS, over
+    several reconciler passes (every 1.5 s here): still exactly 30 messages, one each."""
+    long = _busy_worker(
+        job_env, workers, monkeypatch, STALE_AFTER_SECONDS="3", REQUEUE_AFTER_SECONDS="4"
+    )
+    spec = tiny_train_spec(job_env, max_steps=4, eval_every=100, save_every=100)
+    waiting = [jobs.submit_train(spec).id for _ in range(30)]
+    time.sleep(12)  # eight passes of the worker's reconciler, the later ones past 4 s
+    jobs.reconcile()  # and one here, for good measure
+    assert all(_status(i) == JobStatus.QUEUED for i in waiting)
+    assert sorted(_queued_task_ids()) == _task_ids(waiting)  # 30 messages: none sent twice
+    jobs.cancel(long)

@@ -110,3 +110,53 @@ def test_the_queue_follows_the_spec_device_unless_named(job_env, capsys):
     assert "(train on gpu)" in capsys.readouterr().out
     assert main([*flags, "--device", "cuda", "--queue", "cpu"]) == 0
     assert "(train on cpu)" in capsys.readouterr().out
+
+
+def test_every_job_kind_has_a_body_and_an_unknown_kind_raises():
+    from shared.models import JobKind
+    from worker.bodies import BODIES, UnknownJobKind, body_for
+
+    assert set(BODIES) == set(JobKind)
+    for kind in JobKind:
+        assert callable(body_for(kind)), kind
+    with pytest.raises(UnknownJobKind, match="'distill'"):
+        body_for("distill")
+
+
+def test_a_loss_point_written_twice_is_reported_and_stored_once(job_env):
+    from shared.models import LossPoint
+    from worker import results
+
+    run_id = jobs.submit_train(tiny_train_spec(job_env)).run_id
+    points = [{"step": s, "loss": 1.0} for s in (2, 4)]
+    assert results.add_loss_points(run_id, points, {}) == []
+    again = [{"step": s, "loss": 1.0} for s in (4, 6)]
+    assert results.add_loss_points(run_id, again, {"step": 6}) == [4]
+    with db.session_scope() as s:
+        stored = s.scalars(select(LossPoint.step).where(LossPoint.run_id == run_id)).all()
+        assert sorted(stored) == [2, 4, 6] and s.get(Run, run_id).step == 6
+
+
+@pytest.mark.parametrize("job_env", ["embedded"], indirect=True)
+def test_the_embedded_broker_resends_only_what_it_lost(job_env):
+    from shared.queue import broker_view
+    from shared.settings import get_settings
+
+    job = jobs.submit_train(tiny_train_spec(job_env))
+    task_id = jobs.get_job(job.id).celery_task_id
+    assert task_id in broker_view().waiting
+    assert jobs.reconcile(resend_after_s=0).resent == []  # waiting: never sent twice
+
+    folder = get_settings().broker_dir
+    (message,) = (folder / "queue").glob("*.msg")
+    message.rename(folder / "processed" / message.name)  # a worker took it, not yet claimed
+    assert task_id in broker_view().received
+    assert jobs.reconcile(resend_after_s=3600).resent == []  # give that worker time
+    assert jobs.reconcile(resend_after_s=0).resent == [job.id]  # it died holding it
+
+    new_task = jobs.get_job(job.id).celery_task_id
+    (message,) = (folder / "queue").glob("*.msg")
+    message.unlink()  # the broker lost it
+    assert jobs.reconcile(resend_after_s=3600).resent == [job.id]
+    assert new_task != jobs.get_job(job.id).celery_task_id
+    assert broker_view().waiting == {jobs.get_job(job.id).celery_task_id}

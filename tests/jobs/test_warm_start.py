@@ -1,6 +1,6 @@
 """Jobs forked from the worker's warm process keep every guarantee of a fresh process.
 
-The warm process (`python -m worker.execute --warm`) imports torch and the job modules
+The warm process (`python -m worker.forkserver`) imports torch and the job modules
 once and forks each job. These tests check what that must not change: the job runs in a
 session of its own and writes to its log; exit codes mean the same; a job never outlives
 its worker or its warm process; each job sees the worker's environment and builds its own
@@ -26,7 +26,8 @@ from shared import db, jobs
 from shared.models import Job, JobStatus
 from shared.settings import get_settings
 from tests.jobs.helpers import REPO, reset_process_caches, tiny_train_spec, wait_for, write_dataset
-from worker import runner
+from worker import forkserver, runner
+from worker.stopping import EXIT_STOPPED
 
 embedded = pytest.mark.parametrize("job_env", ["embedded"], indirect=True)
 
@@ -34,7 +35,7 @@ embedded = pytest.mark.parametrize("job_env", ["embedded"], indirect=True)
 @pytest.fixture(scope="module", autouse=True)
 def _stop_warm_process():
     yield
-    runner.stop_warm_process()
+    forkserver.stop_warm_process()
 
 
 def _ppid(pid: int) -> int:
@@ -80,7 +81,7 @@ for name in ("is_available", "device_count", "init", "_lazy_init", "current_devi
     setattr(torch.cuda, name, recorder(name, getattr(torch.cuda, name)))
 from shared import db
 from shared.settings import get_settings
-from worker.execute import preload
+from worker.forkserver import preload
 preload()
 print(json.dumps({
     "calls": calls,
@@ -113,7 +114,7 @@ def test_a_warm_job_runs_in_its_own_session_and_writes_its_log(job_env):
     thread, result = _run_in_thread(job.id, warm=True)
     pid_file = runner.pid_path(job.id, 1)
     pid = int(wait_for(lambda: pid_file.is_file() and pid_file.read_text(), 120, 0.05))
-    warm = runner.warm_process()
+    warm = forkserver.warm_process()
     assert warm is not None and _ppid(pid) == warm.proc.pid  # forked, not a fresh Python
     assert os.getsid(pid) == pid and os.getpgid(pid) == pid  # session and group leader
     assert os.getsid(warm.proc.pid) != os.getsid(os.getpid())  # the worker's signals miss it
@@ -124,7 +125,7 @@ def test_a_warm_job_runs_in_its_own_session_and_writes_its_log(job_env):
 
 @embedded
 def test_warm_exit_codes_mean_what_fresh_ones_do(job_env):
-    warm = runner.warm_process()
+    warm = forkserver.warm_process()
     assert warm is not None
     long_spec = tiny_train_spec(job_env, max_steps=100000, save_every=100000)
 
@@ -133,7 +134,7 @@ def test_warm_exit_codes_mean_what_fresh_ones_do(job_env):
     proc = runner.start_job(claim, warm)
     wait_for(lambda: jobs.get_job(claim.job_id).progress > 0, 120, what="training to start")
     os.killpg(proc.pid, signal.SIGTERM)
-    assert proc.wait(60) == runner.EXIT_STOPPED
+    assert proc.wait(60) == EXIT_STOPPED
     log = runner.log_path(claim.job_id, 1).read_text()  # stdout and stderr land here
     assert f"job {claim.job_id} stopped on request" in log
 
@@ -144,11 +145,12 @@ def test_warm_exit_codes_mean_what_fresh_ones_do(job_env):
     os.killpg(proc.pid, signal.SIGKILL)
     assert proc.wait(30) == -signal.SIGKILL
 
-    # An exception: exit 1, the traceback in the .error file, the job failed with it.
+    # An exception: exit 1, the job failed with a line naming its input, the traceback logged.
     failing = jobs.submit_train(tiny_train_spec(job_env, max_steps=4))
     Path(failing.spec["dataset"]).unlink()
     assert runner.run(failing.id, "t@test", warm=True) == "failed"
-    assert "Traceback" in jobs.get_job(failing.id).error
+    error = jobs.get_job(failing.id).error
+    assert error.startswith(f"dataset {failing.spec['dataset']} cannot be used: "), error
     assert f"job {failing.id} failed\nTraceback" in runner.log_path(failing.id, 1).read_text()
 
 
@@ -156,7 +158,7 @@ def test_warm_exit_codes_mean_what_fresh_ones_do(job_env):
 def test_a_job_takes_the_workers_environment_of_now_not_the_warm_process(
     job_env, tmp_path, monkeypatch
 ):
-    warm = runner.warm_process()  # started (or kept from an earlier test) under this env
+    warm = forkserver.warm_process()  # started (or kept from an earlier test) under this env
     assert warm is not None
     # The worker's settings change after the warm process started: a new data folder and
     # database. The job must use them, as a fresh process would.
@@ -168,14 +170,14 @@ def test_a_job_takes_the_workers_environment_of_now_not_the_warm_process(
     dataset = write_dataset(other)
     job = jobs.submit_train(tiny_train_spec(dataset, max_steps=4, eval_every=100))
     assert runner.run(job.id, "t@test", warm=True) == "succeeded", jobs.get_job(job.id).error
-    assert runner.warm_process() is warm  # the same warm process ran it
+    assert forkserver.warm_process() is warm  # the same warm process ran it
     assert runner.log_path(job.id, 1).is_relative_to(other)
     assert jobs.get_job(job.id).status == JobStatus.SUCCEEDED
 
 
 @embedded
 def test_a_job_dies_with_its_warm_process(job_env):
-    warm = runner.warm_process()
+    warm = forkserver.warm_process()
     assert warm is not None
     claim = _claim(jobs.submit_train(tiny_train_spec(job_env, max_steps=100000)))
     proc = runner.start_job(claim, warm)
@@ -184,7 +186,7 @@ def test_a_job_dies_with_its_warm_process(job_env):
     assert proc.wait(30) == -signal.SIGKILL
     wait_for(lambda: not _alive(proc.pid), 10, 0.1, what="the job process to die")
     # The next job starts a new warm process.
-    fresh = runner.warm_process()
+    fresh = forkserver.warm_process()
     assert fresh is not None and fresh is not warm
 
 
@@ -218,7 +220,7 @@ def test_fresh_processes_when_asked_or_when_the_warm_one_is_gone(job_env, monkey
     thread.join(120)
     assert result == ["succeeded"], jobs.get_job(job.id).error
 
-    gone = runner.WarmProcess()
+    gone = forkserver.WarmProcess()
     gone.close(kill=True)
     wait_for(lambda: gone.gone, 10, 0.05, what="the reader to see it exit")
     claim = _claim(jobs.submit_train(tiny_train_spec(job_env, max_steps=4, eval_every=100)))

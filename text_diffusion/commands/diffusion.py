@@ -23,7 +23,7 @@ from shared.contracts.specs import (
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    _train_parser(sub)
+    add_train_parser(sub)
     _evaluate_parser(sub)
     _generate_parser(sub)
     _viz_parser(sub)
@@ -37,7 +37,7 @@ def _ratios(text: str) -> list[float]:
 
 
 # --------------------------------------------------------------------------- train
-def _train_parser(sub) -> None:
+def add_train_parser(sub) -> None:
     p = sub.add_parser(
         "train",
         help="train a masked diffusion LM",
@@ -91,7 +91,7 @@ def _train_parser(sub) -> None:
 
 
 def spec_from_args(args: argparse.Namespace) -> TrainSpec:
-    from text_diffusion.cli import UserError
+    from text_diffusion.errors import UserError
 
     base: dict[str, Any] = {}
     if args.spec:
@@ -266,7 +266,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _train_launched(args: argparse.Namespace, spec: TrainSpec, output: Path) -> int:
     """`text-diffusion train` again, in `spec.num_processes` ranks of `accelerate launch`."""
-    from text_diffusion.cli import UserError
+    from text_diffusion.errors import UserError
     from worker import launch
 
     try:
@@ -370,7 +370,7 @@ def _generate_parser(sub) -> None:
 def run_generate(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from text_diffusion.cli import UserError
+    from text_diffusion.errors import UserError
     from worker.diffusion.evaluation import sample_metrics
     from worker.diffusion.generate import generate, infill
     from worker.diffusion.modeling import inference_device, load_checkpoint, load_pretrained

@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _user_error(exc: Exception):
-    from text_diffusion.cli import UserError
+    from text_diffusion.errors import UserError
 
     return UserError(str(exc))
 
@@ -71,7 +71,7 @@ def _submit_parsers(sub) -> None:
     s = sub.add_parser("submit", help="queue a job for the workers")
     ss = s.add_subparsers(dest="kind", required=True, metavar="KIND")
     # The same flags as `text-diffusion train`, built by the same function.
-    diffusion._train_parser(ss)
+    diffusion.add_train_parser(ss)
     t = ss.choices["train"]
     t.add_argument("--name", help="run name")
     _common(t)
@@ -261,7 +261,11 @@ def _job_or_error(fn, job_id: int):
 def jobs_show(args: argparse.Namespace) -> int:
     jobs = remote.backend(args)
     job = _job_or_error(jobs.get_job, args.job_id)
-    print(json.dumps({**_row(job), "spec": job.spec, "result": job.result}, indent=2))
+    shown = {**_row(job), "spec": job.spec, "result": job.result}
+    if str(job.kind) == "train" and job.run_id is not None:
+        # Where its latest attempt started: 0 from scratch, else the checkpoint it resumed.
+        shown["resumed_from_step"] = jobs.resumed_from_step(job.run_id)
+    print(json.dumps(shown, indent=2))
     return 0
 
 

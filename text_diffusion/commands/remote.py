@@ -13,8 +13,7 @@ import argparse
 import os
 from typing import Any
 
-URL_ENV = "TD_URL"
-TOKEN_ENV = "TD_API_TOKEN"
+from text_diffusion.errors import TOKEN_ENV, URL_ENV
 
 
 def add_url_argument(p: argparse.ArgumentParser) -> None:

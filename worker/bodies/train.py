@@ -4,14 +4,14 @@ Loss points are batched (one INSERT per FLUSH_SECONDS, at evaluations, checkpoin
 the end); per-ratio evaluations and the ELBO bound are written as they come; each
 checkpoint is copied to the artifact store together with the resumable training state,
 so a later attempt on any machine resumes from it. A resumed attempt re-logs the steps
-after its checkpoint; the unique (run, step) key skips them, so none is duplicated.
+after its checkpoint; the unique (run, step) key skips them, so none is duplicated, and
+the job's log lists them (`SKIPPED_LOSS_POINTS`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -22,18 +22,15 @@ from shared.models import Job
 from shared.settings import get_settings
 from shared.storage import ArtifactStore
 from worker import launch, results
-from worker.diffusion.training import (
-    OLD_STATE_DIR,
-    RESULTS_FILE,
-    STATE_DIR,
-    STATE_FILE,
-    BaseCallback,
-    Trainer,
-)
+from worker.bodies.errors import named_inputs
+from worker.bodies.run_state import publish_state, restore_state, results_file
+from worker.diffusion.training import BaseCallback, Trainer
 from worker.stopping import StopControl, Stopped
 
 log = logging.getLogger(__name__)
 
+# Starts the log line that lists the steps whose loss points were already stored.
+SKIPPED_LOSS_POINTS = "loss points already stored, skipped steps:"
 # Loss points are written at most this often: a few rows per INSERT, negligible DB time.
 FLUSH_SECONDS = 1.0
 
@@ -53,7 +50,9 @@ class DatabaseCallback(BaseCallback):
         self.last_loss: float | None = None
 
     def flush(self) -> None:
-        results.add_loss_points(self.run_id, self.pending, self.progress)
+        skipped = results.add_loss_points(self.run_id, self.pending, self.progress)
+        if skipped:
+            log.info("%s %s", SKIPPED_LOSS_POINTS, ",".join(map(str, skipped)))
         if self.progress:
             jobs.set_progress(self.claim, self.progress["step"] / self.spec.max_steps)
         self.pending, self.progress = [], {}
@@ -106,7 +105,7 @@ class DatabaseCallback(BaseCallback):
         self.flush()
         base = f"runs/{self.run_id}"
         url = self.store.put_dir(path, f"{base}/checkpoint-{step}")
-        self.store.put_dir(path.parent / STATE_DIR, f"{base}/{STATE_DIR}")
+        publish_state(self.store, self.run_id, path.parent)
         results.put_checkpoint(self.run_id, step, url, {"loss": self.last_loss})
 
     def should_stop(self) -> bool:
@@ -128,33 +127,6 @@ class DatabaseCallback(BaseCallback):
         )
 
 
-def _saved_step(state_dir: Path) -> int:
-    path = state_dir / STATE_FILE
-    return json.loads(path.read_text())["step"] if path.is_file() else -1
-
-
-def restore_state(run_id: int, output_dir: Path) -> None:
-    """Make the resumable state in `output_dir` the run's last published one, or none.
-
-    Published: copied to the artifact store by `on_checkpoint`, after the loss points up to
-    its step were written. The local state can be ahead of it, when an attempt died
-    between saving locally and publishing; resuming from that one would skip the steps
-    whose loss points were never written. So the published state wins (the same on every
-    machine), and without one the run starts over.
-    """
-    store = ArtifactStore()
-    url = store.url(f"runs/{run_id}/{STATE_DIR}")
-    remote = store.get_dir(url) if store.exists(url) else None
-    local = output_dir / STATE_DIR
-    if remote is not None and _saved_step(remote) == _saved_step(local):
-        return
-    shutil.rmtree(local, ignore_errors=True)
-    shutil.rmtree(output_dir / OLD_STATE_DIR, ignore_errors=True)  # the Trainer's fallback
-    if remote is not None:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(remote, local)
-
-
 def loadable_model(spec: TrainSpec) -> TrainSpec:
     """`spec` with its model source checked again (`jobs.model_source`: a row may predate
     the rules, or MODEL_ROOT may have changed since it was submitted) and a checkpoint's URL
@@ -170,11 +142,12 @@ def run_train(claim: jobs.Claim, job: Job, stop: StopControl) -> None:
     assert job.run_id is not None, "a training job belongs to a run"
     output_dir = get_settings().work_dir / f"run-{job.run_id}"
     restore_state(job.run_id, output_dir)
-    if spec.num_processes > 1:
-        summary = _train_launched(claim, job, spec, output_dir)
-    else:
-        callback = DatabaseCallback(claim, job.run_id, spec, stop)
-        summary = Trainer(spec, output_dir, [callback]).train()
+    with named_inputs(dataset=spec.dataset, model=spec.model):
+        if spec.num_processes > 1:
+            summary = _train_launched(claim, job, spec, output_dir)
+        else:
+            callback = DatabaseCallback(claim, job.run_id, spec, stop)
+            summary = Trainer(spec, output_dir, [callback]).train()
     if summary["stopped_by"] == "callback":
         raise Stopped()
     jobs.set_result(claim, {"bound": summary["bound"], "steps": summary["steps"]})
@@ -193,16 +166,16 @@ def _train_launched(claim: jobs.Claim, job: Job, spec: TrainSpec, output_dir: Pa
             "run_id": job.run_id,
         },
     )
-    results_file = output_dir / RESULTS_FILE
+    summary_file = results_file(output_dir)
     # An earlier attempt's results and errors say nothing of this one.
-    results_file.unlink(missing_ok=True)
+    summary_file.unlink(missing_ok=True)
     launch.clear_rank_errors(output_dir)
     code = launch.run_launcher(spec.num_processes, "worker.train_rank", [str(output_dir)], cpu=cpu)
-    if not results_file.is_file():
+    if not summary_file.is_file():
         errors = launch.rank_errors(output_dir) or "(no rank left a traceback; see the log)"
         raise RuntimeError(
             f"accelerate launch exited with code {code} before rank 0 finished training\n" + errors
         )
     if code != 0:  # e.g. SIGTERM (a cancel): it reached the launcher too, after the ranks saved
         log.warning("accelerate launch exited with code %d after rank 0 finished", code)
-    return json.loads(results_file.read_text())
+    return json.loads(summary_file.read_text())

@@ -11,24 +11,10 @@ from typing import Any
 
 from shared import jobs
 from shared.contracts.specs import GenerateSpec
-from shared.db import session_scope
-from shared.models import Checkpoint, Job
-from shared.storage import ArtifactStore
+from shared.models import Job
 from worker import results
+from worker.bodies.checkpoint import load_checkpoint_row
 from worker.stopping import StopControl
-
-
-def load_checkpoint_row(checkpoint_id: int):
-    """(model, tokenizer, meta, checkpoint row) of a stored checkpoint."""
-    from worker.diffusion.modeling import inference_device, load_checkpoint
-
-    with session_scope() as s:
-        ckpt = s.get(Checkpoint, checkpoint_id)
-        if ckpt is None:
-            raise LookupError(f"checkpoint {checkpoint_id} no longer exists")
-    model, tokenizer, meta = load_checkpoint(ArtifactStore().get_dir(ckpt.url))
-    model.to(inference_device()).eval()
-    return model, tokenizer, meta, ckpt
 
 
 def _trajectory(tokenizer, sample) -> dict[str, Any] | None:

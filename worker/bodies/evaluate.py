@@ -13,7 +13,8 @@ from shared import jobs
 from shared.contracts.specs import EvalSpec, TrainSpec
 from shared.models import Job
 from worker import results
-from worker.generate_job import load_checkpoint_row
+from worker.bodies.checkpoint import load_checkpoint_row
+from worker.bodies.errors import named_inputs
 from worker.stopping import StopControl
 
 
@@ -24,7 +25,9 @@ def run_evaluate(claim: jobs.Claim, job: Job, stop: StopControl) -> None:
     spec = EvalSpec.model_validate(job.spec)
     model, tokenizer, meta, ckpt = load_checkpoint_row(int(spec.checkpoint))
     train = TrainSpec.model_validate(meta["spec"]) if "spec" in meta else TrainSpec()
-    texts = data_lib.evaluation_texts(train, spec.dataset, spec.dataset_config)
+    named = spec.dataset or f"{train.dataset} (its validation split)"
+    with named_inputs(dataset=named):
+        texts = data_lib.evaluation_texts(train, spec.dataset, spec.dataset_config)
     stop.raise_if_stopped()
     blocks = data_lib.pack(texts, tokenizer, train.seq_len)
     grid = evaluate_ratios(

@@ -87,6 +87,25 @@ def is_causal_checkpoint(directory: str | Path) -> bool:
     )
 
 
+def load_causal_checkpoint(directory: str | Path):
+    """(model, tokenizer, meta) of an AR checkpoint written by the training loop (or any
+    local causal LM directory); meta is its spec file's content, {} without one."""
+    from transformers import AutoTokenizer
+
+    from .modeling import SPEC_FILE
+
+    directory = Path(directory)
+    if not is_causal_checkpoint(directory):
+        raise ModelSourceError(f"{directory} does not hold a causal LM checkpoint")
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    tokenizer.model_max_length = int(1e9)  # we pack ourselves; no length warnings
+    with quiet_transformers():
+        model = AutoModelForCausalLM.from_pretrained(directory)
+    spec_path = directory / SPEC_FILE
+    meta = json.loads(spec_path.read_text()) if spec_path.is_file() else {}
+    return model, tokenizer, meta
+
+
 def check_causal(model: PreTrainedModel, vocab_size: int | None = None) -> None:
     """Raise ModelSourceError unless changing later tokens leaves earlier logits unchanged.
 
@@ -138,6 +157,26 @@ def next_token_inputs(
     predict_from = torch.zeros_like(scored)
     predict_from[:, :-1] = scored[:, 1:]
     return predict_from, input_ids[:, 1:][scored[:, 1:]]
+
+
+def next_token_batch(
+    ids: torch.Tensor, special_ids: torch.Tensor, prefix_length: int, rows: slice
+) -> dict[str, torch.Tensor]:
+    """`CausalObjective`'s inputs for `rows` of the micro-batch `ids` (B, T).
+
+    Each scored token weighs 1 / (tokens scored in the whole micro-batch), as a masked
+    token does in diffusion training, so the ranks' losses add up to the batch's mean.
+    """
+    scored = scored_positions(ids, special_ids, prefix_length=prefix_length)  # (B, T)
+    total = max(int(scored[:, 1:].sum()), 1)
+    predict_from, targets = next_token_inputs(ids[rows], scored[rows])
+    return {
+        "input_ids": ids[rows],
+        "attention_mask": torch.ones_like(ids[rows]),
+        "predict_from": predict_from,
+        "targets": targets,
+        "weights": torch.full((len(targets),), 1.0 / total),
+    }
 
 
 class CausalObjective(nn.Module):

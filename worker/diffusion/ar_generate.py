@@ -16,6 +16,7 @@ never sampled. The sequence is laid out as the diffusion one: `[CLS] prompt comp
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import torch
@@ -97,10 +98,13 @@ def _decode(model, tokenizer, rows, sampler: SamplerSpec, length: int, end: int,
     B, P = ids.shape
     probs_out = torch.zeros((B, length), dtype=torch.float64)
     new = torch.empty((B, length), dtype=torch.long)
+    # transformers 5 names the key/value cache `cache`; 4.x named it `past_key_values`.
+    cache_name = "cache" if "cache" in inspect.signature(model.forward).parameters else None
+    cache_name = cache_name or "past_key_values"
     cache, step_input = None, ids
     for k in range(length):
-        out = model(input_ids=step_input.to(device), cache=cache, use_cache=True)
-        cache = out.cache
+        out = model(input_ids=step_input.to(device), use_cache=True, **{cache_name: cache})
+        cache = out[cache_name]
         logits = out.logits[:, -1].float().cpu()  # (B, V)
         logits.index_fill_(1, special, float("-inf"))
         tokens, probs = sample_tokens(

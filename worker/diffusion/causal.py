@@ -113,11 +113,12 @@ def check_causal(model: PreTrainedModel, vocab_size: int | None = None) -> None:
     without `is_decoder` would otherwise attend both ways and score text it can see.
     """
     device = next(model.parameters()).device
-    vocab = vocab_size or model.config.vocab_size
+    high = min(vocab_size or model.config.vocab_size, 1000)
+    low = high // 2  # ordinary tokens: special ids come first in our vocabularies
     g = torch.Generator().manual_seed(0)
-    ids = torch.randint(min(vocab, 1000) // 2, min(vocab, 1000), (1, 8), generator=g)
+    ids = torch.randint(low, high, (1, 8), generator=g)  # (1, 8)
     changed = ids.clone()
-    changed[0, 4:] = ids[0, 4:].flip(0) + 1
+    changed[0, 4:] = (ids[0, 4:] - low + 1) % (high - low) + low  # every later token differs
     was_training = model.training
     model.eval()
     try:

@@ -163,6 +163,12 @@ class TrainSpec(_Spec):
     scratch: ScratchModelSpec | None = Field(
         None, description="Architecture when model is 'scratch'."
     )
+    objective: Literal["diffusion", "ar"] = Field(
+        "diffusion",
+        description="diffusion: masked diffusion (variable-ratio masking, ELBO bound). ar: the "
+        "same model and initialisation trained left to right (causal attention, next-token "
+        "loss), evaluated by its exact perplexity: the baseline a diffusion run is measured by.",
+    )
     dataset: str = Field(
         "builtin:kjv",
         description="'builtin:kjv', a file or folder under DATASET_ROOT, a hub dataset id, "

@@ -53,6 +53,11 @@ def add_train_parser(sub) -> None:
     )
     p.add_argument("--spec", type=Path, help="a TrainSpec JSON file (flags still override it)")
     p.add_argument("--model", help="hub name, local directory, packaged model, or 'scratch'")
+    p.add_argument(
+        "--objective",
+        choices=["diffusion", "ar"],
+        help="ar: the same model trained left to right, the baseline (default diffusion)",
+    )
     p.add_argument("--dataset", help="builtin:kjv, a local file/folder, or a hub dataset")
     p.add_argument("--dataset-config", help="hub dataset config, e.g. wikitext-2-raw-v1")
     p.add_argument("--text-column")
@@ -100,6 +105,7 @@ def spec_from_args(args: argparse.Namespace) -> TrainSpec:
     overrides = {
         **base,
         "model": args.model,
+        "objective": args.objective,
         "dataset": args.dataset,
         "dataset_config": args.dataset_config,
         "text_column": args.text_column,
@@ -173,12 +179,10 @@ class ProgressBar:
             return
         done = min(int(metrics["elapsed_s"]), self.bar.total) if self.by_time else step
         self.bar.update(done - self.bar.n)
-        post = {
-            "step": step,
-            "loss": f"{metrics['loss']:.3f}",
-            "mask": f"{metrics['mask_ratio']:.2f}",
-            "tok/s": f"{metrics['tokens_per_s']:.0f}",
-        }
+        post = {"step": step, "loss": f"{metrics['loss']:.3f}"}
+        if metrics.get("mask_ratio") is not None:
+            post["mask"] = f"{metrics['mask_ratio']:.2f}"
+        post["tok/s"] = f"{metrics['tokens_per_s']:.0f}"
         self.bar.set_postfix(post, refresh=False)
 
     def on_evaluate(self, step: int, results, bound: dict) -> None:
@@ -187,7 +191,10 @@ class ProgressBar:
         ce = " ".join(f"{r.ratio:g}:{r.loss:.2f}" for r in results)
         acc = next((r.accuracy for r in results if abs(r.ratio - 0.15) < 1e-9), None)
         tail = f" | acc@0.15 {acc:.1%}" if acc is not None else ""
-        tqdm.write(f"step {step}: CE(t) {ce} | bound {bound['nats_per_token']:.2f} nats{tail}")
+        if bound.get("exact"):
+            tqdm.write(f"step {step}: exact NLL {bound['nats_per_token']:.2f} nats/token")
+        else:
+            tqdm.write(f"step {step}: CE(t) {ce} | bound {bound['nats_per_token']:.2f} nats{tail}")
         sys.stdout.flush()
 
     def on_checkpoint(self, step: int, path: Path) -> None:
@@ -204,6 +211,11 @@ class ProgressBar:
 
 
 def format_eval_table(results: list[dict[str, Any]], bound: dict[str, float]) -> str:
+    if bound.get("exact"):  # an AR model: its likelihood is exact, there is no grid
+        return (
+            f"exact NLL: {bound['nats_per_token']:.3f} nats/token = "
+            f"{bound['bits_per_token']:.3f} bits/token, perplexity = {bound['perplexity']:.1f}"
+        )
     lines = ["mask ratio   CE (nats)   accuracy"]
     for r in results:
         lines.append(f"   {r['ratio']:.2f}      {r['loss']:7.3f}     {r['accuracy']:6.1%}")
@@ -239,20 +251,17 @@ def run_train(args: argparse.Namespace) -> int:
         f"{summary['tokens_per_s'] or 0:.0f} tok/s"
     )
     if args.samples:
-        from worker.diffusion.generate import generate
-        from worker.diffusion.modeling import load_checkpoint
-
-        model, tokenizer, _ = load_checkpoint(summary["checkpoint"])
+        model, tokenizer, generate = _load_for_generation(summary["checkpoint"])
         sampler = SamplerSpec()
         # Fill the rest of a training-length block: the length the model knows best.
         length = max(1, spec.seq_len - len(tokenizer(args.prompt)["input_ids"]))
         samples = generate(
             model, tokenizer, [args.prompt], sampler, length=length, num_samples=args.samples
         )
-        print(
-            f"\nsamples ({sampler.strategy} unmasking, {sampler.steps} steps, "
-            f"{sampler.sampling} k={sampler.top_k}, T={sampler.temperature}):"
-        )
+        how = f"{sampler.strategy} unmasking, {sampler.steps} steps"
+        if spec.objective == "ar":
+            how = "left to right"
+        print(f"\nsamples ({how}, {sampler.sampling} k={sampler.top_k}, T={sampler.temperature}):")
         for s in samples:
             print(f"  [{s.seed}] {s.text}")
     print(f"\ncheckpoint: {summary['checkpoint']}")
@@ -262,6 +271,27 @@ def run_train(args: argparse.Namespace) -> int:
         f'--prefix "{args.prompt}" --show-steps'
     )
     return 0
+
+
+def _load_for_generation(checkpoint: str | Path):
+    """(model, tokenizer, generate function) for a checkpoint directory or model name: an
+    AR checkpoint generates token by token, anything else by iterative unmasking."""
+    from worker.diffusion.modeling import load_checkpoint, load_pretrained
+
+    if Path(checkpoint).is_dir():
+        from worker.diffusion.causal import is_causal_checkpoint, load_causal_checkpoint
+
+        if is_causal_checkpoint(checkpoint):
+            from worker.diffusion.ar_generate import generate_causal
+
+            model, tokenizer, _ = load_causal_checkpoint(checkpoint)
+            return model, tokenizer, generate_causal
+        model, tokenizer, _ = load_checkpoint(checkpoint)
+    else:
+        model, tokenizer = load_pretrained(str(checkpoint))
+    from worker.diffusion.generate import generate
+
+    return model, tokenizer, generate
 
 
 def _train_launched(args: argparse.Namespace, spec: TrainSpec, output: Path) -> int:
@@ -301,18 +331,31 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     from shared.contracts.specs import DEFAULT_EVAL_GRID
     from worker.diffusion import data as data_lib
+    from worker.diffusion.causal import (
+        evaluate_causal,
+        is_causal_checkpoint,
+        load_causal_checkpoint,
+    )
     from worker.diffusion.evaluation import bound_of, evaluate_ratios
     from worker.diffusion.modeling import inference_device, load_checkpoint
 
-    model, tokenizer, meta = load_checkpoint(args.checkpoint)
+    causal = is_causal_checkpoint(args.checkpoint)
+    load = load_causal_checkpoint if causal else load_checkpoint
+    model, tokenizer, meta = load(args.checkpoint)
     model.to(inference_device())
     spec = TrainSpec.model_validate(meta["spec"]) if "spec" in meta else TrainSpec()
     val = data_lib.evaluation_texts(spec, args.dataset, args.dataset_config)
     blocks = data_lib.pack(val, tokenizer, spec.seq_len)
+    if causal:  # exact likelihood: no mask ratios
+        exact = {**asdict(evaluate_causal(model, blocks, tokenizer, **_sizes(args))), "exact": True}
+        print(
+            json.dumps({"eval": [], "bound": exact}, indent=2)
+            if args.json
+            else format_eval_table([], exact)
+        )
+        return 0
     ratios = args.ratios or list(DEFAULT_EVAL_GRID)
-    results = evaluate_ratios(
-        model, blocks, tokenizer, ratios, batch_size=args.batch_size, max_batches=args.batches
-    )
+    results = evaluate_ratios(model, blocks, tokenizer, ratios, **_sizes(args))
     bound = asdict(bound_of(results))
     rows = [asdict(r) for r in results]
     if args.json:
@@ -320,6 +363,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     else:
         print(format_eval_table(rows, bound))
     return 0
+
+
+def _sizes(args: argparse.Namespace) -> dict[str, Any]:
+    return {"batch_size": args.batch_size, "max_batches": args.batches}
 
 
 # --------------------------------------------------------------------------- generate
@@ -372,8 +419,8 @@ def run_generate(args: argparse.Namespace) -> int:
 
     from text_diffusion.errors import UserError
     from worker.diffusion.evaluation import sample_metrics
-    from worker.diffusion.generate import generate, infill
-    from worker.diffusion.modeling import inference_device, load_checkpoint, load_pretrained
+    from worker.diffusion.generate import infill
+    from worker.diffusion.modeling import inference_device
     from worker.diffusion.viz import render_trajectory
 
     if args.prefix and args.template:
@@ -381,10 +428,9 @@ def run_generate(args: argparse.Namespace) -> int:
     if args.num_samples < 1 or args.length < 1:
         raise UserError("--num-samples and --length must be at least 1")
     sampler = sampler_from_args(args)
-    if Path(args.checkpoint).is_dir():
-        model, tokenizer, _ = load_checkpoint(args.checkpoint)
-    else:
-        model, tokenizer = load_pretrained(args.checkpoint)
+    model, tokenizer, generate = _load_for_generation(args.checkpoint)
+    if args.template and getattr(model.config, "is_decoder", False):
+        raise UserError("--template (infilling) needs a diffusion checkpoint; this one is AR")
     model.to(inference_device())
     common = {
         "num_samples": args.num_samples,

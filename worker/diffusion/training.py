@@ -10,6 +10,10 @@ Accelerate's `save_state` stores the model, optimiser and RNG states, so a run s
 step k and resumed continues the uninterrupted loss curve. Callbacks receive progress,
 metrics and checkpoints and may ask the loop to stop, which is how a worker streams results
 to a database and cancels a run.
+
+With `spec.objective == "ar"` the same loop trains the same model left to right (an AR
+baseline, `causal.py`): next-token loss instead of masking, the exact perplexity instead
+of the bound, and the same data order, optimiser, schedule, checkpoints and resume.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from torch import nn
 from shared.contracts.specs import TrainSpec
 
 from . import data as data_lib
+from .causal import CausalObjective, causal_from_masked, evaluate_causal, next_token_batch
 from .evaluation import RatioResult, bound_of, evaluate_ratios, unigram_entropy
 from .masking import diffusion_loss, mask_tokens, seeded_generator, special_ids
 from .modeling import (
@@ -201,6 +206,8 @@ def prepare_data_and_model(spec: TrainSpec) -> Prepared:
     fresh = spec.model == "scratch" or getattr(model, "fresh_head", False)
     if fresh and spec.init_output_bias:
         init_output_bias(model, train)
+    if spec.objective == "ar":
+        model = causal_from_masked(model)  # the same weights, attending left to right
     return Prepared(model, tokenizer, train, val)
 
 
@@ -242,9 +249,8 @@ class Trainer:
         optimizer = torch.optim.AdamW(
             param_groups(model, spec), betas=(0.9, 0.98), eps=1e-6, fused=True
         )
-        self.objective, self.optimizer = self.accelerator.prepare(
-            DiffusionObjective(model), optimizer
-        )
+        wrapper = CausalObjective(model) if spec.objective == "ar" else DiffusionObjective(model)
+        self.objective, self.optimizer = self.accelerator.prepare(wrapper, optimizer)
         self.state = TrainerState()
 
     def _check_same_data(self) -> None:
@@ -324,6 +330,8 @@ class Trainer:
         Every rank masks the whole micro-batch (cheap integer ops) and keeps its rows, so N
         processes train on exactly the masked batches one process would.
         """
+        if self.spec.objective == "ar":
+            return self._causal_micro_batch(k)
         acc = self.accelerator
         ids = self.prepared.train_blocks[self.sampler.batch(k)]  # (B, T)
         batch = mask_tokens(
@@ -345,6 +353,14 @@ class Trainer:
             "ratio": float(batch.ratios.mean()),
         }
 
+    def _causal_micro_batch(self, k: int) -> dict[str, torch.Tensor]:
+        """Global micro-batch k for next-token training; this process's rows."""
+        acc = self.accelerator
+        ids = self.prepared.train_blocks[self.sampler.batch(k)]  # (B, T)
+        mine = slice(acc.process_index, None, acc.num_processes)
+        batch = next_token_batch(ids, self.special_ids, self.spec.masking.prefix_length, mine)
+        return {key: value.to(acc.device) for key, value in batch.items()}
+
     def _progress(self) -> float:
         p = self.state.step / self.spec.max_steps
         if self.spec.minutes:
@@ -359,7 +375,7 @@ class Trainer:
         total, ratio_sum, masked_tokens = 0.0, 0.0, 0
         for micro in range(spec.grad_accum):
             batch = self._micro_batch(self.state.step * spec.grad_accum + micro)
-            ratio_sum += batch.pop("ratio")
+            ratio_sum += batch.pop("ratio", 0.0)
             with acc.autocast():
                 loss = self.objective(**batch)  # this rank's share of the batch's loss
             # DDP averages gradients over the P ranks; the batch's gradient is their sum.
@@ -374,7 +390,7 @@ class Trainer:
         self.state.tokens_seen += tokens
         return {
             "loss": total,
-            "mask_ratio": ratio_sum / spec.grad_accum,
+            "mask_ratio": ratio_sum / spec.grad_accum if spec.objective == "diffusion" else None,
             "lr": spec.lr * factor,
             "grad_norm": float(grad_norm),
             "masked_tokens": masked_tokens,
@@ -393,7 +409,11 @@ class Trainer:
         return {**metrics, "loss": loss, "masked_tokens": int(masked)}
 
     def evaluate(self) -> tuple[list[RatioResult], dict[str, float]]:
+        """Diffusion: CE(t) on the eval grid and its ELBO bound. AR: the exact NLL per token
+        on the same blocks and tokens, in the bound's place (with `exact: True`) and no grid."""
         spec = self.spec
+        if spec.objective == "ar":
+            return self._evaluate_causal()
         with self.accelerator.autocast():
             results = evaluate_ratios(
                 self.accelerator.unwrap_model(self.objective).model,
@@ -412,6 +432,22 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_evaluate(self.state.step, results, bound)
         return results, bound
+
+    def _evaluate_causal(self) -> tuple[list[RatioResult], dict[str, float]]:
+        with self.accelerator.autocast():
+            exact = evaluate_causal(
+                self.accelerator.unwrap_model(self.objective).model,
+                self.prepared.val_blocks,
+                self.tokenizer,
+                batch_size=self.spec.batch_size,
+                max_batches=self.spec.eval_batches,
+                prefix_length=self.spec.masking.prefix_length,
+            )
+        bound = {**asdict(exact), "exact": True}
+        self.state.history.append(json_safe({"step": self.state.step, **bound, "grid": []}))
+        for cb in self.callbacks:
+            cb.on_evaluate(self.state.step, [], bound)
+        return [], bound
 
     # ----------------------------------------------------------------- the loop
     def _stop_reason(self) -> str | None:
@@ -498,6 +534,7 @@ class Trainer:
         s = self.state
         return {
             "spec": self.spec.model_dump(mode="json"),
+            "objective": self.spec.objective,
             "steps": s.step,
             "resumed_from_step": start_step,
             "stopped_by": stopped_by,

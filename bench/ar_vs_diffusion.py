@@ -1,0 +1,332 @@
+"""Diffusion vs an AR baseline at equal wall-clock compute, judged four ways.
+
+From the same initialisation (the offline default: packaged all-MiniLM-L6-v2 + a fresh head
+whose bias is the log unigram prior, the KJV, 64-token blocks), train the `minilm` preset
+as masked diffusion and as AR (`objective: ar`) for the same wall-clock budget, then:
+
+1. likelihood on the same held-out blocks and tokens: the diffusion ELBO bound (ppl <= X)
+   and the AR model's exact perplexity (= Y); `bound_ratio` = X / Y;
+2. compute: steps, tokens and FLOPs = 6 * N * tokens (N = all parameters, the tied output
+   matrix once; the usual 6ND estimate: forward 2ND + backward 4ND);
+3. unconditional samples of both models judged by the AR model (judge perplexity of the
+   generated tokens, with their unigram entropy beside it) and by MAUVE against held-out
+   snippets of the same token length (MiniLM features);
+4. the diffusion model's speed-quality frontier: steps x unmasking strategy, each point with
+   its cost (forward passes and seconds per sample) and quality.
+
+The AR learning rates are tuned first (short runs over `--ar-lrs`, the best by held-out
+NLL), as the diffusion preset's were (BENCHMARKS.md, "What we tried").
+
+    python bench/ar_vs_diffusion.py                # 3 minutes per model (~45 min all in)
+    python bench/ar_vs_diffusion.py --quick        # smoke run: tiny model, seconds per part
+
+Writes bench/results/ar_vs_diffusion.json (`--quick`: ar_vs_diffusion_quick.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from _common import ROOT, command, machine, write_result
+
+
+def lscpu_machine() -> dict[str, Any]:
+    """The CPU as lscpu names it, the SIMD flags that decide training speed, and the load."""
+    out: dict[str, Any] = dict(machine())
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        text = ""
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = fields.get("Flags", "").split()
+    out["lscpu_model_name"] = fields.get("Model name")
+    out["simd_flags"] = sorted(f for f in flags if f.startswith(("avx", "amx", "fma")))
+    out["load_average_at_start"] = os.getloadavg()
+    return out
+
+
+def _parse_lrs(text: str) -> list[tuple[float, float]]:
+    pairs = []
+    for item in text.split(","):
+        body, _, head = item.partition("/")
+        pairs.append((float(body), float(head or body)))
+    return pairs
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--minutes", type=float, default=3.0, help="training budget per model")
+    p.add_argument("--quick", action="store_true", help="smoke run on the tiny preset")
+    p.add_argument("--ar-lrs", default="3e-4/2e-3,1e-4/1e-3,1e-3/3e-3", help="body/head pairs")
+    p.add_argument("--trial-minutes", type=float, help="per AR lr trial (default minutes / 2)")
+    p.add_argument("--steps", default="8,16,32,64", help="frontier: denoising steps")
+    p.add_argument("--strategies", default="entropy,confidence,random", help="frontier")
+    p.add_argument("--samples", type=int, default=100, help="per point (MAUVE needs 100)")
+    # 32: half a training block, so that the frontier fits in about half an hour on 2 cores;
+    # the scheduled strategies then make at most 32 passes (64 steps = one token per pass).
+    p.add_argument("--length", type=int, default=32, help="tokens per sample")
+    p.add_argument("--temperature", type=float, default=0.7, help="top-k 50 sampling, both")
+    p.add_argument("--batch-size", type=int, default=32, help="generation batch")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, default=ROOT / "runs" / "ar_vs_diffusion")
+    return p.parse_args()
+
+
+def base_spec(args: argparse.Namespace):
+    from shared.contracts.specs import TrainSpec
+
+    # Evaluate and save only at the end: the budget goes to training.
+    common = {"max_steps": 10**9, "eval_every": 10**9, "save_every": 10**9, "log_every": 25}
+    if args.quick:
+        return TrainSpec.from_preset("tiny", max_texts=300, seq_len=32, **common)
+    return TrainSpec.from_preset("minilm", **common)
+
+
+def with_changes(spec, **changes):
+    """A validated copy of TrainSpec `spec` with `changes`."""
+    return type(spec).model_validate({**spec.model_dump(), **changes})
+
+
+def train(spec, out: Path) -> dict[str, Any]:
+    """Train `spec` from scratch into `out` (an earlier run there is removed, not resumed)."""
+    from worker.diffusion.training import Trainer
+
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.perf_counter()
+    summary = Trainer(spec, out).train()
+    print(
+        f"  {spec.objective} lr {spec.lr:g}/{spec.head_lr}: {summary['steps']} steps, "
+        f"{summary['tokens_seen']:,} tokens, {time.perf_counter() - t0:.0f}s wall; held-out "
+        f"{'exact' if spec.objective == 'ar' else 'bound'} {summary['bound']['perplexity']:.1f}"
+    )
+    return summary
+
+
+def tune_ar(base, pairs, minutes: float, out: Path) -> tuple[list[dict], tuple[float, float]]:
+    """Short AR runs, one per (lr, head_lr); the best by held-out NLL (the loop's own eval)."""
+    trials = []
+    for lr, head_lr in pairs:
+        spec = with_changes(base, objective="ar", minutes=minutes, lr=lr, head_lr=head_lr)
+        summary = train(spec, out / f"trial-{lr:g}-{head_lr:g}")
+        trials.append(
+            {
+                "lr": lr,
+                "head_lr": head_lr,
+                "minutes": minutes,
+                "steps": summary["steps"],
+                "nats_per_token": summary["bound"]["nats_per_token"],
+                "perplexity": summary["bound"]["perplexity"],
+            }
+        )
+    best = min(trials, key=lambda t: t["nats_per_token"])
+    return trials, (best["lr"], best["head_lr"])
+
+
+def held_out(diffusion_ckpt: str, ar_ckpt: str, spec) -> dict[str, Any]:
+    """Bound and exact perplexity on the whole held-out split (the same blocks, same tokens)."""
+    from shared.contracts.specs import DEFAULT_EVAL_GRID
+    from worker.diffusion import data
+    from worker.diffusion.causal import evaluate_causal, load_causal_checkpoint
+    from worker.diffusion.evaluation import bound_of, evaluate_ratios, unigram_entropy
+    from worker.diffusion.modeling import load_checkpoint
+
+    diffusion, tokenizer, _ = load_checkpoint(diffusion_ckpt)
+    ar, _, _ = load_causal_checkpoint(ar_ckpt)
+    val = data.pack(data.corpus_for(spec).validation, tokenizer, spec.seq_len)
+    t0 = time.perf_counter()
+    grid = evaluate_ratios(diffusion, val, tokenizer, list(DEFAULT_EVAL_GRID), batch_size=32)
+    bound = bound_of(grid)
+    exact = evaluate_causal(ar, val, tokenizer, batch_size=32)
+    print(
+        f"held-out ({len(val)} blocks, {exact.tokens:,} tokens, {time.perf_counter() - t0:.0f}s):"
+        f" diffusion bound ppl <= {bound.perplexity:.1f}, AR ppl = {exact.perplexity:.1f}"
+    )
+    return {
+        "blocks": len(val),
+        "tokens_scored": exact.tokens,
+        "diffusion_grid": [asdict(r) for r in grid],
+        "diffusion_bound": asdict(bound),
+        "ar_exact": asdict(exact),
+        "unigram_entropy": unigram_entropy(val, tokenizer.all_special_ids),
+    }
+
+
+def measure(samples, seconds: float, judge, references, featurizer: str) -> dict[str, Any]:
+    """Cost and quality of one sample set."""
+    from worker.diffusion.evaluation import sample_metrics
+    from worker.diffusion.judge import judge_perplexity
+    from worker.diffusion.mauve import mauve_score
+
+    completions = [s.completion for s in samples]
+    scores = judge_perplexity(*judge, completions, [s.prompt for s in samples], batch_size=16)
+    mauve = mauve_score(completions, references, featurizer=featurizer)
+    return {
+        "samples": len(samples),
+        "forward_passes": sum(s.forward_passes for s in samples) / len(samples),
+        "seconds_per_sample": seconds / len(samples),
+        "judge_ppl": scores.perplexity,
+        "entropy": scores.entropy,
+        "mauve": mauve.score,
+        "mauve_reason": mauve.reason,
+        "distinct_2": sample_metrics(completions)["distinct_2"],
+        "examples": completions[:3],
+    }
+
+
+def timed(fn, *args, **kwargs):
+    t0 = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - t0
+
+
+def params(checkpoint: str) -> int:
+    from worker.diffusion.modeling import load_checkpoint, num_parameters
+
+    return num_parameters(load_checkpoint(checkpoint)[0])
+
+
+def main() -> None:
+    args = parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from shared.contracts.specs import SamplerSpec
+    from worker.diffusion import data
+    from worker.diffusion.ar_generate import generate_causal
+    from worker.diffusion.generate import generate
+    from worker.diffusion.judge import judge_perplexity, load_judge
+    from worker.diffusion.mauve import DEFAULT_FEATURIZER, mauve_score, reference_snippets
+    from worker.diffusion.modeling import load_checkpoint
+
+    started = time.perf_counter()
+    host = lscpu_machine()
+    minutes = 0.1 if args.quick else args.minutes
+    base = with_changes(base_spec(args), minutes=minutes)
+    if args.quick:
+        args.steps, args.strategies = "4,8", "entropy,confidence"
+
+    print(f"AR learning-rate trials ({args.ar_lrs}):")
+    trial_minutes = args.trial_minutes or minutes / 2
+    trials, (lr, head_lr) = tune_ar(base, _parse_lrs(args.ar_lrs), trial_minutes, args.out)
+    print(f"best AR lr {lr:g} / head {head_lr:g}")
+
+    print(f"training both for {minutes:g} minutes:")
+    runs = {
+        "diffusion": train(base, args.out / "diffusion"),
+        "ar": train(with_changes(base, objective="ar", lr=lr, head_lr=head_lr), args.out / "ar"),
+    }
+    n_params = params(runs["diffusion"]["checkpoint"])
+    compute = {
+        name: {
+            "steps": r["steps"],
+            "tokens_seen": r["tokens_seen"],
+            "train_seconds": r["train_seconds"],
+            "tokens_per_s": r["tokens_per_s"],
+            "flops": 6 * n_params * r["tokens_seen"],
+            "lr": r["spec"]["lr"],
+            "head_lr": r["spec"]["head_lr"],
+            "mixed_precision": r["mixed_precision"],
+        }
+        for name, r in runs.items()
+    }
+    likelihood = held_out(runs["diffusion"]["checkpoint"], runs["ar"]["checkpoint"], base)
+    ar_ppl = likelihood["ar_exact"]["perplexity"]
+    bound_ppl = likelihood["diffusion_bound"]["perplexity"]
+
+    diffusion, tokenizer, _ = load_checkpoint(runs["diffusion"]["checkpoint"])
+    judge = load_judge(runs["ar"]["checkpoint"])
+    length = min(args.length, base.seq_len - 2)
+    n = 100 if args.quick else args.samples
+    validation = data.corpus_for(base).validation
+    references = reference_snippets(validation, tokenizer, n, length, seed=0)
+    human = judge_perplexity(*judge, references, batch_size=16)
+    reference = {
+        "texts": len(references),
+        "judge_ppl": human.perplexity,
+        "entropy": human.entropy,
+        "mauve_vs_other_held_out": mauve_score(
+            reference_snippets(validation, tokenizer, n, length, seed=1), references
+        ).score,
+    }
+    print(
+        f"held-out snippets: judge ppl {human.perplexity:.1f}, entropy {human.entropy:.2f}, "
+        f"MAUVE vs other held-out {reference['mauve_vs_other_held_out']}"
+    )
+    common = {"length": length, "num_samples": n, "batch_size": args.batch_size}
+    sampler = SamplerSpec(sampling="topk", temperature=args.temperature)
+    ar_model, ar_tokenizer = judge
+    samples, seconds = timed(generate_causal, ar_model, ar_tokenizer, [""], sampler, **common)
+    ar_samples = measure(samples, seconds, judge, references, DEFAULT_FEATURIZER)
+    print(
+        f"AR samples: judge ppl {ar_samples['judge_ppl']:.1f}, "
+        f"entropy {ar_samples['entropy']:.2f}, MAUVE {ar_samples['mauve']}, "
+        f"{ar_samples['seconds_per_sample']:.2f} s/sample"
+    )
+
+    frontier: list[dict[str, Any]] = []
+    payload = {
+        "ar_ppl": ar_ppl,
+        "diffusion_bound_ppl": bound_ppl,
+        "bound_ratio": bound_ppl / ar_ppl if ar_ppl else math.nan,
+        "frontier": frontier,
+        "ar_samples": ar_samples,
+        "reference": reference,
+        "budget_minutes": minutes,
+        "flops_formula": "6 * N * tokens_seen, N = all parameters (tied output matrix once)",
+        "parameters": n_params,
+        "compute": compute,
+        "likelihood": likelihood,
+        "ar_lr_trials": trials,
+        "settings": {
+            "preset": base.preset,
+            "length": length,
+            "samples_per_point": n,
+            "sampling": "topk 50",
+            "temperature": args.temperature,
+            "prompt": "",
+            "judge": "the AR run's final checkpoint",
+            "mauve_featurizer": DEFAULT_FEATURIZER,
+        },
+        "machine": host,
+        "command": command(),
+    }
+    for strategy in args.strategies.split(","):
+        for steps in [int(s) for s in args.steps.split(",")]:
+            point_sampler = sampler.model_copy(update={"strategy": strategy, "steps": steps})
+            samples, seconds = timed(generate, diffusion, tokenizer, [""], point_sampler, **common)
+            point = {"strategy": strategy, "steps": steps}
+            point.update(measure(samples, seconds, judge, references, DEFAULT_FEATURIZER))
+            frontier.append(point)
+            print(
+                f"  {strategy:>10} {steps:3d} steps: {point['forward_passes']:5.1f} passes, "
+                f"{point['seconds_per_sample']:.2f} s/sample, judge ppl {point['judge_ppl']:.1f}, "
+                f"entropy {point['entropy']:.2f}, MAUVE {point['mauve']}"
+            )
+            save(payload, args, started, complete=False)  # a partial frontier survives a stop
+    path = save(payload, args, started, complete=True)
+    print(f"bound ratio {payload['bound_ratio']:.2f}; wrote {path}")
+
+
+def save(payload: dict[str, Any], args: argparse.Namespace, started: float, complete: bool):
+    payload["complete"] = complete
+    payload["wall_seconds"] = time.perf_counter() - started
+    payload["machine"]["load_average_now"] = os.getloadavg()
+    if args.quick:  # a smoke run's figures are not results
+        path = args.out / "ar_vs_diffusion_quick.json"
+        path.write_text(json.dumps(payload, indent=2) + "\n")
+        return path
+    return write_result("ar_vs_diffusion", payload)
+
+
+if __name__ == "__main__":
+    main()

@@ -356,7 +356,8 @@ class SamplerSpec(_Spec):
 MAX_GRID = 64  # sampler combinations per generation job
 MAX_FRONTIER_CHARS = 64
 MAX_FRONTIER_CHECKPOINTS = 8
-_FRONTIER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+FRONTIER_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+FRONTIER_NAME = re.compile(FRONTIER_NAME_PATTERN)
 MAX_PROMPTS = 32
 MAX_PROMPT_CHARS = 2000
 MAX_SAMPLES = 4096  # combinations x prompts x num_samples
@@ -471,7 +472,7 @@ class GenerateSpec(_Spec):
     @field_validator("frontier")
     @classmethod
     def _frontier(cls, v: str | None) -> str | None:
-        if v is not None and not _FRONTIER_NAME.fullmatch(v):
+        if v is not None and not FRONTIER_NAME.fullmatch(v):
             raise ValueError(
                 f"frontier {v!r}: letters, digits and '-_.' only, starting with a letter or digit"
             )

@@ -23,6 +23,7 @@ from web.errors import QueryError
 from web.pages import bp
 from web.queries.compare import compare as compare_runs
 from web.queries.runs import RunQuery, list_runs
+from web.queries.samples import QUALITY_KEYS
 
 PICKER_RUNS = 50
 # Decimals kept of the losses sent to the charts: far below what a chart can show, and it
@@ -92,7 +93,9 @@ def compare():
     with read_scope() as s:
         data = compare_runs(s, ids)
     metric_names = sorted(
-        {k for m in data["sample_metrics"].values() if m for k in m} - {"sample_set_id", "settings"}
+        {k for m in data["sample_metrics"].values() if m for k in m}
+        - {"sample_set_id", "settings"}
+        - QUALITY_KEYS
     )
     return render_template(
         "compare.html",

@@ -159,3 +159,25 @@ def test_a_bad_frontier_is_refused_naming_the_field(client):
 def _all_generate_jobs() -> list[Job]:
     with session_scope() as s:
         return list(s.scalars(select(Job).where(Job.kind == JobKind.GENERATE)))
+
+
+def test_cli_lists_shows_and_refuses_frontiers(app, capsys):
+    from text_diffusion.cli import main
+
+    ids = _seed()
+    assert main(["frontier", "list"]) == 0
+    assert capsys.readouterr().out.startswith("fr-1\t3 jobs\t3 sample sets")
+    assert main(["frontier", "show", "fr-1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split("\t")[:6] == ["line", "steps", "T", "passes", "s/sample", "judge ppl"]
+    ar_row = out[2].split("\t")
+    assert ar_row[0] == f"run {ids['ar']} · AR" and ar_row[5:8] == ["30", "2.5", "0.8"]
+    assert out[3].split("\t")[1] == "4" and out[3].endswith(str(ids["d4"]))
+    assert main(["frontier", "show", "nope"]) == 2
+    assert "no frontier named 'nope'" in capsys.readouterr().err
+    before = _jobs()
+    assert main(["frontier", "submit", "--checkpoints", "1", "--steps", "0,8"]) == 2
+    assert "steps: " in capsys.readouterr().err
+    assert main(["frontier", "submit", "--checkpoints", "1", "--judge", "gpt2/../x"]) == 2
+    assert "judge" in capsys.readouterr().err
+    assert _jobs() == before

@@ -121,9 +121,10 @@ def frontier_points(s: Session, name: str) -> dict[str, Any]:
     ).all()
     points = [_point(ss, ckpt, run) for ss, ckpt, run in rows]
     spec = frontier_jobs[0].spec
+    judged = [p["judge"] for p in points if p["judge"]]
     return {
         "name": name,
-        "judge": spec.get("judge"),
+        "judge": judged[0] if judged else spec.get("judge"),
         "length": spec.get("length"),
         "jobs": [
             {

@@ -186,7 +186,7 @@ td.quality = (m) => {
   const dash = (v) => (v === null || v === undefined ? "—" : td.num(v));
   const mauve = [td.el("b", {}, dash(m.mauve))];
   if ((m.mauve === null || m.mauve === undefined) && m.mauve_reason) {
-    mauve.push(" ", td.el("small", { class: "q-reason" }, `(${m.mauve_reason.split(";").pop().trim()})`));
+    mauve.push(" ", td.el("small", { class: "q-reason" }, `(${m.mauve_reason})`));
   }
   return td.el(
     "span",

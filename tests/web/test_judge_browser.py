@@ -133,6 +133,9 @@ def test_ar_and_diffusion_judged_compared_and_on_the_frontier(server, page):  # 
     assert re.search(r"diffusion: bound ≤ \d", bounds) and re.search(r"AR: exactly \d", bounds)
     assert len(re.findall(r"judge ppl [\d.]+\s+entropy [\d.]+", bounds)) == 2, bounds
     assert "no per-mask-ratio curves" in page.inner_text("#ar-curves-note")
+    page.wait_for_selector("#chart-vs-ratio .uplot canvas")
+    labels = page.locator("#chart-vs-ratio .u-legend .u-series .u-label").all_inner_texts()
+    assert "ar baseline (AR: no mask ratios)" in labels, labels
     _shot(page, "compare")
 
     # A frontier over both checkpoints from its page's form.

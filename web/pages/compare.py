@@ -52,7 +52,10 @@ def chart_data(data: dict[str, Any]) -> dict[str, Any]:
                 "loss": {k: _rounded(v) for k, v in ev["loss"].items()},
             },
         }
-    runs = [{"id": r["id"], "name": r["name"], "status": r["status"]} for r in data["runs"]]
+    runs = [
+        {"id": r["id"], "name": r["name"], "status": r["status"], "objective": r["objective"]}
+        for r in data["runs"]
+    ]
     return {"runs": runs, "curves": curves}
 
 

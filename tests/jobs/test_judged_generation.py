@@ -66,6 +66,11 @@ def test_ar_and_diffusion_runs_judged_and_on_one_frontier(job_env, workers):
     assert m["entropy_tokens"] == "judge"
     assert 0.0 < m["mauve"] <= 1.0 and m["mauve_reason"] is None
     assert m["mauve_references"] == 100
+    with db.session_scope() as s:
+        nlls = [x.metrics["judge_nll"] for x in s.get(SampleSet, ar_set.id).samples]
+    # The set's perplexity is the token-weighted mean of the samples' NLLs (equal lengths).
+    assert len(nlls) == 100 and min(nlls) < max(nlls)
+    assert math.log(m["judge_ppl"]) == pytest.approx(sum(nlls) / 100, rel=0.05)
 
     # Diffusion generation without a judge: entropy yes, judge perplexity empty; too few
     # samples for MAUVE, and the reason stored.

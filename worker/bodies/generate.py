@@ -100,20 +100,16 @@ def run_generate(claim: jobs.Claim, job: Job, stop: StopControl) -> None:
         )
         seconds = time.perf_counter() - t0
         completions = [s.completion for s in samples]
+        quality, per_sample = quality_metrics(
+            completions, [s.prompt for s in samples], tokenizer, judge, references, spec.length
+        )
         metrics = {
             **sample_metrics(completions),
             "seconds": seconds,
             "seconds_per_sample": seconds / len(samples),
             "forward_passes": sum(s.forward_passes for s in samples) / len(samples),
             "objective": "ar" if causal else "diffusion",
-            **quality_metrics(
-                completions,
-                [s.prompt for s in samples],
-                tokenizer,
-                judge,
-                references,
-                spec.length,
-            ),
+            **quality,
         }
         rows = [
             {
@@ -121,9 +117,13 @@ def run_generate(claim: jobs.Claim, job: Job, stop: StopControl) -> None:
                 "text": s.text,
                 "seed": s.seed,
                 "trajectory": _trajectory(tokenizer, s),
-                "metrics": {"forward_passes": s.forward_passes, "completion": s.completion},
+                "metrics": {
+                    "forward_passes": s.forward_passes,
+                    "completion": s.completion,
+                    **judged,
+                },
             }
-            for s in samples
+            for s, judged in zip(samples, per_sample, strict=True)
         ]
         results.add_sample_set(job.id, ckpt.id, combo.index, combo.settings(), metrics, rows)
         jobs.set_progress(claim, (k + 1) / len(combinations))

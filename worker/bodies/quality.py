@@ -57,18 +57,24 @@ def quality_metrics(
     judge: Judge | None,
     references: Callable[[int], list[str]],
     length: int,
-) -> dict[str, Any]:
-    """The measures above for one sample set. `references(n)` gives up to n held-out
-    snippets of `length` tokens; it is called only when there are enough samples for MAUVE."""
+) -> tuple[dict[str, Any], list[dict[str, float]]]:
+    """The measures above for one sample set, and per sample its judge NLL per token
+    (empty dicts without a judge). `references(n)` gives up to n held-out snippets of
+    `length` tokens; it is called only when there are enough samples for MAUVE."""
     from worker.diffusion.judge import judge_perplexity, text_entropy
     from worker.diffusion.mauve import DEFAULT_FEATURIZER, MIN_TEXTS, mauve_score
 
     out: dict[str, Any] = {"judge": judge.name if judge else None, "judge_ppl": None}
+    per_sample: list[dict[str, float]] = [{} for _ in completions]
     if judge is not None:
         scores = judge_perplexity(judge.model, judge.tokenizer, completions, prompts)
         out["judge_ppl"] = scores.perplexity
         out["unigram_entropy"] = scores.entropy
         out["entropy_tokens"] = "judge"
+        per_sample = [
+            {"judge_nll": nll / n} if n else {}
+            for nll, n in zip(scores.nll, scores.tokens, strict=True)
+        ]
     else:
         ids = tokenizer(list(completions), add_special_tokens=False)["input_ids"]
         out["unigram_entropy"] = sum(text_entropy(x) for x in ids) / max(1, len(ids))
@@ -80,9 +86,9 @@ def quality_metrics(
         out["mauve_reason"] = (
             f"MAUVE needs at least {MIN_TEXTS} samples; this set has {len(completions)}"
         )
-        return out
+        return out, per_sample
     mauve = mauve_score(completions, references(len(completions)))
     out["mauve"] = mauve.score
     out["mauve_reason"] = mauve.reason
     out["mauve_references"] = mauve.q_texts
-    return out
+    return out, per_sample

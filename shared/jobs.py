@@ -209,6 +209,38 @@ def submit_generate(spec: GenerateSpec, *, queue: str | None = None, priority: i
     return _submit_on_checkpoint(JobKind.GENERATE, spec, queue, priority)
 
 
+def submit_generate_all(
+    specs: list[GenerateSpec], *, queue: str | None = None, priority: int = 0
+) -> list[Job]:
+    """Insert several generation jobs in one transaction, all or none (a frontier's), each
+    checked as `submit_generate` checks one; commit, enqueue them."""
+    judges: dict[str, str] = {}
+    for spec in specs:
+        if spec.judge is not None and spec.judge not in judges:
+            judges[spec.judge] = judge_source(spec.judge)
+    with session_scope() as s:
+        rows = []
+        for spec in specs:
+            ckpt = resolve_checkpoint(s, spec.checkpoint)
+            payload = spec.model_dump(mode="json")
+            payload["checkpoint"] = ckpt.id
+            payload["judge"] = judges.get(spec.judge) if spec.judge is not None else None
+            rows.append(
+                _new_job(JobKind.GENERATE, payload, ckpt.run_id, _queue(spec, queue), priority)
+            )
+        s.add_all(rows)
+    _enqueue([j.id for j in rows])
+    return rows
+
+
+def checkpoint_objective(ref: int | str, field: str = "checkpoint") -> str:
+    """'diffusion' or 'ar': the objective of the run that wrote checkpoint `ref`;
+    `SpecError` naming `field` if there is no such checkpoint."""
+    with session_scope() as s:
+        ckpt = resolve_checkpoint(s, ref, field=field)
+        return (ckpt.run.spec or {}).get("objective", "diffusion")
+
+
 def submit_evaluate(spec: EvalSpec, *, queue: str | None = None, priority: int = 0) -> Job:
     """Insert an evaluation job over `spec.checkpoint`, commit, enqueue."""
     if spec.dataset is not None:

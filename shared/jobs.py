@@ -19,6 +19,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, true, update
@@ -145,6 +146,30 @@ def model_source(source: str) -> str:
         return resolve_checkpoint(s, ref, field="model").url
 
 
+def judge_source(source: str) -> str:
+    """A judge as the worker loads it: an AR run's checkpoint (id or URL) as its recorded
+    URL, a directory under MODEL_ROOT made absolute, a hub name unchanged; `SpecError`
+    naming `judge` for anything else, or for a model known not to be causal."""
+    ref = sources.checkpoint_ref(source)
+    if ref is not None:
+        with session_scope() as s:
+            ckpt = resolve_checkpoint(s, ref, field="judge")
+            objective = (ckpt.run.spec or {}).get("objective", "diffusion")
+            if objective != "ar":
+                raise SpecError(
+                    "judge",
+                    f"checkpoint {ckpt.id} is of a {objective} run; a judge must be a causal "
+                    "LM (an AR run's checkpoint)",
+                )
+            return ckpt.url
+    if source == sources.SCRATCH or source in sources.PACKAGED_MODELS:
+        raise SpecError("judge", f"{source!r} is a masked LM; a judge must be a causal LM")
+    resolved = sources.resolve_model(source, get_settings().model_root, field="judge")
+    if Path(resolved).is_dir() and not sources.is_causal_config(Path(resolved)):
+        raise SpecError("judge", f"{source!r} does not hold a causal LM (see its config.json)")
+    return resolved
+
+
 def resolve_checkpoint(s: Session, ref: int | str, field: str = "checkpoint") -> Checkpoint:
     """The checkpoint row named by id or artifact URL; `SpecError` if there is none."""
     if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
@@ -177,8 +202,43 @@ def _submit_on_checkpoint(
 
 
 def submit_generate(spec: GenerateSpec, *, queue: str | None = None, priority: int = 0) -> Job:
-    """Insert a generation job over `spec.checkpoint` (which must exist), commit, enqueue."""
+    """Insert a generation job over `spec.checkpoint` (which must exist), commit, enqueue.
+    Its judge, if any, is checked first (`judge_source`) and stored as the worker loads it."""
+    if spec.judge is not None:
+        spec = spec.model_copy(update={"judge": judge_source(spec.judge)})
     return _submit_on_checkpoint(JobKind.GENERATE, spec, queue, priority)
+
+
+def submit_generate_all(
+    specs: list[GenerateSpec], *, queue: str | None = None, priority: int = 0
+) -> list[Job]:
+    """Insert several generation jobs in one transaction, all or none (a frontier's), each
+    checked as `submit_generate` checks one; commit, enqueue them."""
+    judges: dict[str, str] = {}
+    for spec in specs:
+        if spec.judge is not None and spec.judge not in judges:
+            judges[spec.judge] = judge_source(spec.judge)
+    with session_scope() as s:
+        rows = []
+        for spec in specs:
+            ckpt = resolve_checkpoint(s, spec.checkpoint)
+            payload = spec.model_dump(mode="json")
+            payload["checkpoint"] = ckpt.id
+            payload["judge"] = judges.get(spec.judge) if spec.judge is not None else None
+            rows.append(
+                _new_job(JobKind.GENERATE, payload, ckpt.run_id, _queue(spec, queue), priority)
+            )
+        s.add_all(rows)
+    _enqueue([j.id for j in rows])
+    return rows
+
+
+def checkpoint_objective(ref: int | str, field: str = "checkpoint") -> str:
+    """'diffusion' or 'ar': the objective of the run that wrote checkpoint `ref`;
+    `SpecError` naming `field` if there is no such checkpoint."""
+    with session_scope() as s:
+        ckpt = resolve_checkpoint(s, ref, field=field)
+        return (ckpt.run.spec or {}).get("objective", "diffusion")
 
 
 def submit_evaluate(spec: EvalSpec, *, queue: str | None = None, priority: int = 0) -> Job:

@@ -14,14 +14,26 @@ from flask import Blueprint, jsonify, request
 from pydantic import BaseModel, ValidationError
 
 from shared import jobs
-from shared.contracts.specs import MAX_ID, PRESETS, EvalSpec, GenerateSpec, SpecError, TrainSpec
+from shared.contracts.specs import (
+    FRONTIER_NAME,
+    MAX_FRONTIER_CHARS,
+    MAX_ID,
+    PRESETS,
+    EvalSpec,
+    FrontierSpec,
+    GenerateSpec,
+    SpecError,
+    TrainSpec,
+)
 from shared.db import read_scope
+from shared.frontier import submit_frontier
 from web import args
-from web.api_models import PatchJob, SubmitEvaluate, SubmitGenerate, SubmitTrain
+from web.api_models import PatchJob, SubmitEvaluate, SubmitFrontier, SubmitGenerate, SubmitTrain
 from web.errors import ApiError, spec_error
 from web.queries.compare import compare as compare_runs
 from web.queries.curves import MAX_POINTS, MAX_POINTS_ASKED, MIN_POINTS_ASKED
 from web.queries.curves import run_curves as curves_of
+from web.queries.frontier import frontier_points, list_frontiers
 from web.queries.jobs import JOBS_LISTED, MAX_JOBS_LISTED, get_job_row, list_jobs
 from web.queries.run import list_checkpoints, run_detail, train_job_id
 from web.queries.runs import list_runs
@@ -35,6 +47,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "train": TrainSpec,
     "generate": GenerateSpec,
     "evaluate": EvalSpec,
+    "frontier": FrontierSpec,
 }
 
 
@@ -224,6 +237,30 @@ def submit_evaluate():
     except SpecError as exc:
         raise spec_error(exc) from None
     return _submitted(job)
+
+
+@bp.post("/frontiers")
+def post_frontier():
+    body = _body(SubmitFrontier)
+    check_refs(body.spec)
+    try:
+        name, created = submit_frontier(body.spec, queue=body.queue, priority=body.priority)
+    except SpecError as exc:
+        raise spec_error(exc) from None
+    sets = sum(GenerateSpec.model_validate(j.spec).grid.size() for j in created)
+    return jsonify({"frontier": name, "job_ids": [j.id for j in created], "sample_sets": sets}), 201
+
+
+@bp.get("/frontiers")
+def frontiers():
+    return jsonify(_query(list_frontiers))
+
+
+@bp.get("/frontiers/<name>")
+def frontier(name: str):
+    if len(name) > MAX_FRONTIER_CHARS or not FRONTIER_NAME.fullmatch(name):
+        raise ApiError(404, f"no frontier named {name!r}")
+    return _query(frontier_points, name)
 
 
 # ----------------------------------------------------------------------------- browse

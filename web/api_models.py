@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from shared.contracts.labels import MAX_NAME_CHARS, MAX_TAG_CHARS, MAX_TAGS, check_name, check_tag
-from shared.contracts.specs import EvalSpec, GenerateSpec
+from shared.contracts.specs import EvalSpec, FrontierSpec, GenerateSpec
 
 Queue = Literal["cpu", "gpu"]
 Name = Annotated[str, Field(max_length=MAX_NAME_CHARS), AfterValidator(check_name)]
@@ -47,6 +47,20 @@ class SubmitEvaluate(_Body):
     spec: EvalSpec
     queue: Queue | None = None
     priority: int = Field(0, ge=-1000, le=1000)
+
+
+class SubmitFrontier(_Body):
+    """Queue a speed-quality frontier: a generation job per checkpoint over the grid."""
+
+    spec: FrontierSpec
+    queue: Queue | None = None
+    priority: int = Field(0, ge=-1000, le=1000)
+
+
+class FrontierSubmitted(BaseModel):
+    frontier: str = Field(description="Its name: GET /api/frontiers/{name} has its points.")
+    job_ids: list[int]
+    sample_sets: int = Field(description="Sample sets its jobs will write.")
 
 
 class PatchJob(_Body):

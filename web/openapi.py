@@ -9,14 +9,23 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from shared.contracts.specs import MAX_ID, EvalSpec, GenerateSpec, TrainSpec
+from shared.contracts.specs import (
+    FRONTIER_NAME_PATTERN,
+    MAX_FRONTIER_CHARS,
+    MAX_ID,
+    EvalSpec,
+    GenerateSpec,
+    TrainSpec,
+)
 from shared.models import JobKind, JobStatus
 from web import __doc__ as web_doc
 from web.api import SCHEMAS
 from web.api_models import (
     Error,
+    FrontierSubmitted,
     PatchJob,
     SubmitEvaluate,
+    SubmitFrontier,
     SubmitGenerate,
     Submitted,
     SubmitTrain,
@@ -31,6 +40,11 @@ REF = "#/components/schemas/{model}"
 OBJECT = {"type": "object"}
 ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
 ID_FILTER = {"anyOf": [ID, {"const": ""}], "description": "empty: any"}
+FRONTIER_NAME = {
+    "type": "string",
+    "pattern": f"^{FRONTIER_NAME_PATTERN}$",
+    "maxLength": MAX_FRONTIER_CHARS,
+}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -114,6 +128,11 @@ RUN_ROW = _record(
         "eta_s": _maybe("number"),
         "ppl_bound": _maybe("number"),
         "nll_bound": _maybe("number"),
+        "objective": {
+            "type": "string",
+            "enum": ["diffusion", "ar"],
+            "description": "diffusion: ppl_bound is the ELBO bound; ar: the exact perplexity.",
+        },
         "settings": {"type": "object", "description": "Key settings, flattened (masking.mode)."},
         "created_at": {"type": "string", "format": "date-time"},
         "started_at": _maybe("string"),
@@ -267,6 +286,25 @@ def _paths() -> dict[str, Any]:
                 tag="jobs",
             )
         },
+        "/api/frontiers": {
+            "get": _op("Speed-quality frontiers, newest first", ok_list, tag="frontier"),
+            "post": _op(
+                "Queue a frontier: a generation job per checkpoint over a grid of steps, "
+                "strategies and temperatures",
+                {"201": _json(_ref("FrontierSubmitted"), "Queued")},
+                body="SubmitFrontier",
+                tag="frontier",
+            ),
+        },
+        "/api/frontiers/{name}": {
+            "get": _op(
+                "A frontier's points (cost: forward passes and seconds per sample; quality: "
+                "judge perplexity with entropy, MAUVE) and their lines",
+                ok,
+                params=[_param("name", FRONTIER_NAME, "path")],
+                tag="frontier",
+            )
+        },
         "/api/evaluate": {
             "post": _op(
                 "Queue an evaluation of a checkpoint", created, body="SubmitEvaluate", tag="jobs"
@@ -334,7 +372,7 @@ def _paths() -> dict[str, Any]:
 @cache
 def document() -> dict[str, Any]:
     models = [SubmitTrain, SubmitGenerate, SubmitEvaluate, PatchJob, Submitted, Error]
-    models += [TrainSpec, GenerateSpec, EvalSpec]
+    models += [SubmitFrontier, FrontierSubmitted, TrainSpec, GenerateSpec, EvalSpec]
     _, schemas = models_json_schema([(m, "validation") for m in models], ref_template=REF)
     return {
         "openapi": "3.1.0",

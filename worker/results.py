@@ -46,7 +46,9 @@ def add_loss_points(
 
 @retry_on_disconnect
 def put_eval_points(run_id: int, step: int, points: list[dict[str, Any]]) -> None:
-    """Insert or overwrite the per-ratio losses of `run_id` at `step`."""
+    """Insert or overwrite the per-ratio losses of `run_id` at `step` (an AR run has none)."""
+    if not points:
+        return
     with session_scope() as s:
         rows = [{"run_id": run_id, "step": step, **p} for p in points]
         stmt = _insert(s, EvalPoint).values(rows)

@@ -17,6 +17,7 @@ submitted and the worker checks it again before loading, with the same code.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from pathlib import Path
@@ -114,6 +115,22 @@ def resolve_model(source: str, root: Path, field: str = "model") -> str:
     if not path.is_dir():
         raise SpecError(field, f"{source!r} is not a model directory")
     return str(path)
+
+
+def is_causal_config(directory: Path) -> bool:
+    """True when the model directory's config.json names a causal LM (`is_decoder`, or an
+    architecture ending in ForCausalLM / LMHeadModel): what a judge must be."""
+    path = directory / "config.json"
+    if not path.is_file():
+        return False
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    names = config.get("architectures") or []
+    return bool(config.get("is_decoder")) or any(
+        str(n).endswith(("ForCausalLM", "LMHeadModel")) for n in names
+    )
 
 
 # ----------------------------------------------------------------------------- datasets

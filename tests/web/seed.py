@@ -167,3 +167,23 @@ def add_sample_set(
                 )
             )
         return ss.id
+
+
+def in_frontier(set_id: int, name: str, judge_ppl: float = 42.0) -> None:
+    """Make a sample set a point of frontier `name`: its job's spec names the frontier and
+    the set has judged metrics, as a frontier's generation job writes them."""
+    with session_scope() as s:
+        ss = s.get(SampleSet, set_id)
+        ss.metrics = {
+            **(ss.metrics or {}),
+            "forward_passes": 3,
+            "seconds_per_sample": 0.01,
+            "judge": "checkpoint 1",
+            "judge_ppl": judge_ppl,
+            "unigram_entropy": 2.0,
+            "entropy_tokens": "judge",
+            "mauve": None,
+            "mauve_reason": "MAUVE needs at least 100 samples; this set has 1",
+        }
+        job = s.get(Job, ss.job_id)
+        job.spec = {"frontier": name, "checkpoint": ss.checkpoint_id, "length": 8}

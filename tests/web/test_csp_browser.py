@@ -10,7 +10,7 @@ test-artifacts/csp-run-page.png.
 from __future__ import annotations
 
 from tests.jobs.helpers import REPO
-from tests.web.seed import add_run, add_sample_set
+from tests.web.seed import add_run, add_sample_set, in_frontier
 
 LISTEN = """
 window.__csp = [];
@@ -26,6 +26,7 @@ def test_pages_run_under_the_policy_and_charts_render(browser, web_env):
     first = add_run("first", tags=["a"])
     second = add_run("second", offset=0.2)
     sample_set = add_sample_set(first, ["In the beginning god created"])
+    in_frontier(sample_set, "csp-frontier")
     console: list[str] = []
     page.on(
         "console",
@@ -47,6 +48,7 @@ def test_pages_run_under_the_policy_and_charts_render(browser, web_env):
         f"/compare?runs={first},{second}",
         "/datasets",
         "/workers",
+        "/frontier",
     ]
     for path in pages:
         if path == "/workers":
@@ -68,6 +70,8 @@ def test_pages_run_under_the_policy_and_charts_render(browser, web_env):
             page.screenshot(path=str(artifacts / "csp-run-page.png"), full_page=True)
         if path.startswith("/compare"):
             page.wait_for_selector("#chart-curves .uplot canvas")
+        if path == "/frontier":
+            page.wait_for_selector("#chart-frontier .uplot canvas")
         assert page.evaluate("window.__csp") == [], path
     assert console == [] and errors == []
 

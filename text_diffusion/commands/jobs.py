@@ -90,6 +90,7 @@ def _submit_parsers(sub) -> None:
     g.add_argument("--top-p", type=float, default=0.9)
     g.add_argument("--length", type=int, default=32)
     g.add_argument("--num-samples", type=int, default=4)
+    g.add_argument("--judge", help="a causal LM scoring the samples (an AR run's checkpoint, ...)")
     _common(g)
     g.set_defaults(handler=submit_generate)
 
@@ -148,6 +149,7 @@ def submit_generate(args: argparse.Namespace) -> int:
         length=args.length,
         num_samples=args.num_samples,
         device=args.device or "auto",
+        judge=args.judge,
     )
     try:
         job = jobs.submit_generate(spec, queue=args.queue, priority=args.priority)

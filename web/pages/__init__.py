@@ -13,6 +13,7 @@ bp = Blueprint("pages", __name__)
 from web.pages import (  # noqa: E402, F401
     compare,
     datasets,
+    frontier,
     generate,
     new_run,
     run,

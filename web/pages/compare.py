@@ -23,6 +23,7 @@ from web.errors import QueryError
 from web.pages import bp
 from web.queries.compare import compare as compare_runs
 from web.queries.runs import RunQuery, list_runs
+from web.queries.samples import QUALITY_KEYS
 
 PICKER_RUNS = 50
 # Decimals kept of the losses sent to the charts: far below what a chart can show, and it
@@ -51,7 +52,10 @@ def chart_data(data: dict[str, Any]) -> dict[str, Any]:
                 "loss": {k: _rounded(v) for k, v in ev["loss"].items()},
             },
         }
-    runs = [{"id": r["id"], "name": r["name"], "status": r["status"]} for r in data["runs"]]
+    runs = [
+        {"id": r["id"], "name": r["name"], "status": r["status"], "objective": r["objective"]}
+        for r in data["runs"]
+    ]
     return {"runs": runs, "curves": curves}
 
 
@@ -92,7 +96,9 @@ def compare():
     with read_scope() as s:
         data = compare_runs(s, ids)
     metric_names = sorted(
-        {k for m in data["sample_metrics"].values() if m for k in m} - {"sample_set_id", "settings"}
+        {k for m in data["sample_metrics"].values() if m for k in m}
+        - {"sample_set_id", "settings"}
+        - QUALITY_KEYS
     )
     return render_template(
         "compare.html",
@@ -100,5 +106,6 @@ def compare():
         chart=chart_data(data),
         bounds=bounds(data),
         metric_names=metric_names,
+        judged=any(m and "unigram_entropy" in m for m in data["sample_metrics"].values()),
         error=None,
     )

@@ -36,12 +36,13 @@ FIELDS = [
     dataclasses.replace(f, empty_hint="An empty box: one empty prompt (no prefix).")
     if f.name == "prompts"
     else f
-    for f in forms.schema_fields(SCHEMA, kinds={"prompts": "lines"})
+    for f in forms.schema_fields(SCHEMA, skip={"frontier"}, kinds={"prompts": "lines"})
 ]
 JOB_FIELDS = forms.schema_fields(SubmitGenerate.model_json_schema(), skip={"spec"})
 LAYOUT = [
     ("source", "Checkpoint & prompts", ["checkpoint", "prompts", "length", "num_samples"]),
     ("grid", "Sampler grid", ["grid"]),
+    ("judge", "Judge", ["judge"]),
     ("batching", "Batching & device", ["batch_size", "record_trajectory", "device"]),
 ]
 # The grid's dimensions: a sample set per combination of their values.

@@ -20,10 +20,24 @@ from web import args
 from web.errors import NotFound
 from web.pages import bp
 from web.queries.runs import get_run
-from web.queries.samples import list_sample_sets, sample_set_detail, sample_set_runs
+from web.queries.samples import (
+    QUALITY_KEYS,
+    list_sample_sets,
+    sample_set_detail,
+    sample_set_runs,
+)
 
 # Set metrics shown in the list, in this order, when a set has them.
-LIST_METRICS = ("distinct_2", "entropy", "self_bleu", "repetition_rate", "mean_length", "seconds")
+LIST_METRICS = (
+    "forward_passes",
+    "seconds_per_sample",
+    "distinct_2",
+    "entropy",
+    "self_bleu",
+    "repetition_rate",
+    "mean_length",
+    "seconds",
+)
 # Sampler settings named in a set's one-line summary, with their labels.
 SUMMARY = (
     ("schedule", ""),
@@ -161,6 +175,7 @@ def sample_set(set_id: int):
         run_name=run_name,
         rows=rows,
         metric_keys=metric_keys,
+        quality_keys=QUALITY_KEYS,
         sort=sort,
         order=order,
         error=error,

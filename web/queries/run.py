@@ -53,11 +53,14 @@ def checkpoint_row(c: Checkpoint) -> dict[str, Any]:
 
 def list_checkpoints(s: Session, run_id: int | None = None, limit: int = 500) -> list[dict]:
     q = (
-        select(Checkpoint, Run.name)
+        select(Checkpoint, Run.name, Run.spec["objective"].as_string())
         .join(Run, Run.id == Checkpoint.run_id)
         .order_by(Checkpoint.id.desc())
         .limit(limit)
     )
     if run_id is not None:
         q = q.where(Checkpoint.run_id == run_id)
-    return [{**checkpoint_row(c), "run_name": name} for c, name in s.execute(q)]
+    return [
+        {**checkpoint_row(c), "run_name": name, "objective": objective or "diffusion"}
+        for c, name, objective in s.execute(q)
+    ]

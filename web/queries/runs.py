@@ -132,6 +132,8 @@ def run_row(run: Run, job: Job | None) -> dict[str, Any]:
         "eta_s": None if eta is None else round(eta, 1),
         "ppl_bound": summary.get("ppl_bound"),
         "nll_bound": summary.get("nll_bound"),
+        # diffusion: ppl_bound is the ELBO bound; ar: the exact perplexity, same tokens.
+        "objective": (run.spec or {}).get("objective", "diffusion"),
         "settings": {k: settings.get(k) for k in KEY_SETTINGS},
         "created_at": iso(run.created_at),
         "started_at": iso(run.started_at),

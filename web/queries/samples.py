@@ -11,6 +11,23 @@ from shared.models import Checkpoint, Run, Sample, SampleSet
 from web.errors import NotFound
 from web.queries.common import iso
 
+# A sample set's judged-quality metrics (`worker.bodies.quality`): shown together, judge
+# perplexity always beside entropy, by the pages' `quality` macro, not one by one.
+QUALITY_KEYS = frozenset(
+    {
+        "judge",
+        "judge_ppl",
+        "unigram_entropy",
+        "entropy_tokens",
+        "mauve",
+        "mauve_reason",
+        "mauve_featurizer",
+        "mauve_references",
+        "mauve_length",
+        "objective",
+    }
+)
+
 
 def list_sample_sets(
     s: Session, *, run_id: int | None = None, checkpoint_id: int | None = None, limit: int = 200

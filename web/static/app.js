@@ -176,3 +176,25 @@ td.lineChart = (el, { x, series, xLabel = "", yLabel = "", height = 260, logX = 
   new ResizeObserver(() => chart.setSize({ width: Math.max(320, el.clientWidth), height })).observe(el);
   return chart;
 };
+
+// A sample set's judged quality, as the pages' `quality` macro draws it: judge perplexity
+// always beside the samples' entropy, then MAUVE or why there is none.
+td.QUALITY_KEYS = ["judge", "judge_ppl", "unigram_entropy", "entropy_tokens", "mauve", "mauve_reason",
+  "mauve_featurizer", "mauve_references", "mauve_length", "objective"];
+td.quality = (m) => {
+  if (!m || !("unigram_entropy" in m)) return td.el("span", { class: "help" }, "not judged");
+  const dash = (v) => (v === null || v === undefined ? "—" : td.num(v));
+  const mauve = [td.el("b", {}, dash(m.mauve))];
+  if ((m.mauve === null || m.mauve === undefined) && m.mauve_reason) {
+    mauve.push(" ", td.el("small", { class: "q-reason" }, `(${m.mauve_reason})`));
+  }
+  return td.el(
+    "span",
+    { class: "quality", "data-quality": "" },
+    td.el("span", { class: "metric q-judge", title: m.judge ? `judge: ${m.judge}` : "no judge was given" }, "judge ppl ", td.el("b", {}, dash(m.judge_ppl))),
+    " ",
+    td.el("span", { class: "metric q-entropy" }, "entropy ", td.el("b", {}, td.num(m.unigram_entropy))),
+    " ",
+    td.el("span", { class: "metric q-mauve", title: m.mauve_reason || "" }, "MAUVE ", ...mauve),
+  );
+};

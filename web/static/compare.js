@@ -133,7 +133,7 @@ td.onReady(() => {
     td.lineChart("#chart-vs-ratio", {
       x,
       series: runs.map((run, i) => ({
-        label: `${run.name} (step ${tables[i].step ?? "none"})`,
+        label: run.objective === "ar" ? `${run.name} (AR: no mask ratios)` : `${run.name} (step ${tables[i].step ?? "none"})`,
         values: ys[i],
         color: color(i),
       })),

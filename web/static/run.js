@@ -99,6 +99,10 @@ td.onReady(() => {
 
   const drawAll = () => {
     const ev = curves.eval;
+    if (cfg.objective === "ar") {
+      drawTrain();  // an AR run has no per-ratio curves (the page says so)
+      return;
+    }
     const keys = ratioKeys();
     plot("ratios", "#chart-ratios", {
       x: ev.steps,
@@ -124,10 +128,10 @@ td.onReady(() => {
     drawAll();
   };
   const showCurvesError = (e) => {
-    document.getElementById("chart-ratios").replaceChildren(td.el("p", { class: "error" }, `Could not load the curves: ${e.message}`));
+    document.getElementById("chart-train").replaceChildren(td.el("p", { class: "error" }, `Could not load the curves: ${e.message}`));
   };
 
-  pick.addEventListener("input", () => curves && drawVsRatio());
+  if (pick) pick.addEventListener("input", () => curves && drawVsRatio());
   smooth.addEventListener("input", () => curves && drawTrain());
   loadCurves().catch(showCurvesError);
 
@@ -145,7 +149,10 @@ td.onReady(() => {
     );
 
   const emptyRow = (columns, text) => td.el("tr", { class: "none" }, td.el("td", { colspan: columns, class: "empty" }, text));
-  const metrics = (m) => Object.entries(m).map(([k, v]) => td.el("span", { class: "metric" }, `${k} ${td.num(v)} `));
+  const metrics = (m) =>
+    Object.entries(m)
+      .filter(([k]) => !td.QUALITY_KEYS.includes(k))
+      .map(([k, v]) => td.el("span", { class: "metric" }, `${k} ${td.num(v)} `));
   const badge = (status) => td.el("span", { class: `badge ${status}` }, status);
   const lastLine = (text, n) => {
     const line = text.trim().split("\n").pop();
@@ -173,7 +180,7 @@ td.onReady(() => {
       td.el("td", { class: "num" }, ss.step),
       td.el("td", { class: "clip" }, cfg.samplerKeys.filter((k) => k in ss.settings).map((k) => `${k} ${ss.settings[k]}`).join(", ")),
       td.el("td", { class: "num" }, ss.samples),
-      td.el("td", {}, ...metrics(ss.metrics)),
+      td.el("td", {}, td.quality(ss.metrics), " ", ...metrics(ss.metrics)),
       td.el("td", {}, td.el("time", { datetime: ss.created_at }, ss.created_at.slice(0, 16).replace("T", " "))),
     );
 

@@ -10,10 +10,12 @@ import time
 from typing import Any
 
 from shared import jobs
-from shared.contracts.specs import GenerateSpec
+from shared.contracts.specs import GenerateSpec, TrainSpec
 from shared.models import Job
 from worker import results
 from worker.bodies.checkpoint import load_checkpoint_row
+from worker.bodies.errors import named_inputs
+from worker.bodies.quality import load_judge_source, quality_metrics
 from worker.stopping import StopControl
 
 
@@ -49,12 +51,35 @@ def _trajectory(tokenizer, sample) -> dict[str, Any] | None:
     }
 
 
+def _references(meta: dict[str, Any], tokenizer, length: int):
+    """`references(n)`: n held-out snippets of `length` tokens from the validation split
+    of the checkpoint's run (loaded once, on the first call)."""
+    from worker.diffusion import data as data_lib
+    from worker.diffusion.mauve import reference_snippets
+
+    train = TrainSpec.model_validate(meta["spec"]) if "spec" in meta else TrainSpec()
+    held_out: list[str] = []
+
+    def references(n: int) -> list[str]:
+        if not held_out:
+            with named_inputs(dataset=f"{train.dataset} (its validation split)"):
+                held_out.extend(data_lib.evaluation_texts(train))
+        return reference_snippets(held_out, tokenizer, n, length)
+
+    return references
+
+
 def run_generate(claim: jobs.Claim, job: Job, stop: StopControl) -> None:
+    from worker.diffusion.ar_generate import generate_causal
     from worker.diffusion.evaluation import sample_metrics
     from worker.diffusion.generate import generate
 
     spec = GenerateSpec.model_validate(job.spec)
-    model, tokenizer, _, ckpt = load_checkpoint_row(int(spec.checkpoint))
+    model, tokenizer, meta, ckpt = load_checkpoint_row(int(spec.checkpoint), allow_causal=True)
+    causal = bool(getattr(model.config, "is_decoder", False))
+    sample_fn = generate_causal if causal else generate
+    judge = load_judge_source(spec.judge) if spec.judge else None
+    references = _references(meta, tokenizer, spec.length)
     combinations = spec.combinations()
     done = results.done_combinations(job.id)
     for k, combo in enumerate(combinations):
@@ -62,7 +87,7 @@ def run_generate(claim: jobs.Claim, job: Job, stop: StopControl) -> None:
             continue
         stop.raise_if_stopped()
         t0 = time.perf_counter()
-        samples = generate(
+        samples = sample_fn(
             model,
             tokenizer,
             spec.prompts,
@@ -74,10 +99,17 @@ def run_generate(claim: jobs.Claim, job: Job, stop: StopControl) -> None:
             record_trajectory=spec.record_trajectory,
         )
         seconds = time.perf_counter() - t0
+        completions = [s.completion for s in samples]
+        quality, per_sample = quality_metrics(
+            completions, [s.prompt for s in samples], tokenizer, judge, references, spec.length
+        )
         metrics = {
-            **sample_metrics([s.completion for s in samples]),
+            **sample_metrics(completions),
             "seconds": seconds,
+            "seconds_per_sample": seconds / len(samples),
             "forward_passes": sum(s.forward_passes for s in samples) / len(samples),
+            "objective": "ar" if causal else "diffusion",
+            **quality,
         }
         rows = [
             {
@@ -85,9 +117,13 @@ def run_generate(claim: jobs.Claim, job: Job, stop: StopControl) -> None:
                 "text": s.text,
                 "seed": s.seed,
                 "trajectory": _trajectory(tokenizer, s),
-                "metrics": {"forward_passes": s.forward_passes, "completion": s.completion},
+                "metrics": {
+                    "forward_passes": s.forward_passes,
+                    "completion": s.completion,
+                    **judged,
+                },
             }
-            for s in samples
+            for s, judged in zip(samples, per_sample, strict=True)
         ]
         results.add_sample_set(job.id, ckpt.id, combo.index, combo.settings(), metrics, rows)
         jobs.set_progress(claim, (k + 1) / len(combinations))

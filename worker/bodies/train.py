@@ -98,6 +98,8 @@ class DatabaseCallback(BaseCallback):
                 "nll_bound": bound["nats_per_token"],
                 "ppl_bound": bound["perplexity"],
                 "bits_per_token": bound["bits_per_token"],
+                # An AR run's figure is its exact perplexity, in the bound's place.
+                "exact": bool(bound.get("exact", False)),
             },
         )
 

@@ -1,0 +1,94 @@
+"""A sample set's quality measures, as a generation job stores them in its metrics.
+
+- `unigram_entropy`: always; the mean per-sample entropy (nats) of the generated tokens,
+  in the judge's tokens when there is a judge, else in the generating model's
+  (`entropy_tokens` says which). It stands beside the judge perplexity because
+  low-entropy samples game that number.
+- `judge_ppl`: the judge's perplexity of the generated parts given their prompts; None
+  without a judge (nothing is invented).
+- `mauve`: MAUVE against held-out text from the run's validation split, cut to the
+  samples' token length, featurised by the packaged MiniLM; None with `mauve_reason`
+  when there are too few texts on either side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from shared import jobs
+from shared.db import session_scope
+from shared.storage import ArtifactStore
+from worker.bodies.errors import named_inputs
+
+
+@dataclass
+class Judge:
+    """A loaded judge: its model, tokenizer and the name it was given by."""
+
+    model: Any
+    tokenizer: Any
+    name: str
+
+
+def load_judge_source(source: str) -> Judge:
+    """Load the judge a spec names (checked again here: `jobs.judge_source`); an artifact
+    URL (an AR run's checkpoint) is fetched to a local copy first."""
+    from worker.diffusion.judge import load_judge
+    from worker.diffusion.modeling import inference_device
+
+    resolved = jobs.judge_source(source)
+    name = source
+    if "://" in resolved:
+        with session_scope() as s:
+            ckpt = jobs.resolve_checkpoint(s, resolved, field="judge")
+            name = f"checkpoint {ckpt.id} (run {ckpt.run_id}, step {ckpt.step})"
+        resolved = str(ArtifactStore().get_dir(resolved))
+    with named_inputs(model=f"judge {name}"):
+        model, tokenizer = load_judge(resolved, inference_device())
+    return Judge(model, tokenizer, name)
+
+
+def quality_metrics(
+    completions: Sequence[str],
+    prompts: Sequence[str],
+    tokenizer,
+    judge: Judge | None,
+    references: Callable[[int], list[str]],
+    length: int,
+) -> tuple[dict[str, Any], list[dict[str, float]]]:
+    """The measures above for one sample set, and per sample its judge NLL per token
+    (empty dicts without a judge). `references(n)` gives up to n held-out snippets of
+    `length` tokens; it is called only when there are enough samples for MAUVE."""
+    from worker.diffusion.judge import judge_perplexity, text_entropy
+    from worker.diffusion.mauve import DEFAULT_FEATURIZER, MIN_TEXTS, mauve_score
+
+    out: dict[str, Any] = {"judge": judge.name if judge else None, "judge_ppl": None}
+    per_sample: list[dict[str, float]] = [{} for _ in completions]
+    if judge is not None:
+        scores = judge_perplexity(judge.model, judge.tokenizer, completions, prompts)
+        out["judge_ppl"] = scores.perplexity
+        out["unigram_entropy"] = scores.entropy
+        out["entropy_tokens"] = "judge"
+        per_sample = [
+            {"judge_nll": nll / n} if n else {}
+            for nll, n in zip(scores.nll, scores.tokens, strict=True)
+        ]
+    else:
+        ids = tokenizer(list(completions), add_special_tokens=False)["input_ids"]
+        out["unigram_entropy"] = sum(text_entropy(x) for x in ids) / max(1, len(ids))
+        out["entropy_tokens"] = "model"
+    out["mauve_featurizer"] = DEFAULT_FEATURIZER
+    out["mauve_length"] = length
+    if len(completions) < MIN_TEXTS:
+        out["mauve"] = None
+        out["mauve_reason"] = (
+            f"MAUVE needs at least {MIN_TEXTS} samples; this set has {len(completions)}"
+        )
+        return out, per_sample
+    mauve = mauve_score(completions, references(len(completions)))
+    out["mauve"] = mauve.score
+    out["mauve_reason"] = mauve.reason
+    out["mauve_references"] = mauve.q_texts
+    return out, per_sample

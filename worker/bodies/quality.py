@@ -58,37 +58,30 @@ def quality_metrics(
     references: Callable[[int], list[str]],
     length: int,
 ) -> tuple[dict[str, Any], list[dict[str, float]]]:
-    """The measures above for one sample set, and per sample its judge NLL per token
-    (empty dicts without a judge). `references(n)` gives up to n held-out snippets of
-    `length` tokens; it is called only when there are enough samples for MAUVE."""
-    from worker.diffusion.judge import judge_perplexity, text_entropy
-    from worker.diffusion.mauve import DEFAULT_FEATURIZER, MIN_TEXTS, mauve_score
+    """The measures above for one sample set (`worker.diffusion.quality`), as stored in
+    its metrics, and per sample its judge NLL per token (empty dicts without a judge).
+    `references(n)` gives up to n held-out snippets of `length` tokens; it is called only
+    when there are enough samples for MAUVE."""
+    from worker.diffusion.quality import sample_set_quality
 
-    out: dict[str, Any] = {"judge": judge.name if judge else None, "judge_ppl": None}
-    per_sample: list[dict[str, float]] = [{} for _ in completions]
-    if judge is not None:
-        scores = judge_perplexity(judge.model, judge.tokenizer, completions, prompts)
-        out["judge_ppl"] = scores.perplexity
-        out["unigram_entropy"] = scores.entropy
-        out["entropy_tokens"] = "judge"
-        per_sample = [
-            {"judge_nll": nll / n} if n else {}
-            for nll, n in zip(scores.nll, scores.tokens, strict=True)
-        ]
-    else:
-        ids = tokenizer(list(completions), add_special_tokens=False)["input_ids"]
-        out["unigram_entropy"] = sum(text_entropy(x) for x in ids) / max(1, len(ids))
-        out["entropy_tokens"] = "model"
-    out["mauve_featurizer"] = DEFAULT_FEATURIZER
-    out["mauve_length"] = length
-    if len(completions) < MIN_TEXTS:
-        out["mauve"] = None
-        out["mauve_reason"] = (
-            f"MAUVE needs at least {MIN_TEXTS} samples; this set has {len(completions)}"
-        )
-        return out, per_sample
-    mauve = mauve_score(completions, references(len(completions)))
-    out["mauve"] = mauve.score
-    out["mauve_reason"] = mauve.reason
-    out["mauve_references"] = mauve.q_texts
-    return out, per_sample
+    q = sample_set_quality(
+        completions,
+        prompts,
+        judge=(judge.model, judge.tokenizer) if judge else None,
+        tokenizer=tokenizer,
+        references=references,
+    )
+    out: dict[str, Any] = {
+        "judge": judge.name if judge else None,
+        "judge_ppl": q.judge_ppl,
+        "unigram_entropy": q.entropy,
+        "entropy_tokens": q.entropy_tokens,
+        "mauve_featurizer": q.mauve_featurizer,
+        "mauve_length": length,
+        "mauve": q.mauve,
+        "mauve_reason": q.mauve_reason,
+    }
+    if q.mauve_references is not None:
+        out["mauve_references"] = q.mauve_references
+    per_sample = [{"judge_nll": x} if x is not None else {} for x in q.judge_nll or []]
+    return out, per_sample or [{} for _ in completions]

@@ -130,6 +130,13 @@ def test_bad_input_is_one_clear_line(argv, fragment, capsys):
     assert main([*argv, "--no-progress"] if argv[0] == "train" else argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and fragment in err and "Traceback" not in err
+    assert "Value error" not in err  # pydantic's prefix; the validator's words alone
+
+
+def test_a_validator_message_is_shown_without_pydantic_prefix(capsys):
+    assert main(["train", "--preset", "tiny", "--mask-grid", "0.5,1.5", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: invalid settings: masking.grid: ") and "Value error" not in err
 
 
 def test_the_cli_packages_import_no_cycle():

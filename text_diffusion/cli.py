@@ -55,7 +55,9 @@ def _format_error(exc: BaseException) -> str:
         parts = []
         for err in exc.errors():
             field = ".".join(str(x) for x in err["loc"]) or "spec"
-            parts.append(f"{field}: {err['msg']}")
+            # A validator's own message, without pydantic's "Value error, " in front of it.
+            message = err["msg"].removeprefix("Value error, ")
+            parts.append(f"{field}: {message}")
         return "invalid settings: " + "; ".join(parts)
     return str(exc)
 

@@ -19,16 +19,7 @@ from typing import Any
 from text_diffusion.errors import TOKEN_ENV, UserError
 
 from . import remote
-
-
-def _csv(kind):
-    def parse(text: str) -> list:
-        try:
-            return [kind(x) for x in text.split(",") if x.strip()]
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list: {text!r}") from exc
-
-    return parse
+from .argtypes import csv_list
 
 
 def _ref(text: str) -> int | str:
@@ -40,10 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     fs = f.add_subparsers(dest="frontier_command", required=True, metavar="ACTION")
 
     s = fs.add_parser("submit", help="a generation job per checkpoint over a sampler grid")
-    s.add_argument("--checkpoints", type=_csv(_ref), required=True, help="ids or URLs, a,b")
-    s.add_argument("--steps", type=_csv(int), help="denoising passes (default 8,16,32)")
-    s.add_argument("--strategies", type=_csv(str), help="default entropy,confidence,random")
-    s.add_argument("--temperatures", type=_csv(float), help="default 0.7")
+    s.add_argument("--checkpoints", type=csv_list(_ref), required=True, help="ids or URLs, a,b")
+    s.add_argument("--steps", type=csv_list(int), help="denoising passes (default 8,16,32)")
+    s.add_argument("--strategies", type=csv_list(str), help="default entropy,confidence,random")
+    s.add_argument("--temperatures", type=csv_list(float), help="default 0.7")
     s.add_argument("--prompt", action="append", help="repeat for several (default: none)")
     s.add_argument("--length", type=int, help="tokens per sample (default 32)")
     s.add_argument("--num-samples", type=int, help="per prompt and point (default 100)")

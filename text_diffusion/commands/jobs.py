@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import diffusion, remote
+from .argtypes import csv_list
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,16 +45,6 @@ def _user_error(exc: Exception):
     return UserError(str(exc))
 
 
-def _csv(kind):
-    def parse(text: str) -> list:
-        try:
-            return [kind(x) for x in text.split(",") if x.strip()]
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list: {text!r}") from exc
-
-    return parse
-
-
 # --------------------------------------------------------------------------- submit
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -80,12 +71,12 @@ def _submit_parsers(sub) -> None:
     g = ss.add_parser("generate", help="a grid of sampler settings over one checkpoint")
     g.add_argument("--checkpoint", required=True, help="checkpoint id or artifact URL")
     g.add_argument("--prompt", action="append", help="repeat for several (default: none)")
-    g.add_argument("--schedules", type=_csv(str), default=["linear"])
-    g.add_argument("--samplings", type=_csv(str), default=["topk"])
-    g.add_argument("--temperatures", type=_csv(float), default=[0.7])
-    g.add_argument("--steps", type=_csv(int), default=[10])
-    g.add_argument("--strategies", type=_csv(str), default=["entropy"])
-    g.add_argument("--seeds", type=_csv(int), default=[0])
+    g.add_argument("--schedules", type=csv_list(str), default=["linear"])
+    g.add_argument("--samplings", type=csv_list(str), default=["topk"])
+    g.add_argument("--temperatures", type=csv_list(float), default=[0.7])
+    g.add_argument("--steps", type=csv_list(int), default=[10])
+    g.add_argument("--strategies", type=csv_list(str), default=["entropy"])
+    g.add_argument("--seeds", type=csv_list(int), default=[0])
     g.add_argument("--top-k", type=int, default=50)
     g.add_argument("--top-p", type=float, default=0.9)
     g.add_argument("--length", type=int, default=32)
@@ -97,7 +88,7 @@ def _submit_parsers(sub) -> None:
     e = ss.add_parser("evaluate", help="per-mask-ratio loss and the bound of a checkpoint")
     e.add_argument("--checkpoint", required=True, help="checkpoint id or artifact URL")
     e.add_argument("--dataset", help="default: the run's validation split")
-    e.add_argument("--ratios", type=_csv(float))
+    e.add_argument("--ratios", type=csv_list(float))
     e.add_argument("--batches", type=int, default=8)
     e.add_argument("--batch-size", type=int, default=16)
     _common(e)

@@ -59,6 +59,16 @@ def breakable(name: str) -> Markup:
     return Markup(text.replace("_", "_<wbr>").replace(".", ".<wbr>"))
 
 
+# Stored metric names shown under another label: `entropy` in a sample set's metrics is the
+# pooled word-level entropy (`sample_metrics`), which would otherwise read as the judged
+# per-sample token entropy shown beside the judge perplexity.
+METRIC_LABELS = {"entropy": "word_entropy"}
+
+
+def metric_label(name: str) -> str:
+    return METRIC_LABELS.get(name, name)
+
+
 def register(app: Flask) -> None:
     app.jinja_env.filters.update(
         duration=duration,
@@ -67,4 +77,5 @@ def register(app: Flask) -> None:
         with_args=with_args,
         pretty=pretty,
         breakable=breakable,
+        metric_label=metric_label,
     )

@@ -89,6 +89,20 @@ def test_pages_show_bound_vs_exact_and_judge_ppl_beside_entropy(client):
     assert listing.count("judge ppl") == 4 and listing.count("entropy 2.5") == 4
 
 
+def test_word_entropy_is_not_shown_as_a_second_entropy(client):
+    """`entropy` in the stored metrics is the pooled word-level one; the judged token entropy
+    beside the judge perplexity is the only figure labelled "entropy"."""
+    ids = _seed()
+    _set_metrics(ids["ar_set"], _judged(30.0, 0.8, entropy=4.75))
+    compare = _text(client.get(f"/compare?runs={ids['diffusion']},{ids['ar']}").text)
+    page = _text(client.get(f"/sample-sets/{ids['ar_set']}").text)
+    run = _text(client.get(f"/runs/{ids['ar']}").text)
+    for text in (page, run):
+        assert "word_entropy 4.75" in text, text
+        assert len(re.findall(r"\bentropy [\d.]+", text)) == 1, text
+    assert re.search(r"word_\s?entropy", compare), compare
+
+
 def test_frontier_page_and_api(client):
     ids = _seed()
     page = client.get("/frontier")

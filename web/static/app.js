@@ -177,6 +177,11 @@ td.lineChart = (el, { x, series, xLabel = "", yLabel = "", height = 260, logX = 
   return chart;
 };
 
+// Stored metric names shown under another label, as the pages' `metric_label` filter does:
+// `entropy` is the pooled word-level entropy, not the judged token entropy.
+td.METRIC_LABELS = { entropy: "word_entropy" };
+td.metricLabel = (name) => td.METRIC_LABELS[name] || name;
+
 // A sample set's judged quality, as the pages' `quality` macro draws it: judge perplexity
 // always beside the samples' entropy, then MAUVE or why there is none.
 td.QUALITY_KEYS = ["judge", "judge_ppl", "unigram_entropy", "entropy_tokens", "mauve", "mauve_reason",

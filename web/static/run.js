@@ -152,7 +152,7 @@ td.onReady(() => {
   const metrics = (m) =>
     Object.entries(m)
       .filter(([k]) => !td.QUALITY_KEYS.includes(k))
-      .map(([k, v]) => td.el("span", { class: "metric" }, `${k} ${td.num(v)} `));
+      .map(([k, v]) => td.el("span", { class: "metric" }, `${td.metricLabel(k)} ${td.num(v)} `));
   const badge = (status) => td.el("span", { class: `badge ${status}` }, status);
   const lastLine = (text, n) => {
     const line = text.trim().split("\n").pop();

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from shared import db, jobs
-from shared.contracts.specs import FrontierSpec, GenerateSpec, SpecError
+from shared.contracts.specs import EvalSpec, FrontierSpec, GenerateSpec, SpecError
 from shared.frontier import submit_frontier
 from shared.models import Checkpoint, EvalPoint, Job, JobStatus, Run, SampleSet
 from tests.jobs.helpers import tiny_train_spec, wait_for
@@ -48,6 +48,18 @@ def test_ar_and_diffusion_runs_judged_and_on_one_frontier(job_env, workers):
     # The AR run's exact perplexity sits where the diffusion run's bound does.
     assert ar_run.summary["exact"] is True and diff_run.summary["exact"] is False
     assert ar_run.summary["ppl_bound"] == pytest.approx(math.exp(ar_run.summary["nll_bound"]))
+    with db.session_scope() as s:
+        assert s.scalar(select(func.count(EvalPoint.id)).where(EvalPoint.run_id == ar_run.id)) == 0
+
+    # An evaluation job on the AR checkpoint measures the same exact NLL (no ratio grid).
+    # The training eval's batches (1 of 8 blocks) on the final checkpoint's weights.
+    ev = jobs.submit_evaluate(EvalSpec(checkpoint=ar_ckpt.id, batches=1, batch_size=8))
+    ev = wait_for(finished(ev.id), 120, what="AR evaluation job")
+    assert ev.status == JobStatus.SUCCEEDED, ev.error
+    assert ev.result["eval"] == [] and ev.result["bound"]["exact"] is True
+    assert ev.result["bound"]["nats_per_token"] == pytest.approx(
+        ar_run.summary["nll_bound"], rel=1e-3
+    )
     with db.session_scope() as s:
         assert s.scalar(select(func.count(EvalPoint.id)).where(EvalPoint.run_id == ar_run.id)) == 0
 

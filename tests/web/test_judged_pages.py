@@ -69,6 +69,8 @@ def test_pages_show_bound_vs_exact_and_judge_ppl_beside_entropy(client):
     ids = _seed()
     runs = _text(client.get("/runs").text)
     assert "AR: exactly 21.5" in runs and "diffusion: bound ≤" in runs
+    # The objective column: masking applies to diffusion runs only.
+    assert " AR " in runs and "diffusion · grid" in runs
 
     ar_page = client.get(f"/runs/{ids['ar']}").text
     assert 'id="ar-note"' in ar_page and "do not apply" in ar_page

@@ -187,12 +187,32 @@ def resolve_checkpoint(s: Session, ref: int | str, field: str = "checkpoint") ->
     return ckpt
 
 
+# The grid axes of iterative unmasking: an AR checkpoint samples token by token, so more
+# than one value on any of them would only repeat the same sample set.
+UNMASKING_AXES = ("steps", "strategies", "schedules")
+
+
+def _check_grid_applies(spec: GenerateSpec, ckpt: Checkpoint) -> None:
+    if (ckpt.run.spec or {}).get("objective", "diffusion") != "ar":
+        return
+    for axis in UNMASKING_AXES:
+        values = getattr(spec.grid, axis)
+        if len(values) > 1:
+            raise SpecError(
+                f"grid.{axis}",
+                f"checkpoint {ckpt.id} is of an AR run, which samples token by token: "
+                f"{axis} do not apply, so give one value (got {len(values)})",
+            )
+
+
 def _submit_on_checkpoint(
     kind: JobKind, spec: GenerateSpec | EvalSpec, queue: str | None, priority: int
 ) -> Job:
     queue = _queue(spec, queue)
     with session_scope() as s:
         ckpt = resolve_checkpoint(s, spec.checkpoint)
+        if isinstance(spec, GenerateSpec):
+            _check_grid_applies(spec, ckpt)
         payload = spec.model_dump(mode="json")
         payload["checkpoint"] = ckpt.id  # pin the row, whatever the user named
         job = _new_job(kind, payload, ckpt.run_id, queue, priority)
@@ -222,6 +242,7 @@ def submit_generate_all(
         rows = []
         for spec in specs:
             ckpt = resolve_checkpoint(s, spec.checkpoint)
+            _check_grid_applies(spec, ckpt)
             payload = spec.model_dump(mode="json")
             payload["checkpoint"] = ckpt.id
             payload["judge"] = judges.get(spec.judge) if spec.judge is not None else None

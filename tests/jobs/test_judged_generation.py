@@ -63,6 +63,13 @@ def test_ar_and_diffusion_runs_judged_and_on_one_frontier(job_env, workers):
     with db.session_scope() as s:
         assert s.scalar(select(func.count(EvalPoint.id)).where(EvalPoint.run_id == ar_run.id)) == 0
 
+    # A grid over unmasking steps means nothing to an AR checkpoint: refused, nothing stored.
+    before = _count_jobs()
+    with pytest.raises(SpecError) as exc:
+        jobs.submit_generate(GenerateSpec(checkpoint=ar_ckpt.id, grid={"steps": [4, 8]}))
+    assert exc.value.field == "grid.steps" and "AR run" in exc.value.message
+    assert _count_jobs() == before
+
     # AR generation: token by token, 100 samples (enough for MAUVE), judged by itself.
     ar_gen = jobs.submit_generate(
         GenerateSpec(checkpoint=ar_ckpt.id, length=8, num_samples=100, judge=str(ar_ckpt.id))

@@ -413,9 +413,13 @@ def test_the_gpu_image_install_plan_resolves(stack):
 
 
 def test_stack_starts_migrates_and_answers(stack):
-    _timed(stack.timings, "up", lambda: stack.run("up", "-d", timeout=900))
-    migrate = stack.containers("migrate", all_=True)
-    assert len(migrate) == 1
+    up = _timed(stack.timings, "up", lambda: stack.run("up", "-d", timeout=900))
+    # Once (of several full runs) `ps -a` listed no migrate container right after `up -d`
+    # returned: wait for it a little, and show what compose said if it never comes.
+    deadline = time.monotonic() + 60
+    while not (migrate := stack.containers("migrate", all_=True)) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert len(migrate) == 1, (up, stack.run("ps", "-a", check=False))
 
     def migrated() -> str | None:
         state = subprocess.run(

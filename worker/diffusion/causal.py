@@ -183,19 +183,6 @@ class CausalObjective(Objective):
         }
         return rows, {}
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,  # (B, T)
-        attention_mask: torch.Tensor,  # (B, T)
-        labels: torch.Tensor,  # (B, T)
-        weights: torch.Tensor,  # (B, T)
-    ) -> torch.Tensor:
-        where = labels != IGNORE_INDEX  # (B, T)
-        hidden = encode(self.model, input_ids, attention_mask)  # (B, T, H), causal
-        logits = lm_head(self.model)(hidden[where])  # (N, V)
-        ce = F.cross_entropy(logits.float(), labels[where], reduction="none")  # (N,)
-        return (ce * weights[where]).sum()
-
 
 @dataclass(frozen=True)
 class CausalEval:

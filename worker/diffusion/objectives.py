@@ -42,6 +42,20 @@ class Objective(nn.Module, ABC):
         """(rows, metrics) of the micro-batch `ids` (B, T): rows' values are (B, ...) and
         hold a `labels` (B, T), IGNORE_INDEX where nothing is scored."""
 
+    def forward(
+        self,
+        input_ids: torch.Tensor,  # (B, T)
+        attention_mask: torch.Tensor,  # (B, T)
+        labels: torch.Tensor,  # (B, T)
+        weights: torch.Tensor,  # (B, T)
+    ) -> torch.Tensor:
+        """Weighted cross-entropy at the scored positions (logits are computed nowhere
+        else); the attention mask and the inputs carry what makes each objective its own."""
+        scored = labels != IGNORE_INDEX  # (B, T)
+        hidden = encode(self.model, input_ids, attention_mask)  # (B, T, H)
+        logits = lm_head(self.model)(hidden[scored])  # (N, V)
+        return diffusion_loss(logits, labels[scored], weights[scored])
+
 
 class DiffusionObjective(Objective):
     """Masked diffusion: mask a drawn share of each block, cross-entropy at the masked
@@ -70,15 +84,3 @@ class DiffusionObjective(Objective):
             "weights": batch.weights,  # (B, T) loss weights, 0 where not masked
         }
         return rows, {"mask_ratio": float(batch.ratios.mean())}
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,  # (B, T)
-        attention_mask: torch.Tensor,  # (B, T)
-        labels: torch.Tensor,  # (B, T)
-        weights: torch.Tensor,  # (B, T)
-    ) -> torch.Tensor:
-        masked = labels != IGNORE_INDEX  # (B, T)
-        hidden = encode(self.model, input_ids, attention_mask)  # (B, T, H)
-        logits = lm_head(self.model)(hidden[masked])  # (N, V)
-        return diffusion_loss(logits, labels[masked], weights[masked])

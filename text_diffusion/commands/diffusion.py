@@ -22,6 +22,8 @@ from shared.contracts.specs import (
     TrainSpec,
 )
 
+from .recipe import add_recipe_flags, recipe_overrides
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     add_train_parser(sub)
@@ -83,6 +85,7 @@ def add_train_parser(sub) -> None:
     p.add_argument("--save-every", type=int)
     p.add_argument("--log-every", type=int)
     p.add_argument("--tensorboard", action="store_true", default=None)
+    add_recipe_flags(p)
     p.add_argument(
         "--num-processes",
         type=int,
@@ -129,6 +132,7 @@ def spec_from_args(args: argparse.Namespace) -> TrainSpec:
         "log_every": args.log_every,
         "tensorboard": args.tensorboard,
         "num_processes": args.num_processes,
+        **recipe_overrides(args),
     }
     masking = {
         "mode": args.mask_mode,

@@ -40,7 +40,8 @@ from typing import get_args
 import torch
 import torch.nn.functional as F
 
-from shared.contracts.specs import MaskingSpec, MaskMode, TDistribution, TrainSpec
+from shared.contracts.options import MaskMode, TDistribution
+from shared.contracts.specs import MaskingSpec, TrainSpec
 
 IGNORE_INDEX = -100
 # The bell: a normal around the middle ratio whose +-2 sd span [0.1, 0.9].

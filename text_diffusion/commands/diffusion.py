@@ -8,19 +8,12 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 from shared.contracts.grid import SamplerSpec
-from shared.contracts.options import (
-    MaskMode,
-    MixedPrecision,
-    Sampling,
-    Schedule,
-    Strategy,
-    TrainObjective,
-)
 from shared.contracts.presets import PRESETS
 from shared.contracts.specs import TrainSpec
+from text_diffusion.specflags import add_spec_flags, deep_merge, spec_values
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,6 +31,14 @@ def _ratios(text: str) -> list[float]:
 
 
 # --------------------------------------------------------------------------- train
+# The masking flags' names before they were built from `TrainSpec` (still accepted).
+TRAIN_ALIASES = {
+    "masking.mode": ["mask-mode"],
+    "masking.grid": ["mask-grid"],
+    "masking.prefix_length": ["prefix-length"],
+}
+
+
 def add_train_parser(sub) -> None:
     p = sub.add_parser(
         "train",
@@ -53,97 +54,27 @@ def add_train_parser(sub) -> None:
         help="the quick-test preset: distilroberta-base on wikitext-2 (needs the hub)",
     )
     p.add_argument("--spec", type=Path, help="a TrainSpec JSON file (flags still override it)")
-    p.add_argument("--model", help="hub name, local directory, packaged model, or 'scratch'")
-    p.add_argument(
-        "--objective",
-        choices=get_args(TrainObjective),
-        help="ar: the same model trained left to right, the baseline (default diffusion)",
-    )
-    p.add_argument("--dataset", help="builtin:kjv, a local file/folder, or a hub dataset")
-    p.add_argument("--dataset-config", help="hub dataset config, e.g. wikitext-2-raw-v1")
-    p.add_argument("--text-column")
-    p.add_argument("--max-texts", type=int, help="use only the first N texts")
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--minutes", type=float, help="wall-clock budget; LR decays over it")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--grad-accum", type=int)
-    p.add_argument("--seq-len", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--head-lr", type=float)
-    p.add_argument("--warmup-steps", type=int)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--mask-mode", choices=get_args(MaskMode))
-    p.add_argument("--mask-grid", type=_ratios, help="grid mode ratios, e.g. 0.1,0.5,1.0")
-    p.add_argument("--prefix-length", type=int, help="leading positions never masked")
-    p.add_argument("--mixed-precision", choices=get_args(MixedPrecision))
-    p.add_argument("--seed", type=int)
-    p.add_argument("--eval-every", type=int)
-    p.add_argument("--eval-batches", type=int)
-    p.add_argument("--eval-ratios", type=_ratios)
-    p.add_argument("--save-every", type=int)
-    p.add_argument("--log-every", type=int)
-    p.add_argument("--tensorboard", action="store_true", default=None)
-    p.add_argument(
-        "--num-processes",
-        type=int,
-        help="train in N processes through `accelerate launch` (one per GPU; on the CPU, "
-        "gloo); the batch is split between them",
-    )
+    flags = add_spec_flags(p, TrainSpec, skip={"preset"}, aliases=TRAIN_ALIASES)
     p.add_argument("--output-dir", type=Path, help="default: runs/PRESET-TIMESTAMP; resumes")
     p.add_argument("--samples", type=int, default=3, help="samples to print after training")
     p.add_argument("--prompt", default="And God said", help="prefix of those samples")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(handler=run_train)
+    p.set_defaults(handler=run_train, spec_flags=flags)
 
 
 def spec_from_args(args: argparse.Namespace) -> TrainSpec:
+    """The preset, then the --spec file, then the flags given (nested fields merged)."""
     from text_diffusion.errors import UserError
 
     base: dict[str, Any] = {}
     if args.spec:
         base = json.loads(args.spec.read_text())
     preset = "quick-test" if args.quick_test else base.pop("preset", None) or args.preset
-    overrides = {
-        **base,
-        "model": args.model,
-        "objective": args.objective,
-        "dataset": args.dataset,
-        "dataset_config": args.dataset_config,
-        "text_column": args.text_column,
-        "max_texts": args.max_texts,
-        "max_steps": args.max_steps,
-        "minutes": args.minutes,
-        "batch_size": args.batch_size,
-        "grad_accum": args.grad_accum,
-        "seq_len": args.seq_len,
-        "lr": args.lr,
-        "head_lr": args.head_lr,
-        "warmup_steps": args.warmup_steps,
-        "weight_decay": args.weight_decay,
-        "mixed_precision": args.mixed_precision,
-        "seed": args.seed,
-        "eval_every": args.eval_every,
-        "eval_batches": args.eval_batches,
-        "eval_ratios": args.eval_ratios,
-        "save_every": args.save_every,
-        "log_every": args.log_every,
-        "tensorboard": args.tensorboard,
-        "num_processes": args.num_processes,
-    }
-    masking = {
-        "mode": args.mask_mode,
-        "grid": args.mask_grid,
-        "prefix_length": args.prefix_length,
-    }
-    masking = {k: v for k, v in masking.items() if v is not None}
-    if masking:
-        overrides["masking"] = masking
-    try:
-        return TrainSpec.from_preset(preset, **overrides)
-    except ValueError as exc:
-        if type(exc) is ValueError:  # unknown preset; pydantic errors are handled upstream
-            raise UserError(str(exc)) from exc
-        raise
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    base = {k: v for k, v in base.items() if v is not None}  # a file's null: not given
+    data = deep_merge(deep_merge(PRESETS[preset], base), spec_values(args, args.spec_flags))
+    return TrainSpec.from_preset_data(preset, data)
 
 
 class ProgressBar:
@@ -353,32 +284,11 @@ def _sizes(args: argparse.Namespace) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- generate
 def add_sampler_flags(p: argparse.ArgumentParser) -> None:
-    d = SamplerSpec()
-    p.add_argument("--steps", type=int, default=d.steps, help="denoising passes")
-    p.add_argument("--schedule", choices=get_args(Schedule), default=d.schedule)
-    p.add_argument("--sampling", choices=get_args(Sampling), default=d.sampling)
-    p.add_argument("--temperature", type=float, default=d.temperature)
-    p.add_argument("--top-k", type=int, default=d.top_k)
-    p.add_argument("--top-p", type=float, default=d.top_p)
-    p.add_argument(
-        "--strategy", choices=get_args(Strategy), default=d.strategy, help="what to unmask"
-    )
-    p.add_argument("--threshold", type=float, default=d.threshold, help="for --strategy threshold")
-    p.add_argument("--block-length", type=int, help="semi-autoregressive blocks of N tokens")
+    p.set_defaults(spec_flags=add_spec_flags(p, SamplerSpec))
 
 
 def sampler_from_args(args: argparse.Namespace) -> SamplerSpec:
-    return SamplerSpec(
-        steps=args.steps,
-        schedule=args.schedule,
-        sampling=args.sampling,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        strategy=args.strategy,
-        threshold=args.threshold,
-        block_length=args.block_length,
-    )
+    return SamplerSpec.model_validate(spec_values(args, args.spec_flags))
 
 
 def _generate_parser(sub) -> None:

@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from text_diffusion.specflags import add_spec_flags, spec_values
+
 from . import diffusion, remote
-from .argtypes import csv_list
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,11 +48,6 @@ def _user_error(exc: Exception):
 
 # --------------------------------------------------------------------------- submit
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--device",
-        choices=["auto", "cpu", "cuda"],
-        help="cuda: a GPU job, sent to the gpu queue; cpu or auto (default): the cpu queue",
-    )
     p.add_argument("--queue", choices=["cpu", "gpu"], help="overrides the device's queue")
     p.add_argument("--priority", type=int, default=0)
     p.add_argument("--wait", action="store_true", help="show progress until the job ends")
@@ -59,6 +55,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _submit_parsers(sub) -> None:
+    from shared.contracts.specs import EvalSpec, GenerateSpec
+
     s = sub.add_parser("submit", help="queue a job for the workers")
     ss = s.add_subparsers(dest="kind", required=True, metavar="KIND")
     # The same flags as `text-diffusion train`, built by the same function.
@@ -69,34 +67,20 @@ def _submit_parsers(sub) -> None:
     t.set_defaults(handler=submit_train)
 
     g = ss.add_parser("generate", help="a grid of sampler settings over one checkpoint")
-    g.add_argument("--checkpoint", required=True, help="checkpoint id or artifact URL")
-    g.add_argument("--prompt", action="append", help="repeat for several (default: none)")
-    g.add_argument("--schedules", type=csv_list(str), default=["linear"])
-    g.add_argument("--samplings", type=csv_list(str), default=["topk"])
-    g.add_argument("--temperatures", type=csv_list(float), default=[0.7])
-    g.add_argument("--steps", type=csv_list(int), default=[10])
-    g.add_argument("--strategies", type=csv_list(str), default=["entropy"])
-    g.add_argument("--seeds", type=csv_list(int), default=[0])
-    g.add_argument("--top-k", type=int, default=50)
-    g.add_argument("--top-p", type=float, default=0.9)
-    g.add_argument("--length", type=int, default=32)
-    g.add_argument("--num-samples", type=int, default=4)
-    g.add_argument("--judge", help="a causal LM scoring the samples (an AR run's checkpoint, ...)")
+    flags = add_spec_flags(
+        g, GenerateSpec, skip=GENERATE_SKIP, flatten={"grid"}, rename={"prompts": "prompt"}
+    )
     _common(g)
-    g.set_defaults(handler=submit_generate)
+    g.set_defaults(handler=submit_generate, spec_flags=flags)
 
     e = ss.add_parser("evaluate", help="per-mask-ratio loss and the bound of a checkpoint")
-    e.add_argument("--checkpoint", required=True, help="checkpoint id or artifact URL")
-    e.add_argument("--dataset", help="default: the run's validation split")
-    e.add_argument("--ratios", type=csv_list(float))
-    e.add_argument("--batches", type=int, default=8)
-    e.add_argument("--batch-size", type=int, default=16)
+    flags = add_spec_flags(e, EvalSpec)
     _common(e)
-    e.set_defaults(handler=submit_evaluate)
+    e.set_defaults(handler=submit_evaluate, spec_flags=flags)
 
 
-def _checkpoint_ref(text: str) -> int | str:
-    return int(text) if text.isdigit() else text
+# Set by `frontier submit` for the jobs it makes, never typed.
+GENERATE_SKIP = {"frontier"}
 
 
 def _submitted(job, args) -> int:
@@ -108,10 +92,7 @@ def submit_train(args: argparse.Namespace) -> int:
     from shared.contracts.specs import SpecError
 
     jobs = remote.backend(args)
-
     spec = diffusion.spec_from_args(args)
-    if args.device:
-        spec = spec.model_copy(update={"device": args.device})
     try:
         job = jobs.submit_train(spec, name=args.name, queue=args.queue, priority=args.priority)
     except SpecError as exc:
@@ -123,25 +104,7 @@ def submit_generate(args: argparse.Namespace) -> int:
     from shared.contracts.specs import GenerateSpec, SpecError
 
     jobs = remote.backend(args)
-
-    spec = GenerateSpec(
-        checkpoint=_checkpoint_ref(args.checkpoint),
-        prompts=args.prompt or [""],
-        grid={
-            "schedules": args.schedules,
-            "samplings": args.samplings,
-            "temperatures": args.temperatures,
-            "steps": args.steps,
-            "strategies": args.strategies,
-            "seeds": args.seeds,
-            "top_k": args.top_k,
-            "top_p": args.top_p,
-        },
-        length=args.length,
-        num_samples=args.num_samples,
-        device=args.device or "auto",
-        judge=args.judge,
-    )
+    spec = GenerateSpec.model_validate(spec_values(args, args.spec_flags))
     try:
         job = jobs.submit_generate(spec, queue=args.queue, priority=args.priority)
     except SpecError as exc:
@@ -150,19 +113,10 @@ def submit_generate(args: argparse.Namespace) -> int:
 
 
 def submit_evaluate(args: argparse.Namespace) -> int:
-    from shared.contracts.grid import DEFAULT_GRID
     from shared.contracts.specs import EvalSpec, SpecError
 
     jobs = remote.backend(args)
-
-    spec = EvalSpec(
-        checkpoint=_checkpoint_ref(args.checkpoint),
-        dataset=args.dataset,
-        ratios=args.ratios or list(DEFAULT_GRID),
-        batches=args.batches,
-        batch_size=args.batch_size,
-        device=args.device or "auto",
-    )
+    spec = EvalSpec.model_validate(spec_values(args, args.spec_flags))
     try:
         job = jobs.submit_evaluate(spec, queue=args.queue, priority=args.priority)
     except SpecError as exc:

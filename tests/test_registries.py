@@ -31,5 +31,3 @@ def test_registry_keys_are_the_declared_names(registry, declared):
 def test_unknown_names_are_refused_with_the_declared_choices(get, declared):
     with pytest.raises(ValueError, match=", ".join(get_args(declared))):
         get("nonesuch")
-
-

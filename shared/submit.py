@@ -114,8 +114,22 @@ def judge_source(source: str) -> str:
     return resolved
 
 
+def checkpoint_url(ref: str) -> str:
+    """A checkpoint named by URL or by its local directory, as the store records it (a
+    directory of a local store is its `file://` URL)."""
+    if "://" not in ref:
+        try:
+            path = Path(ref).expanduser()
+            if path.is_dir():
+                return path.resolve().as_uri()
+        except (OSError, RuntimeError, ValueError):  # no such home, a name too long
+            pass
+    return ref.rstrip("/")
+
+
 def resolve_checkpoint(s: Session, ref: int | str, field: str = "checkpoint") -> Checkpoint:
-    """The checkpoint row named by id or artifact URL; `SpecError` if there is none."""
+    """The checkpoint row named by id, artifact URL or (on a local store) its directory;
+    `SpecError` if there is none."""
     if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
         if not 0 < int(ref) <= MAX_ID:
             raise SpecError(field, f"no checkpoint with id {ref}")
@@ -123,7 +137,8 @@ def resolve_checkpoint(s: Session, ref: int | str, field: str = "checkpoint") ->
         if ckpt is None:
             raise SpecError(field, f"no checkpoint with id {ref}")
     else:
-        ckpt = s.scalars(select(Checkpoint).where(Checkpoint.url == ref.rstrip("/"))).first()
+        url = checkpoint_url(ref)
+        ckpt = s.scalars(select(Checkpoint).where(Checkpoint.url == url)).first()
         if ckpt is None:
             raise SpecError(field, f"no checkpoint is recorded at {ref}")
     if not ArtifactStore().exists(ckpt.url):

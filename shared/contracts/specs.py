@@ -226,7 +226,8 @@ class GenerateSpec(SpecModel):
     """A generation job: one checkpoint, some prompts, a grid of sampler settings."""
 
     checkpoint: int | str = Field(
-        description="A checkpoint's id in the database, or its artifact URL."
+        description="A checkpoint: its id in the database, its artifact URL (file://...), or on a "
+        "local store its directory."
     )
     prompts: list[str] = Field([""], description="Prefixes to continue ('' for none).")
     grid: SamplerGrid = Field(default_factory=SamplerGrid)
@@ -438,7 +439,8 @@ class EvalSpec(SpecModel):
     """An evaluation job: CE(t) per mask ratio and the ELBO bound of one checkpoint."""
 
     checkpoint: int | str = Field(
-        description="A checkpoint's id in the database, or its artifact URL."
+        description="A checkpoint: its id in the database, its artifact URL (file://...), or on a "
+        "local store its directory."
     )
     dataset: str | None = Field(
         None, description="Default: the validation split of the checkpoint's training data."

@@ -115,6 +115,20 @@ def test_job_commands_do_not_import_torch(job_env):
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True)
 
 
+@embedded
+def test_an_error_is_as_fast_as_an_answer(job_env):
+    """A command that fails on bad input prints its one-line error without importing torch
+    (the error handler used to import the ML core to know its exception types)."""
+    code = (
+        "import sys; from text_diffusion.cli import main; "
+        "code = main(['frontier', 'show', 'nope']); "
+        "assert code == 2, code; assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "error: no frontier named 'nope'" in proc.stderr
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -30,6 +30,9 @@ def _ratios(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated ratios, got {text!r}") from exc
 
 
+CHECKPOINT_HELP = "a checkpoint: its directory, its id in the database, or its URL (file://...)"
+
+
 # --------------------------------------------------------------------------- train
 # The masking flags' names before they were built from `TrainSpec` (still accepted).
 TRAIN_ALIASES = {
@@ -75,6 +78,27 @@ def spec_from_args(args: argparse.Namespace) -> TrainSpec:
     base = {k: v for k, v in base.items() if v is not None}  # a file's null: not given
     data = deep_merge(deep_merge(PRESETS[preset], base), spec_values(args, args.spec_flags))
     return TrainSpec.from_preset_data(preset, data)
+
+
+def checkpoint_dir(ref: str) -> str:
+    """A local directory for `--checkpoint`: a checkpoint id of this machine's database, an
+    artifact URL (`file://`, `s3://`: fetched), a directory, or else a model name as given."""
+    from text_diffusion.errors import UserError
+
+    if not (ref.isascii() and ref.isdigit()) and "://" not in ref:
+        return ref
+    from shared.contracts.specs import SpecError
+    from shared.db import session_scope
+    from shared.storage import ArtifactStore
+    from shared.submit import resolve_checkpoint
+
+    try:
+        if "://" not in ref:
+            with session_scope() as s:
+                ref = resolve_checkpoint(s, ref).url
+        return str(ArtifactStore().get_dir(ref))
+    except SpecError as exc:
+        raise UserError(str(exc)) from exc
 
 
 class ProgressBar:
@@ -229,7 +253,7 @@ def _train_launched(args: argparse.Namespace, spec: TrainSpec, output: Path) -> 
 # --------------------------------------------------------------------------- evaluate
 def _evaluate_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="per-mask-ratio loss and the ELBO bound of a checkpoint")
-    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
     p.add_argument("--dataset", help="default: the checkpoint's training dataset")
     p.add_argument("--dataset-config")
     p.add_argument("--ratios", type=_ratios, help="default 0.1,0.15,0.2,0.3,...,1.0")
@@ -252,9 +276,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from worker.diffusion.evaluation import bound_of, evaluate_ratios
     from worker.diffusion.modeling import inference_device, load_checkpoint
 
-    causal = is_causal_checkpoint(args.checkpoint)
+    path = checkpoint_dir(args.checkpoint)
+    causal = is_causal_checkpoint(path)
     load = load_causal_checkpoint if causal else load_checkpoint
-    model, tokenizer, meta = load(args.checkpoint)
+    model, tokenizer, meta = load(path)
     model.to(inference_device())
     spec = TrainSpec.model_validate(meta["spec"]) if "spec" in meta else TrainSpec()
     val = data_lib.evaluation_texts(spec, args.dataset, args.dataset_config)
@@ -293,7 +318,7 @@ def sampler_from_args(args: argparse.Namespace) -> SamplerSpec:
 
 def _generate_parser(sub) -> None:
     p = sub.add_parser("generate", help="generate text by iterative unmasking")
-    p.add_argument("--checkpoint", required=True, help="a checkpoint directory (or model name)")
+    p.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP + " (or a model name)")
     p.add_argument("--prefix", action="append", help="prompt text; repeat for several")
     p.add_argument("--template", action="append", help="infill: text with [MASK] or [MASK:n]")
     p.add_argument("--num-samples", type=int, default=5)
@@ -321,7 +346,7 @@ def run_generate(args: argparse.Namespace) -> int:
     if args.num_samples < 1 or args.length < 1:
         raise UserError("--num-samples and --length must be at least 1")
     sampler = sampler_from_args(args)
-    model, tokenizer, generate = load_for_generation(args.checkpoint)
+    model, tokenizer, generate = load_for_generation(checkpoint_dir(args.checkpoint))
     if args.template and getattr(model.config, "is_decoder", False):
         raise UserError("--template (infilling) needs a diffusion checkpoint; this one is AR")
     model.to(inference_device())
@@ -375,7 +400,7 @@ def _viz_parser(sub) -> None:
     s.add_argument("--out", type=Path, default=Path("schedules.png"))
     s.set_defaults(handler=run_viz_schedules)
     t = vs.add_parser("trajectory", help="one generation, step by step")
-    t.add_argument("--checkpoint", required=True)
+    t.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
     t.add_argument("--prefix", default="")
     t.add_argument("--length", type=int, default=32)
     t.add_argument("--seed", type=int, default=0)
@@ -411,7 +436,7 @@ def run_viz_trajectory(args: argparse.Namespace) -> int:
     from worker.diffusion.modeling import load_checkpoint
     from worker.diffusion.viz import plot_trajectory, render_trajectory
 
-    model, tokenizer, _ = load_checkpoint(args.checkpoint)
+    model, tokenizer, _ = load_checkpoint(checkpoint_dir(args.checkpoint))
     (sample,) = generate(
         model,
         tokenizer,

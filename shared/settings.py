@@ -205,10 +205,6 @@ class Settings(BaseModel):
         return tuple(p.strip() for p in self.dataset_url_prefixes.split(",") if p.strip())
 
     @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
-    @property
     def broker_dir(self) -> Path:
         """Message folders of the embedded (filesystem) broker."""
         return self.data_dir / "broker"

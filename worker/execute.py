@@ -21,7 +21,7 @@ import traceback
 
 from shared import jobs
 from shared.db import retry_on_disconnect, session_scope
-from shared.models import Job, JobKind
+from shared.models import Job
 from shared.settings import get_settings
 from worker.bodies import body_for
 from worker.bodies.errors import JobInputError
@@ -83,7 +83,7 @@ def main(argv: list[str], *, parent: int | None = None) -> int:
     job_id, attempt, worker = int(argv[0]), int(argv[1]), argv[2]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     watch_parent(os.getppid() if parent is None else parent)
-    claim = jobs.Claim(job_id, attempt, worker, JobKind.TRAIN)  # kind is read from the row
+    claim = jobs.Claim(job_id, attempt, worker)
     stop = StopControl(claim)
     stop.install()
     try:

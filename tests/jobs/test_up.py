@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select
 from werkzeug.security import check_password_hash
 
-from shared import db, jobs
+from shared import db, job_reads, submit
 from shared.models import Checkpoint, JobStatus, Run, Worker, WorkerState
 from shared.settings import get_settings
 from tests.jobs.helpers import REPO, tiny_train_spec, wait_for
@@ -189,7 +189,7 @@ def test_a_killed_up_leaves_no_worker_behind_and_its_job_resumes(job_env, up, wo
     another worker takes the job and resumes it."""
     u = up()
     u.first_screen()
-    job = jobs.submit_train(tiny_train_spec(job_env, max_steps=60, save_every=10, eval_every=100))
+    job = submit.submit_train(tiny_train_spec(job_env, max_steps=60, save_every=10, eval_every=100))
     wait_for(lambda: _checkpoint_steps(job.run_id), 120, what="a first checkpoint")
     worker_pid = _worker().pid
     tree = descendants(worker_pid)  # its warm process and the job it forked
@@ -204,12 +204,12 @@ def test_a_killed_up_leaves_no_worker_behind_and_its_job_resumes(job_env, up, wo
         exit_grace_s(get_settings()) + 5,
         what="the worker, its warm process and the job to exit",
     )
-    assert jobs.get_job(job.id).status == JobStatus.QUEUED  # handed back, not left claimed
+    assert job_reads.get_job(job.id).status == JobStatus.QUEUED  # handed back, not left claimed
     assert _worker().state == WorkerState.OFFLINE
 
     workers("w2")
-    wait_for(lambda: JobStatus(jobs.get_job(job.id).status).finished, 120, what="the job")
-    done = jobs.get_job(job.id)
+    wait_for(lambda: JobStatus(job_reads.get_job(job.id).status).finished, 120, what="the job")
+    done = job_reads.get_job(job.id)
     assert done.status == JobStatus.SUCCEEDED and done.worker == "w2@test", done.error
     with db.session_scope() as s:
         assert s.get(Run, job.run_id).summary["resumed_from_step"] >= 10

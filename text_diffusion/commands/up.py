@@ -199,7 +199,7 @@ def run_up(args: argparse.Namespace) -> int:
         host, port = args.host or settings.web_host, args.port or settings.web_port
         server = make_server(
             host, port, create_app(), threaded=True, request_handler=_request_handler()
-        )
+        )  # a port in use: werkzeug says so, and exits 1
         if not args.no_worker:
             worker = signals.worker = _start_worker(args.queues, worker_out)
         print(f"text-diffusion is up at http://{host}:{server.port}/  (Ctrl-C stops it)")

@@ -63,7 +63,8 @@ class Up:
         return self.terminal.read_text()
 
     def first_screen(self, timeout: float = 60.0) -> list[str]:
-        """The lines `up` printed up to and including its `logs:` line."""
+        """The lines `up` printed from its address to its `logs:` line (with `--verbose`,
+        log lines come before them)."""
 
         def printed() -> bool:
             assert self.proc.poll() is None, "up exited early:\n" + self.text()
@@ -71,7 +72,8 @@ class Up:
 
         wait_for(printed, timeout, what="up's first screen")
         lines = self.text().splitlines()
-        return lines[: next(i for i, line in enumerate(lines) if "  logs:" in line) + 1]
+        start = next(i for i, line in enumerate(lines) if " is up at " in line)
+        return lines[start : next(i for i, line in enumerate(lines) if "  logs:" in line) + 1]
 
     def stop(self, sig: signal.Signals = signal.SIGINT, timeout: float = 60.0) -> int | None:
         return stop_tree(self.proc, sig, timeout)
@@ -139,18 +141,24 @@ def test_up_started_with_sigint_ignored_is_quiet_and_stops_on_sigint(job_env, up
 
 
 @embedded
-def test_up_says_a_password_is_set_and_new_password_replaces_it(job_env, up, monkeypatch):
+def test_up_says_a_password_is_set_new_password_replaces_it_and_verbose_logs_here(
+    job_env, up, monkeypatch
+):
     monkeypatch.delenv("ADMIN_PASSWORD", raising=False)
     settings = get_settings()
     old = ensure_password(settings)  # as an earlier `up` in this data directory left it
     assert old is not None
 
-    u = up("--no-worker")
-    assert u.first_screen()[1] == (
+    u = up("--no-worker", "--verbose")
+    screen = u.first_screen()
+    assert screen[1:] == [
         "  login:  admin; a password is already set; "
-        "reset it with `text-diffusion up --new-password`"
-    )
+        "reset it with `text-diffusion up --new-password`",
+        "  logs:   shown here (--verbose)",
+    ]
+    assert "INFO text_diffusion.up: database: sqlite:" in u.text()  # logged to the terminal
     assert u.stop(signal.SIGTERM) == 0, u.text()
+    assert not (settings.data_dir / "up.log").exists()
 
     u = up("--no-worker", "--new-password")
     new = re.fullmatch(r"  login:  admin / (\S+)   .*", u.first_screen()[1]).group(1)

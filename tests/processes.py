@@ -99,8 +99,9 @@ def stop_tree(
 
 
 def mark_session() -> str:
-    """Mark this process, and so every process it starts, as this test session's."""
-    mark = os.environ.get(MARK_ENV) or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    """Mark this process, and so every process it starts, as this test session's (a new
+    mark, even inside another session: each checks only what it started)."""
+    mark = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     os.environ[MARK_ENV] = mark
     return mark
 

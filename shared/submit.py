@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from shared.contracts import labels, sources
 from shared.contracts.limits import MAX_ID
+from shared.contracts.options import DIFFUSION_ONLY
 from shared.contracts.specs import EvalSpec, GenerateSpec, SpecError, TrainSpec
 from shared.db import session_scope
 from shared.jobs import enqueue
@@ -164,6 +165,18 @@ def _check_grid_applies(spec: GenerateSpec, ckpt: Checkpoint) -> None:
             )
 
 
+def _generate_payload(spec: GenerateSpec, ckpt: Checkpoint) -> dict[str, Any]:
+    """The generation job's spec as stored, pinned to the checkpoint's row. On an AR
+    checkpoint the grid is stored without the settings only unmasking reads
+    (`DIFFUSION_ONLY`): kept, they would read as if they had been used."""
+    _check_grid_applies(spec, ckpt)
+    payload = spec.model_dump(mode="json")
+    payload["checkpoint"] = ckpt.id  # pin the row, whatever the user named
+    if (ckpt.run.spec or {}).get("objective", "diffusion") == "ar":
+        payload["grid"] = {k: v for k, v in payload["grid"].items() if k not in DIFFUSION_ONLY}
+    return payload
+
+
 def _submit_on_checkpoint(
     kind: JobKind, spec: GenerateSpec | EvalSpec, queue: str | None, priority: int
 ) -> Job:
@@ -171,9 +184,9 @@ def _submit_on_checkpoint(
     with session_scope() as s:
         ckpt = resolve_checkpoint(s, spec.checkpoint)
         if isinstance(spec, GenerateSpec):
-            _check_grid_applies(spec, ckpt)
-        payload = spec.model_dump(mode="json")
-        payload["checkpoint"] = ckpt.id  # pin the row, whatever the user named
+            payload = _generate_payload(spec, ckpt)
+        else:
+            payload = {**spec.model_dump(mode="json"), "checkpoint": ckpt.id}
         job = _new_job(kind, payload, ckpt.run_id, queue, priority)
         s.add(job)
     enqueue([job.id])
@@ -201,9 +214,7 @@ def submit_generate_all(
         rows = []
         for spec in specs:
             ckpt = resolve_checkpoint(s, spec.checkpoint)
-            _check_grid_applies(spec, ckpt)
-            payload = spec.model_dump(mode="json")
-            payload["checkpoint"] = ckpt.id
+            payload = _generate_payload(spec, ckpt)
             payload["judge"] = judges.get(spec.judge) if spec.judge is not None else None
             rows.append(
                 _new_job(JobKind.GENERATE, payload, ckpt.run_id, _queue(spec, queue), priority)

@@ -127,9 +127,17 @@ RUN_ROW = _record(
         "max_steps": _maybe("integer"),
         "tokens_seen": {"type": "integer"},
         "progress": {"type": "number", "minimum": 0, "maximum": 1},
-        "eta_s": _maybe("number"),
+        "eta_s": {
+            **_maybe("number"),
+            "description": "Seconds left while training, from the rate since the training "
+            "loop began; null when not training or finished.",
+        },
         "ppl_bound": _maybe("number"),
         "nll_bound": _maybe("number"),
+        "ppl_pending": {
+            "type": "boolean",
+            "description": "True until the run's first evaluation: ppl_bound is null.",
+        },
         "objective": {
             "type": "string",
             "enum": ["diffusion", "ar"],

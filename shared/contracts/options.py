@@ -25,6 +25,8 @@ Strategy = Literal["random", "confidence", "margin", "entropy", "threshold"]  # 
 MaskMode = Literal["grid", "uniform"]  # masking.mask_batch
 MixedPrecision = Literal["auto", "no", "bf16", "fp16"]
 LrDecay = Literal["linear", "cosine", "constant"]
+# Training mask-ratio distributions (masking.RatioDraw; TrainSpec.t_distribution).
+TDistribution = Literal["uniform", "clipped", "bell"]
 TrainObjective = Literal["diffusion", "ar"]  # training.Trainer: DiffusionObjective, CausalObjective
 # The unmasking strategy a generation job uses unless told otherwise.
 DEFAULT_STRATEGY: Strategy = "entropy"

@@ -19,6 +19,10 @@ LEFTOVER_WAIT_S = 15.0
 
 def pytest_configure(config):
     config._td_session_mark = processes.mark_session()
+    # The packaged judge's conversion (20-100 s) is kept in pytest's cache folder, and every
+    # process a test starts (workers, `up`) inherits this, so it happens once per checkout.
+    if config.cache is not None:
+        os.environ.setdefault("JUDGE_CACHE_DIR", str(config.cache.mkdir("judges")))
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -40,13 +44,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.section("processes left behind (killed)", red=True)
         for pid, cmd in left.items():
             terminalreporter.write_line(f"{pid}: {cmd}")
-
-
-def pytest_configure(config):
-    # The packaged judge's conversion (20-100 s) is kept in pytest's cache folder, and every
-    # process a test starts (workers, `up`) inherits this, so it happens once per checkout.
-    if config.cache is not None:
-        os.environ.setdefault("JUDGE_CACHE_DIR", str(config.cache.mkdir("judges")))
 
 
 @pytest.fixture(autouse=True)

@@ -63,7 +63,7 @@ def _clip(text: str | None) -> str | None:
 # ----------------------------------------------------------------------------- submit
 
 
-def _enqueue(job_ids: list[int]) -> None:
+def enqueue(job_ids: list[int]) -> None:
     """Stamp each job's send time and task id, commit, then send its message."""
     for job_id in job_ids:
         task_id = new_task_id()
@@ -102,29 +102,46 @@ def submit_train(
     queue: str | None = None,
     priority: int = 0,
 ) -> Job:
-    """Insert a run and its training job, commit, enqueue. The model and dataset sources are
-    checked first (`shared.contracts.sources`; `SpecError`, nothing is stored), and stored
-    in the form the worker loads. The queue is the spec's device's (`queue_for_device`)
-    unless `queue` names one."""
+    """Insert a run and its training job, commit, enqueue (`add_train`)."""
+    with session_scope() as s:
+        job = add_train(s, spec, name=name, tags=tags, queue=queue, priority=priority)
+    enqueue([job.id])
+    return job
+
+
+def add_train(
+    s: Session,
+    spec: TrainSpec,
+    *,
+    name: str | None = None,
+    tags: list[str] | None = None,
+    queue: str | None = None,
+    priority: int = 0,
+    sweep_trial_id: int | None = None,
+) -> Job:
+    """Add a run and its training job to session `s` (the caller commits, then `enqueue`s
+    the job). The model and dataset sources are checked first (`shared.contracts.sources`;
+    `SpecError`, nothing is added), and stored in the form the worker loads. The queue is
+    the spec's device's (`queue_for_device`) unless `queue` names one."""
     labels.check_labels(name, tags)
     spec = spec.model_copy(
         update={"model": model_source(spec.model), "dataset": dataset_source(spec.dataset)}
     )
     queue = _queue(spec, queue)
     payload = spec.model_dump(mode="json")
-    with session_scope() as s:
-        run = Run(
-            name=name or f"{spec.preset}-{utcnow():%Y%m%d-%H%M%S}",
-            preset=spec.preset,
-            tags=tags or [],
-            spec=payload,
-            max_steps=spec.max_steps,
-        )
-        s.add(run)
-        s.flush()
-        job = _new_job(JobKind.TRAIN, payload, run.id, queue, priority)
-        s.add(job)
-    _enqueue([job.id])
+    run = Run(
+        name=name or f"{spec.preset}-{utcnow():%Y%m%d-%H%M%S}",
+        preset=spec.preset,
+        tags=tags or [],
+        spec=payload,
+        max_steps=spec.max_steps,
+        sweep_trial_id=sweep_trial_id,
+    )
+    s.add(run)
+    s.flush()
+    job = _new_job(JobKind.TRAIN, payload, run.id, queue, priority)
+    s.add(job)
+    s.flush()
     return job
 
 
@@ -217,7 +234,7 @@ def _submit_on_checkpoint(
         payload["checkpoint"] = ckpt.id  # pin the row, whatever the user named
         job = _new_job(kind, payload, ckpt.run_id, queue, priority)
         s.add(job)
-    _enqueue([job.id])
+    enqueue([job.id])
     return job
 
 
@@ -250,7 +267,7 @@ def submit_generate_all(
                 _new_job(JobKind.GENERATE, payload, ckpt.run_id, _queue(spec, queue), priority)
             )
         s.add_all(rows)
-    _enqueue([j.id for j in rows])
+    enqueue([j.id for j in rows])
     return rows
 
 
@@ -461,6 +478,13 @@ def mark_cancelled(c: Claim) -> bool:
 
 
 @retry_on_disconnect
+def mark_pruned(c: Claim) -> bool:
+    """Attempt `c`, a sweep trial's run, was stopped by its pruner (state saved)."""
+    with session_scope() as s:
+        return _end(s, c.job_id, JobStatus.RUNNING, JobStatus.PRUNED, None, c.attempt)
+
+
+@retry_on_disconnect
 def release(c: Claim, reason: str, *, count: bool = True) -> bool:
     """Attempt `c` died of something outside the job (killed, lost): queue it again, or
     fail it if this was its last attempt. Returns True if it was queued (and sent).
@@ -480,7 +504,7 @@ def release(c: Claim, reason: str, *, count: bool = True) -> bool:
             return False
         requeued = _requeue(s, [_owned(c.job_id, c.attempt)], reason)
     if requeued:
-        _enqueue(requeued)
+        enqueue(requeued)
     return bool(requeued)
 
 
@@ -538,7 +562,7 @@ def retry(job_id: int) -> Job:
             .where(Job.id == job_id)
             .values(attempts=0, cancel_requested=False, finished_at=None, progress=0.0)
         )
-    _enqueue([job_id])
+    enqueue([job_id])
     return get_job(job_id)
 
 
@@ -558,7 +582,7 @@ def set_priority(job_id: int, priority: int) -> Job:
         ).rowcount
         if not changed:
             raise JobError(f"job {job_id} is {job.status}; only queued jobs can be reordered")
-    _enqueue([job_id])
+    enqueue([job_id])
     return get_job(job_id)
 
 
@@ -635,7 +659,7 @@ def reconcile(resend_after_s: float | None = None) -> Reconciled:
     except Exception:  # the broker is away: sending would fail too; the next pass retries
         log.warning("reconcile: could not read the broker's messages", exc_info=True)
         resent = []
-    _enqueue(requeued + resent)
+    enqueue(requeued + resent)
     if requeued or failed or resent:
         log.info("reconcile: requeued %s, failed %s, resent %s", requeued, failed, resent)
     return Reconciled(requeued, failed, resent)

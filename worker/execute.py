@@ -28,7 +28,9 @@ from worker.bodies.errors import JobInputError
 from worker.stopping import (
     EXIT_DONE,
     EXIT_FAILED,
+    EXIT_PRUNED,
     EXIT_STOPPED,
+    Pruned,
     StopControl,
     Stopped,
     watch_parent,
@@ -88,6 +90,9 @@ def main(argv: list[str], *, parent: int | None = None) -> int:
     stop.install()
     try:
         run_body(claim, stop)
+    except Pruned:
+        log.info("job %s pruned by its sweep", job_id)
+        return EXIT_PRUNED
     except Stopped:
         log.info("job %s stopped on request", job_id)
         return EXIT_STOPPED

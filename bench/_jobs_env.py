@@ -3,7 +3,7 @@
     with job_system("embedded") as env:       # or "redis" (REDIS_URL=..., TD_BENCH_REDIS_URL,
                                               # or the test one; private_redis() makes one)
         env.start_workers(2, threads=1)
-        job = jobs.submit_generate(...)
+        job = submit.submit_generate(...)
 
 Everything lives in a temporary DATA_DIR (SQLite, filesystem broker, artifacts); in Redis
 mode the broker's keys sit under a unique REDIS_KEY_PREFIX, deleted afterwards, so a
@@ -181,12 +181,12 @@ def private_redis(folder: Path) -> Iterator[str]:
 
 def wait_job(job_id: int, timeout: float = 600.0, poll_s: float = 0.01):
     """Poll until job `job_id` is finished; return its row."""
-    from shared import jobs
+    from shared import job_reads
     from shared.models import JobStatus
 
     deadline = time.monotonic() + timeout
     while True:
-        job = jobs.get_job(job_id)
+        job = job_reads.get_job(job_id)
         if JobStatus(job.status).finished:
             return job
         if time.monotonic() > deadline:
@@ -223,12 +223,12 @@ def tiny_train_spec(data_dir: Path, steps: int, **overrides: Any):
 def tiny_checkpoint(data_dir: Path, steps: int = 20) -> int:
     """Train a 2-layer model in this process (through the job tables, no worker) and
     return the id of its checkpoint row, for generation jobs to use."""
-    from shared import jobs
+    from shared import jobs, submit
     from worker.bodies.train import run_train
     from worker.execute import load_job
     from worker.stopping import StopControl
 
-    job = jobs.submit_train(tiny_train_spec(data_dir, steps))
+    job = submit.submit_train(tiny_train_spec(data_dir, steps))
     claim = jobs.claim(job.id, "bench")
     assert claim is not None
     run_train(claim, load_job(job.id), StopControl(claim))

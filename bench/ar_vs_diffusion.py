@@ -180,7 +180,7 @@ def tune(
 def held_out(diffusion_ckpt: str, ar_ckpt: str, spec, max_blocks: int) -> dict[str, Any]:
     """Bound and exact perplexity on the same held-out blocks (the first `max_blocks` of the
     validation split) and the same tokens."""
-    from shared.contracts.specs import DEFAULT_EVAL_GRID
+    from shared.contracts.grid import DEFAULT_EVAL_GRID
     from worker.diffusion import data
     from worker.diffusion.causal import evaluate_causal, load_causal_checkpoint
     from worker.diffusion.evaluation import bound_of, evaluate_ratios, unigram_entropy
@@ -250,7 +250,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from shared.contracts.specs import SamplerSpec
+    from shared.contracts.grid import SamplerSpec
     from worker.diffusion import data
     from worker.diffusion.ar_generate import generate_causal
     from worker.diffusion.generate import generate

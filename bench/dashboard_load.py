@@ -496,16 +496,16 @@ def train_while(env_dir: Path, steps: int):
     (JobSystem, job ids). The jobs write losses to the same database the pages read."""
     from _jobs_env import JobSystem, tiny_train_spec
 
-    from shared import jobs
+    from shared import job_reads, submit
     from shared.models import JobStatus
 
     system = JobSystem(env_dir, dict(os.environ))
     try:
         system.start_workers(2, threads=1)  # one job each, so both train at once
         spec = tiny_train_spec(env_dir, steps, log_every=1, eval_every=max(1, steps // 4))
-        ids = [jobs.submit_train(spec, name=f"load-{i}").id for i in range(2)]
+        ids = [submit.submit_train(spec, name=f"load-{i}").id for i in range(2)]
         deadline = time.monotonic() + 180
-        while any(jobs.get_job(i).status == JobStatus.QUEUED for i in ids):
+        while any(job_reads.get_job(i).status == JobStatus.QUEUED for i in ids):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the training jobs did not start; see {env_dir}/worker-*.log")
             time.sleep(0.2)
@@ -611,13 +611,13 @@ def main() -> None:
             }
             concurrent = None
             if not args.skip_concurrent:
-                from shared import jobs
+                from shared import job_reads, jobs
                 from shared.models import JobStatus
 
                 system, job_ids = train_while(tmp, args.train_steps)
 
                 def trained() -> bool:
-                    return all(JobStatus(jobs.get_job(i).status).finished for i in job_ids)
+                    return all(JobStatus(job_reads.get_job(i).status).finished for i in job_ids)
 
                 try:
                     concurrent = run_client(
@@ -641,7 +641,7 @@ def main() -> None:
                             "progress_after_load": round(j.progress, 3),
                             "error": j.error,
                         }
-                        for j in (jobs.get_job(i) for i in job_ids)
+                        for j in (job_reads.get_job(i) for i in job_ids)
                     ]
                     concurrent["p95_ms"] = concurrent["all"]["p95_ms"]
                     for i in job_ids:

@@ -78,7 +78,7 @@ def measure(kind: str, config: dict) -> dict:
 
     import torch
 
-    from shared.contracts.specs import SamplerSpec
+    from shared.contracts.grid import SamplerSpec
     from worker.diffusion.generate import generate
     from worker.diffusion.modeling import lm_head
 
@@ -143,7 +143,7 @@ def greedy_agreement(config: dict) -> float:
     """Share of generated tokens where bf16 autocast and float32 greedy decoding agree."""
     import torch
 
-    from shared.contracts.specs import SamplerSpec
+    from shared.contracts.grid import SamplerSpec
     from worker.diffusion.generate import generate
 
     model, tokenizer = _load(config["checkpoint"], config["threads"])

@@ -52,7 +52,8 @@ def direct(args: argparse.Namespace, on_gpu: bool, out: Path) -> dict:
     """Train the offline default for a fixed number of steps; generate a batch."""
     import torch
 
-    from shared.contracts.specs import SamplerSpec, TrainSpec
+    from shared.contracts.grid import SamplerSpec
+    from shared.contracts.specs import TrainSpec
     from worker.diffusion.generate import generate
     from worker.diffusion.modeling import inference_device, load_checkpoint
     from worker.diffusion.training import BaseCallback, Trainer
@@ -137,7 +138,7 @@ def worker_path(args: argparse.Namespace, on_gpu: bool) -> dict:
     from _jobs_env import job_system, wait_job
     from sqlalchemy import select
 
-    from shared import db, jobs
+    from shared import db, submit
     from shared.contracts.specs import GenerateSpec, TrainSpec
     from shared.models import Checkpoint, JobStatus, Run
 
@@ -159,7 +160,7 @@ def worker_path(args: argparse.Namespace, on_gpu: bool) -> dict:
             device=device,
         )
         t0 = time.perf_counter()
-        job = jobs.submit_train(spec, name="gpu-check")
+        job = submit.submit_train(spec, name="gpu-check")
         done = wait_job(job.id, timeout=1800, poll_s=0.1)
         train_s = time.perf_counter() - t0
         if done.status != JobStatus.SUCCEEDED:
@@ -176,7 +177,7 @@ def worker_path(args: argparse.Namespace, on_gpu: bool) -> dict:
             device=device,
         )
         t0 = time.perf_counter()
-        gen = jobs.submit_generate(gen_spec)
+        gen = submit.submit_generate(gen_spec)
         gen_done = wait_job(gen.id, timeout=1800, poll_s=0.1)
         gen_s = time.perf_counter() - t0
         if gen_done.status != JobStatus.SUCCEEDED:

@@ -53,7 +53,7 @@ def _spec(checkpoint: int):
 
 
 def generation_overhead(n_jobs: int) -> dict[str, Any]:
-    from shared import jobs
+    from shared import submit
     from shared.db import session_scope
     from shared.models import Checkpoint, JobStatus
     from shared.storage import ArtifactStore
@@ -73,7 +73,7 @@ def generation_overhead(n_jobs: int) -> dict[str, Any]:
         through_jobs = []
         for _ in range(n_jobs):
             t0 = time.perf_counter()
-            job = wait_job(jobs.submit_generate(spec).id, timeout=600)
+            job = wait_job(submit.submit_generate(spec).id, timeout=600)
             through_jobs.append(time.perf_counter() - t0)
             assert job.status == JobStatus.SUCCEEDED, job.error
     direct_s, job_s = statistics.median(direct), statistics.median(through_jobs)
@@ -87,7 +87,7 @@ def generation_overhead(n_jobs: int) -> dict[str, Any]:
 
 
 def logging_cost(steps: int) -> dict[str, Any]:
-    from shared import jobs
+    from shared import job_reads, jobs, submit
     from worker import results
     from worker.bodies import train as train_job
     from worker.execute import load_job
@@ -111,7 +111,7 @@ def logging_cost(steps: int) -> dict[str, Any]:
         spec = tiny_train_spec(
             env.data_dir, steps, log_every=1, eval_every=steps + 1, save_every=steps + 1
         )
-        job = jobs.submit_train(spec)
+        job = submit.submit_train(spec)
         claim = jobs.claim(job.id, "bench")
         assert claim is not None
         # The callback's database writes: loss points + run progress, and job progress.
@@ -122,7 +122,7 @@ def logging_cost(steps: int) -> dict[str, Any]:
             train_job.run_train(claim, load_job(job.id), StopControl(claim))
         finally:
             results.add_loss_points, jobs.set_progress = originals
-        summary = jobs.get_job(job.id)
+        summary = job_reads.get_job(job.id)
         from shared.db import session_scope
         from shared.models import Run
 

@@ -38,7 +38,8 @@ def main() -> None:
 
     import torch
 
-    from shared.contracts.specs import DEFAULT_EVAL_GRID, SamplerSpec, TrainSpec
+    from shared.contracts.grid import DEFAULT_EVAL_GRID, SamplerSpec
+    from shared.contracts.specs import TrainSpec
     from worker.diffusion import data
     from worker.diffusion.evaluation import (
         bound_of,

@@ -28,7 +28,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 def measure(mode: str, samples: int) -> list[float]:
     """Seconds from submit to claimed, one per sample, on broker `mode`."""
-    from shared import jobs
+    from shared import job_reads, jobs, submit
     from shared.contracts.specs import TrainSpec
     from shared.models import JobStatus, utcnow
 
@@ -39,8 +39,8 @@ def measure(mode: str, samples: int) -> list[float]:
         latencies = []
         for _ in range(samples):
             t0 = utcnow()
-            job = jobs.submit_train(spec)
-            while (row := jobs.get_job(job.id)).status == JobStatus.QUEUED:
+            job = submit.submit_train(spec)
+            while (row := job_reads.get_job(job.id)).status == JobStatus.QUEUED:
                 time.sleep(0.005)
             latencies.append((row.started_at - t0).total_seconds())
             jobs.cancel(job.id)

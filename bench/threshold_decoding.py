@@ -45,7 +45,7 @@ def measure(strategy: str, config: dict) -> dict:
     """Generate the sample set with one strategy in this (fresh) process."""
     import torch
 
-    from shared.contracts.specs import SamplerSpec
+    from shared.contracts.grid import SamplerSpec
     from worker.diffusion.generate import generate
     from worker.diffusion.modeling import load_pretrained
 

@@ -90,12 +90,12 @@ def _spec(checkpoint: int):
 
 def _warm_up(spec, n_workers: int) -> int:
     """Run jobs until every worker has finished one; return how many ran."""
-    from shared import jobs
+    from shared import submit
 
     seen: set[str] = set()
     ran = 0
     for _ in range(10):
-        done = [wait_job(jobs.submit_generate(spec).id, 600, 0.05) for _ in range(n_workers)]
+        done = [wait_job(submit.submit_generate(spec).id, 600, 0.05) for _ in range(n_workers)]
         ran += len(done)
         seen |= {j.worker for j in done}
         if len(seen) == n_workers:
@@ -127,7 +127,7 @@ def throughput(
     """One run: `n_workers` single-thread workers over `n_jobs` generation jobs."""
     import redis
 
-    from shared import jobs
+    from shared import submit
     from shared.models import JobStatus
 
     with ExitStack() as stack:
@@ -149,7 +149,7 @@ def throughput(
         submit.on, submit.writes, submit.transactions = True, 0, 0
         warm_up = _warm_up(spec, n_workers)
         t0 = time.perf_counter()
-        ids = [jobs.submit_generate(spec).id for _ in range(n_jobs)]
+        ids = [submit.submit_generate(spec).id for _ in range(n_jobs)]
         done = [wait_job(i, timeout=3600, poll_s=0.1) for i in ids]
         seconds = time.perf_counter() - t0
         submit.on = False

@@ -9,7 +9,7 @@ written, and the jobs are inserted in one transaction: a bad one stores nothing.
 
 from __future__ import annotations
 
-from shared import jobs
+from shared import submit
 from shared.contracts.specs import FrontierSpec
 from shared.models import Job, utcnow
 
@@ -27,13 +27,13 @@ def submit_frontier(
     when one cannot be used; nothing is then stored.
     """
     name = frontier_name(spec)
-    judge = jobs.judge_source(spec.judge) if spec.judge is not None else None
+    judge = submit.judge_source(spec.judge) if spec.judge is not None else None
     objectives = [
-        jobs.checkpoint_objective(ref, field=f"checkpoints.{i}")
+        submit.checkpoint_objective(ref, field=f"checkpoints.{i}")
         for i, ref in enumerate(spec.checkpoints)
     ]
     specs = [
         spec.generate_spec(ref, name, causal=objective == "ar").model_copy(update={"judge": judge})
         for ref, objective in zip(spec.checkpoints, objectives, strict=True)
     ]
-    return name, jobs.submit_generate_all(specs, queue=queue, priority=priority)
+    return name, submit.submit_generate_all(specs, queue=queue, priority=priority)

@@ -31,7 +31,7 @@ import optuna
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
-from shared import jobs
+from shared import jobs, submit
 from shared.contracts.sweep import Parameter, SweepSpec, grid_points, grid_size
 from shared.db import session_scope
 from shared.models import Job, JobStatus, Run, Sweep, SweepStatus, SweepTrial, utcnow
@@ -284,7 +284,7 @@ def _queue_runs(s: Session, sweep: Sweep, spec: SweepSpec, trial: SweepTrial) ->
     for seed_index in range(spec.seeds):
         train = spec.trial_spec(trial.params, seed_index)
         suffix = f"-s{train.seed}" if spec.seeds > 1 else ""
-        job = jobs.add_train(
+        job = submit.add_train(
             s,
             train,
             name=f"{sweep.name} #{trial.number}{suffix}",

@@ -10,7 +10,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from shared.contracts.specs import SamplerSpec, TrainSpec
+from shared.contracts.grid import SamplerSpec
+from shared.contracts.specs import TrainSpec
 from worker.diffusion.ar_generate import generate_causal, load_for_generation
 from worker.diffusion.causal import is_causal_checkpoint, load_causal_checkpoint
 from worker.diffusion.training import Trainer

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from shared.contracts.specs import SamplerSpec
+from shared.contracts.grid import SamplerSpec
 from tests.corpus import paragraphs
 from worker.diffusion import data as data_lib
 from worker.diffusion.ar_generate import generate_causal

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.contracts.specs import SamplerSpec
+from shared.contracts.grid import SamplerSpec
 from worker.diffusion.generate import STRATEGIES, generate, get_strategy, infill
 
 PROMPTS = ["The old farmer", "A", "My brother walked to the city gate in the morning"]

@@ -9,7 +9,7 @@ from typing import get_args
 
 import pytest
 
-from shared.contracts.specs import (
+from shared.contracts.options import (
     MaskMode,
     MixedPrecision,
     Sampling,

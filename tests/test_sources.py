@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select, update
 
-from shared import db, jobs
+from shared import db, submit
 from shared.contracts import sources
 from shared.contracts.labels import check_labels
 from shared.contracts.specs import SpecError, TrainSpec
@@ -128,7 +128,7 @@ def test_the_worker_checks_the_model_again_before_loading(tmp_path, monkeypatch)
     reset_process_caches()
     db.upgrade()
     try:
-        job = jobs.submit_train(TrainSpec.from_preset("tiny"), name="stored")
+        job = submit.submit_train(TrainSpec.from_preset("tiny"), name="stored")
         folder = tmp_path / "ckpt"
         folder.mkdir()
         with session_scope() as s:

@@ -180,7 +180,7 @@ class RemoteJobs:
         return RemoteJob.from_json(self.api.get(f"/api/jobs/{job_id}"))
 
     def resumed_from_step(self, run_id: int) -> int | None:
-        """As `shared.jobs.resumed_from_step`: from the run's summary."""
+        """As `shared.job_reads.resumed_from_step`: from the run's summary."""
         return self.api.get(f"/api/runs/{run_id}")["summary"].get("resumed_from_step")
 
     def list_jobs(self, limit: int = 50, status: str | None = None) -> list[RemoteJob]:

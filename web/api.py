@@ -13,18 +13,10 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 from pydantic import BaseModel, ValidationError
 
-from shared import jobs
-from shared.contracts.specs import (
-    FRONTIER_NAME,
-    MAX_FRONTIER_CHARS,
-    MAX_ID,
-    PRESETS,
-    EvalSpec,
-    FrontierSpec,
-    GenerateSpec,
-    SpecError,
-    TrainSpec,
-)
+from shared import jobs, submit
+from shared.contracts.limits import FRONTIER_NAME, MAX_FRONTIER_CHARS, MAX_ID
+from shared.contracts.presets import PRESETS
+from shared.contracts.specs import EvalSpec, FrontierSpec, GenerateSpec, SpecError, TrainSpec
 from shared.db import read_scope
 from shared.frontier import submit_frontier
 from web import args
@@ -137,7 +129,7 @@ def submit_run():
     spec = spec_from_submission(body)
     check_refs(spec)
     try:
-        job = jobs.submit_train(
+        job = submit.submit_train(
             spec, name=body.name, tags=body.tags, queue=body.queue, priority=body.priority
         )
     except SpecError as exc:
@@ -222,7 +214,7 @@ def submit_generate():
     body = _body(SubmitGenerate)
     check_refs(body.spec)
     try:
-        job = jobs.submit_generate(body.spec, queue=body.queue, priority=body.priority)
+        job = submit.submit_generate(body.spec, queue=body.queue, priority=body.priority)
     except SpecError as exc:
         raise spec_error(exc) from None
     return _submitted(job, sample_sets=body.spec.grid.size())
@@ -233,7 +225,7 @@ def submit_evaluate():
     body = _body(SubmitEvaluate)
     check_refs(body.spec)
     try:
-        job = jobs.submit_evaluate(body.spec, queue=body.queue, priority=body.priority)
+        job = submit.submit_evaluate(body.spec, queue=body.queue, priority=body.priority)
     except SpecError as exc:
         raise spec_error(exc) from None
     return _submitted(job)

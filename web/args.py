@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.contracts.specs import MAX_ID
+from shared.contracts.limits import MAX_ID
 from shared.models import JobStatus
 from web.errors import QueryError
 from web.queries.compare import MAX_COMPARE

@@ -6,8 +6,8 @@ Views and queries raise typed errors; nothing decides a status by reading a mess
     NotFound     no object with that id         404
     ApiError     any status, with `fields`      as given
     SpecError    a spec value                   422, `fields` names it
-    JobNotFound  (shared.jobs) no such job      404
-    JobError     (shared.jobs) the job's state  409
+    JobNotFound  (shared.errors) no such job    404
+    JobError     (shared.errors) the job's state 409
 
 Every JSON error is {"error": {"status", "message", "fields": [{"field", "reason"}]}}.
 """
@@ -18,8 +18,8 @@ from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from shared import jobs
 from shared.contracts.specs import SpecError
+from shared.errors import JobError, JobNotFound
 from web.auth import ApiAuthError
 
 
@@ -45,7 +45,7 @@ class NotFound(LookupError):
 
 
 def spec_error(exc: SpecError) -> ApiError:
-    """A `SpecError` from `shared.jobs` as a 422 naming the field under `spec.`."""
+    """A `SpecError` from `shared.submit` as a 422 naming the field under `spec.`."""
     return ApiError(422, str(exc), [{"field": f"spec.{exc.field}", "reason": exc.message}])
 
 
@@ -87,12 +87,12 @@ def register(app: Flask) -> None:
         return error_response(422, str(exc), [{"field": exc.field, "reason": exc.message}])
 
     @app.errorhandler(NotFound)
-    @app.errorhandler(jobs.JobNotFound)
+    @app.errorhandler(JobNotFound)
     def _not_found(exc: LookupError):
         return error_response(404, str(exc))
 
-    @app.errorhandler(jobs.JobError)
-    def _conflict(exc: jobs.JobError):
+    @app.errorhandler(JobError)
+    def _conflict(exc: JobError):
         return error_response(409, str(exc))
 
     @app.errorhandler(CSRFError)

@@ -9,14 +9,8 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from shared.contracts.specs import (
-    FRONTIER_NAME_PATTERN,
-    MAX_FRONTIER_CHARS,
-    MAX_ID,
-    EvalSpec,
-    GenerateSpec,
-    TrainSpec,
-)
+from shared.contracts.limits import FRONTIER_NAME_PATTERN, MAX_FRONTIER_CHARS, MAX_ID
+from shared.contracts.specs import EvalSpec, GenerateSpec, TrainSpec
 from shared.models import JobKind, JobStatus
 from web import __doc__ as web_doc
 from web.api import SCHEMAS

@@ -1,6 +1,6 @@
 """References in a spec that the job system could not look up, refused before submitting.
 
-The API and the forms call `check_refs` before `shared.jobs.submit_*`, so such a value is a
+The API and the forms call `check_refs` before `shared.submit.submit_*`, so such a value is a
 422 naming its field rather than an error deep in a driver or a worker.
 """
 
@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.contracts.specs import MAX_ID, EvalSpec, GenerateSpec, SpecError, TrainSpec
+from shared.contracts.limits import MAX_ID
+from shared.contracts.specs import EvalSpec, GenerateSpec, SpecError, TrainSpec
 from web.errors import spec_error
 
 

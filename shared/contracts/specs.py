@@ -7,67 +7,47 @@ wherever it comes from. Nothing in this module imports torch.
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from .grid import (
+    DEFAULT_EVAL_GRID,
+    DEFAULT_GRID,
+    Combination,
+    SamplerGrid,
+    SamplerSpec,
+    check_ratios,
+)
+from .limits import (
+    FRONTIER_NAME,
+    MAX_FRONTIER_CHARS,
+    MAX_FRONTIER_CHECKPOINTS,
+    MAX_ID,
+    MAX_PROMPT_CHARS,
+    MAX_PROMPTS,
+    MAX_SAMPLES,
+    CheckpointId,
+)
 from .options import (
-    BlockLength,
+    DEFAULT_STRATEGY,
+    DEVICE_HELP,
+    Device,
     LrDecay,
     MaskMode,
     MixedPrecision,
-    Sampling,
-    Schedule,
     Seed,
+    SpecModel,
     Steps,
     Strategy,
     Temperature,
-    Threshold,
-    TopK,
-    TopP,
     TrainObjective,
-    check_each,
     interval,
-    nonempty_unique,
 )
-
-# Row ids (runs, jobs, checkpoints, sample sets) are 32-bit signed integers in both databases:
-# every id a user may type is checked against this one bound, so none reaches a driver that
-# would overflow on it.
-MAX_ID = 2**31 - 1
-
-DEFAULT_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-# Evaluation adds 15%: BERT's ratio, where masked-token accuracy is usually quoted.
-DEFAULT_EVAL_GRID = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+from .presets import PRESETS
 
 
-CheckpointId = Annotated[int, Field(ge=1, le=MAX_ID)]
-
-
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-# Where a job runs. The job system sends `cuda` jobs to the gpu queue and everything else
-# to the cpu queue (`shared.queue.queue_for_device`); the ML core itself ignores it.
-Device = Literal["auto", "cpu", "cuda"]
-DEVICE_HELP = (
-    "cuda: needs a GPU (the gpu queue; fails on a worker without one). cpu: the cpu queue, "
-    "and GPUs are hidden from the job. auto: the cpu queue, on whatever device the worker has."
-)
-
-
-def _check_ratios(ratios: list[float], field: str) -> list[float]:
-    if not ratios:
-        raise ValueError(f"{field} must hold at least one mask ratio")
-    for r in ratios:
-        if not 0.0 < r <= 1.0:
-            raise ValueError(f"{field}: mask ratio {r} is outside (0, 1]")
-    return sorted(set(ratios))
-
-
-class MaskingSpec(_Spec):
+class MaskingSpec(SpecModel):
     """How training picks which tokens to mask."""
 
     mode: MaskMode = Field(
@@ -84,10 +64,10 @@ class MaskingSpec(_Spec):
     @field_validator("grid")
     @classmethod
     def _grid(cls, v: list[float]) -> list[float]:
-        return _check_ratios(v, "grid")
+        return check_ratios(v, "grid")
 
 
-class ScratchModelSpec(_Spec):
+class ScratchModelSpec(SpecModel):
     """A RoBERTa-style encoder trained from scratch with its own byte-level BPE."""
 
     layers: int = Field(2, ge=1, le=48)
@@ -102,7 +82,7 @@ class ScratchModelSpec(_Spec):
         return self
 
 
-class TrainSpec(_Spec):
+class TrainSpec(SpecModel):
     """One training run. Defaults are the offline default preset sized for a 2-core CPU."""
 
     preset: str = Field("minilm", description="Preset this spec started from.")
@@ -181,7 +161,7 @@ class TrainSpec(_Spec):
     @field_validator("eval_ratios")
     @classmethod
     def _eval_ratios(cls, v: list[float]) -> list[float]:
-        return _check_ratios(v, "eval_ratios")
+        return check_ratios(v, "eval_ratios")
 
     @model_validator(mode="after")
     def _batch_covers_processes(self) -> TrainSpec:
@@ -238,156 +218,11 @@ class TrainSpec(_Spec):
         return cls.model_validate(merged)
 
 
-# Presets. `minilm` and `tiny` work offline; `quick-test` and `full` train distilroberta-base
-# and roberta-base on wikitext-2, for users who can reach the Hugging Face hub.
-PRESETS: dict[str, dict[str, Any]] = {
-    # Fine-tunes the packaged all-MiniLM-L6-v2 encoder (22.7M params) on the KJV: the
-    # best quality reachable in minutes on a laptop CPU.
-    "minilm": {},
-    # A 2-layer encoder from scratch: seconds per run, for tests and smoke checks.
-    "tiny": {
-        "model": "scratch",
-        "scratch": {"layers": 2, "hidden": 128, "heads": 4, "vocab_size": 2048},
-        "lr": 1e-3,
-        "head_lr": None,
-        "warmup_steps": 10,
-        "max_steps": 200,
-        "eval_every": 100,
-        "save_every": 100,
-        "max_texts": 4000,
-        "eval_batches": 2,
-    },
-    # Hub presets (need the Hugging Face hub or a local copy).
-    "quick-test": {
-        "model": "distilroberta-base",
-        "dataset": "wikitext",
-        "dataset_config": "wikitext-2-raw-v1",
-        "seq_len": 128,
-        "batch_size": 8,
-        "lr": 5e-5,
-        "head_lr": None,
-        "warmup_steps": 100,
-        "max_steps": 1000,
-    },
-    "full": {
-        "model": "roberta-base",
-        "dataset": "wikitext",
-        "dataset_config": "wikitext-2-raw-v1",
-        "seq_len": 128,
-        "batch_size": 8,
-        "lr": 5e-5,
-        "head_lr": None,
-        "warmup_steps": 500,
-        "max_steps": 7000,
-    },
-}
-
-
-class SamplerSpec(_Spec):
-    """How one generation run picks and commits tokens."""
-
-    steps: Steps = Field(10, description="Denoising passes (max passes for threshold).")
-    schedule: Schedule = "linear"
-    sampling: Sampling = "topk"
-    temperature: Temperature = 0.7
-    top_k: TopK = 50
-    top_p: TopP = 0.9
-    strategy: Strategy = "entropy"
-    threshold: Threshold = Field(0.9, description="Confidence to commit (threshold).")
-    block_length: BlockLength | None = Field(
-        None, description="Semi-autoregressive blocks of this many tokens."
-    )
-
-
 # ---------------------------------------------------------------------------------------
 # Generation and evaluation jobs
 
-# Limits that keep one job to minutes on a laptop and a row set the dashboard can show.
-MAX_GRID = 64  # sampler combinations per generation job
-MAX_FRONTIER_CHARS = 64
-MAX_FRONTIER_CHECKPOINTS = 8
-FRONTIER_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
-FRONTIER_NAME = re.compile(FRONTIER_NAME_PATTERN)
-MAX_PROMPTS = 32
-MAX_PROMPT_CHARS = 2000
-MAX_SAMPLES = 4096  # combinations x prompts x num_samples
 
-
-class SamplerGrid(_Spec):
-    """Lists of sampler settings; a generation job runs every combination of them."""
-
-    schedules: list[Schedule] = Field(["linear"], description="Unmasking schedules.")
-    samplings: list[Sampling] = Field(["topk"], description="Token sampling rules.")
-    temperatures: list[float] = Field(
-        [0.7], description=f"Sampling temperatures, each in {interval(Temperature)}."
-    )
-    steps: list[int] = Field([10], description=f"Denoising passes, each in {interval(Steps)}.")
-    strategies: list[Strategy] = Field(["entropy"], description="What to unmask first.")
-    seeds: list[int] = Field([0], description="Base seeds; sample j uses seed + j.")
-    top_k: TopK = 50
-    top_p: TopP = 0.9
-    threshold: Threshold = 0.9
-    block_length: BlockLength | None = None
-
-    @field_validator("schedules", "samplings", "strategies")
-    @classmethod
-    def _names(cls, v: list[str], info: Any) -> list[str]:
-        return nonempty_unique(v, info.field_name)
-
-    @field_validator("temperatures")
-    @classmethod
-    def _temperatures(cls, v: list[float]) -> list[float]:
-        return check_each(v, Temperature, "temperatures", "temperature")
-
-    @field_validator("steps")
-    @classmethod
-    def _steps(cls, v: list[int]) -> list[int]:
-        return check_each(v, Steps, "steps", "steps")
-
-    @field_validator("seeds")
-    @classmethod
-    def _seeds(cls, v: list[int]) -> list[int]:
-        return check_each(v, Seed, "seeds", "seed")
-
-    @model_validator(mode="after")
-    def _bounded(self) -> SamplerGrid:
-        if self.size() > MAX_GRID:
-            raise ValueError(
-                f"the sampler grid has {self.size()} combinations; at most {MAX_GRID} per job "
-                "(split it into several jobs)"
-            )
-        return self
-
-    def size(self) -> int:
-        """Number of combinations: the product of the list lengths."""
-        n = 1
-        for values in (
-            self.schedules,
-            self.samplings,
-            self.temperatures,
-            self.steps,
-            self.strategies,
-            self.seeds,
-        ):
-            n *= len(values)
-        return n
-
-
-class Combination(BaseModel):
-    """One point of a sampler grid: its index in the grid, the sampler, the base seed."""
-
-    model_config = ConfigDict(frozen=True)
-
-    index: int
-    sampler: SamplerSpec
-    seed: int
-
-    def settings(self) -> dict[str, Any]:
-        """The JSON stored with its sample set: the sampler's fields plus the seed."""
-        return {**self.sampler.model_dump(mode="json"), "seed": self.seed}
-
-
-class GenerateSpec(_Spec):
+class GenerateSpec(SpecModel):
     """A generation job: one checkpoint, some prompts, a grid of sampler settings."""
 
     checkpoint: int | str = Field(
@@ -483,7 +318,7 @@ class GenerateSpec(_Spec):
         return out
 
 
-class FrontierSpec(_Spec):
+class FrontierSpec(SpecModel):
     """A speed-quality frontier: every checkpoint sampled at every point of a grid over
     steps, strategies and temperatures, each point one sample set with its cost (forward
     passes, seconds per sample) and quality (judge perplexity with entropy, MAUVE).
@@ -505,7 +340,7 @@ class FrontierSpec(_Spec):
         [8, 16, 32], description=f"Denoising passes, each in {interval(Steps)}."
     )
     strategies: list[Strategy] = Field(
-        ["entropy", "confidence", "random"], description="What to unmask first."
+        [DEFAULT_STRATEGY, "confidence", "random"], description="What to unmask first."
     )
     temperatures: list[float] = Field(
         [0.7], description=f"Sampling temperatures, each in {interval(Temperature)}."
@@ -599,7 +434,7 @@ def _field_error(title: str, field: str, value: Any, message: str) -> None:
     raise ValidationError.from_exception_data(title, [error])
 
 
-class EvalSpec(_Spec):
+class EvalSpec(SpecModel):
     """An evaluation job: CE(t) per mask ratio and the ELBO bound of one checkpoint."""
 
     checkpoint: int | str = Field(
@@ -617,7 +452,7 @@ class EvalSpec(_Spec):
     @field_validator("ratios")
     @classmethod
     def _ratios(cls, v: list[float]) -> list[float]:
-        return _check_ratios(v, "ratios")
+        return check_ratios(v, "ratios")
 
     _checkpoint = field_validator("checkpoint")(GenerateSpec._checkpoint.__func__)
 

@@ -28,7 +28,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from shared.contracts.specs import PRESETS, TrainSpec
+from shared.contracts.presets import PRESETS
+from shared.contracts.specs import TrainSpec
 
 Method = Literal["grid", "random", "tpe"]
 Goal = Literal["minimize", "maximize"]

@@ -14,7 +14,7 @@ import threading
 import pytest
 from sqlalchemy import select
 
-from shared import db, jobs
+from shared import db, job_reads, jobs, submit
 from shared.models import Checkpoint, JobStatus, Run
 from shared.settings import get_settings
 from tests.jobs.helpers import reset_process_caches, tiny_train_spec, wait_for
@@ -35,7 +35,7 @@ def test_a_cancel_waits_for_the_final_save_of_a_slow_step(job_env, monkeypatch):
         eval_batches=4,
         scratch={"layers": 6, "hidden": 512, "heads": 8, "vocab_size": 400},
     )
-    job = jobs.submit_train(spec)
+    job = submit.submit_train(spec)
     result: list[str] = []
     thread = threading.Thread(
         target=lambda: result.append(runner.run(job.id, "t@test", warm=False))
@@ -63,10 +63,10 @@ def test_a_cancel_waits_for_the_final_save_of_a_slow_step(job_env, monkeypatch):
     assert summary["stopped_by"] == "callback"
     out = get_settings().work_dir / f"run-{job.run_id}"
     assert saved_step(out / STATE_DIR) == summary["steps"] == max(checkpoints())
-    assert jobs.get_job(job.id).status == JobStatus.CANCELLED
+    assert job_reads.get_job(job.id).status == JobStatus.CANCELLED
 
 
 def runner_claim(job_id: int) -> jobs.Claim:
     """The claim of the running attempt 1 (what the supervisor holds)."""
-    job = jobs.get_job(job_id)
+    job = job_reads.get_job(job_id)
     return jobs.Claim(job_id, 1, job.worker, job.kind)

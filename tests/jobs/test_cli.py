@@ -63,11 +63,11 @@ def test_submit_wait_and_manage_jobs(job_env, workers, tmp_path, capsys):
 
 @embedded
 def test_jobs_show_tells_where_a_training_job_resumed(job_env, capsys):
-    from shared import jobs
+    from shared import submit
     from tests.jobs.helpers import tiny_train_spec
     from worker import results
 
-    job = jobs.submit_train(tiny_train_spec(job_env))
+    job = submit.submit_train(tiny_train_spec(job_env))
     assert main(["jobs", "show", str(job.id)]) == 0
     assert json.loads(capsys.readouterr().out)["resumed_from_step"] is None  # not started
     results.merge_run_summary(job.run_id, {"resumed_from_step": 40})  # as attempt 2 records it
@@ -88,11 +88,11 @@ def test_jobs_show_tells_where_a_training_job_resumed(job_env, capsys):
 def test_a_closed_pipe_ends_a_command_quietly(job_env, argv, code):
     """`text-diffusion jobs list | head -6`: the reader goes away before the command writes
     (here: the read end is closed at once), and the command exits without a traceback."""
-    from shared import jobs
+    from shared import submit
     from tests.jobs.helpers import tiny_train_spec
 
     for _ in range(3):
-        jobs.submit_train(tiny_train_spec(job_env))
+        submit.submit_train(tiny_train_spec(job_env))
     proc = subprocess.Popen(
         [sys.executable, "-m", "text_diffusion.cli", *argv],
         cwd=REPO,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from shared import db, jobs
+from shared import db, job_reads, submit
 from shared.models import JobStatus, LossPoint, Run, Worker, WorkerState, utcnow
 from tests.jobs.helpers import replayed_steps, tiny_train_spec, wait_for
 
@@ -24,14 +24,14 @@ def test_jobs_finish_across_a_postgres_restart(cluster_env, cluster_workers):
     dataset, cluster = cluster_env
     cluster_workers("w1")
     spec = tiny_train_spec(dataset, max_steps=160, save_every=40, eval_every=80)
-    job = jobs.submit_train(spec)
+    job = submit.submit_train(spec)
     wait_for(lambda: _run_step(job.run_id) >= 10, 120, what="training to be under way")
 
     cluster.restart()  # every open connection of the worker and the job is cut
     restarted_at = utcnow()
 
     done = wait_for(
-        lambda: (j := jobs.get_job(job.id)) and JobStatus(j.status).finished and j,
+        lambda: (j := job_reads.get_job(job.id)) and JobStatus(j.status).finished and j,
         180,
         what="the job to finish after the restart",
     )

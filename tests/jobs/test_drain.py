@@ -13,7 +13,7 @@ import stat
 
 import pytest
 
-from shared import jobs
+from shared import job_reads, submit
 from shared.models import JobStatus, WorkerState
 from shared.workers import display_state, get_worker, register, set_state
 from tests.jobs.helpers import tiny_train_spec, wait_for
@@ -29,22 +29,22 @@ def test_a_drained_worker_finishes_its_job_and_takes_no_other(job_env, workers, 
     assert (row.queues, row.device, row.host) == (["cpu"], detect_device(), socket.gethostname())
 
     # Long enough to still be running when the drain lands (it takes about a second).
-    long = jobs.submit_train(tiny_train_spec(job_env, max_steps=250, save_every=1000))
-    wait_for(lambda: jobs.get_job(long.id).progress > 0, 90, what="the first job to train")
+    long = submit.submit_train(tiny_train_spec(job_env, max_steps=250, save_every=1000))
+    wait_for(lambda: job_reads.get_job(long.id).progress > 0, 90, what="the first job to train")
     assert main(["workers", "drain", "w1@test"]) == 0
     assert "w1@test: draining" in capsys.readouterr().out
-    short = jobs.submit_train(tiny_train_spec(job_env, max_steps=4, eval_every=100))
+    short = submit.submit_train(tiny_train_spec(job_env, max_steps=4, eval_every=100))
 
     def draining_while_running() -> bool:
-        assert jobs.get_job(long.id).status == JobStatus.RUNNING, "finished before the drain"
+        assert job_reads.get_job(long.id).status == JobStatus.RUNNING, "finished before the drain"
         return get_worker("w1@test").state == WorkerState.DRAINING
 
     wait_for(draining_while_running, 30, 0.1, what="the worker to start draining")
     assert w1.proc.wait(120) == 0  # it exits by itself once its job is done
-    done = jobs.get_job(long.id)
+    done = job_reads.get_job(long.id)
     assert done.status == JobStatus.SUCCEEDED and done.attempts == 1, done.error
     assert done.worker == "w1@test"
-    assert jobs.get_job(short.id).status == JobStatus.QUEUED  # not taken by the drained one
+    assert job_reads.get_job(short.id).status == JobStatus.QUEUED  # not taken by the drained one
     row = get_worker("w1@test")
     assert row.state == WorkerState.OFFLINE and row.drain_requested
     assert display_state(row) == "drained"
@@ -54,8 +54,8 @@ def test_a_drained_worker_finishes_its_job_and_takes_no_other(job_env, workers, 
     assert listed[1].split()[:5] == ["w1@test", row.host, "cpu", row.device, "drained"]
 
     workers("w2")  # a fresh worker takes what the drained one left
-    wait_for(lambda: JobStatus(jobs.get_job(short.id).status).finished, 90, what="job 2")
-    later = jobs.get_job(short.id)
+    wait_for(lambda: JobStatus(job_reads.get_job(short.id).status).finished, 90, what="job 2")
+    later = job_reads.get_job(short.id)
     assert later.status == JobStatus.SUCCEEDED and later.worker == "w2@test", later.error
 
 

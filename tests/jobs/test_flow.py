@@ -10,7 +10,7 @@ import shutil
 import pytest
 from sqlalchemy import func, select
 
-from shared import db, jobs
+from shared import db, job_reads, submit
 from shared.contracts.specs import EvalSpec, GenerateSpec
 from shared.models import Checkpoint, EvalPoint, JobStatus, LossPoint, Run, Sample, SampleSet
 from tests.jobs.helpers import tiny_train_spec, wait_for
@@ -18,7 +18,7 @@ from tests.jobs.helpers import tiny_train_spec, wait_for
 
 def finished(job_id: int):
     def check():
-        job = jobs.get_job(job_id)
+        job = job_reads.get_job(job_id)
         return job if JobStatus(job.status).finished else None
 
     return check
@@ -26,7 +26,7 @@ def finished(job_id: int):
 
 def test_train_then_generate_then_evaluate(job_env, workers):
     workers("w1")
-    job = jobs.submit_train(tiny_train_spec(job_env), name="flow")
+    job = submit.submit_train(tiny_train_spec(job_env), name="flow")
     assert job.status == JobStatus.QUEUED
     done = wait_for(finished(job.id), 120, what="training job")
     assert done.status == JobStatus.SUCCEEDED, done.error
@@ -50,7 +50,7 @@ def test_train_then_generate_then_evaluate(job_env, workers):
         length=8,
         num_samples=2,
     )
-    gen = jobs.submit_generate(spec)
+    gen = submit.submit_generate(spec)
     gen = wait_for(finished(gen.id), 90, what="generation job")
     assert gen.status == JobStatus.SUCCEEDED, gen.error
     with db.session_scope() as s:
@@ -72,7 +72,7 @@ def test_train_then_generate_then_evaluate(job_env, workers):
     assert len(steps[0]["tokens"]) == len(sample.trajectory["committed_at"])
     assert None in steps[0]["tokens"] and None not in steps[-1]["tokens"]
 
-    ev = jobs.submit_evaluate(EvalSpec(checkpoint=ckpts[0].url, ratios=[0.5, 1.0], batches=1))
+    ev = submit.submit_evaluate(EvalSpec(checkpoint=ckpts[0].url, ratios=[0.5, 1.0], batches=1))
     ev = wait_for(finished(ev.id), 90, what="evaluation job")
     assert ev.status == JobStatus.SUCCEEDED, ev.error
     assert ev.result["step"] == 10 and len(ev.result["eval"]) == 2
@@ -84,7 +84,7 @@ def test_a_cuda_job_on_a_worker_without_a_gpu_fails_clearly(job_env, workers):
     if shutil.which("nvidia-smi"):
         pytest.skip("this machine has a GPU")
     workers("w1", queues="gpu")
-    job = jobs.submit_train(tiny_train_spec(job_env, device="cuda"))
+    job = submit.submit_train(tiny_train_spec(job_env, device="cuda"))
     assert job.queue == "gpu"
     done = wait_for(finished(job.id), 90, what="the job to fail")
     assert done.status == JobStatus.FAILED and "no usable GPU" in done.error

@@ -9,7 +9,7 @@ import math
 import pytest
 from sqlalchemy import func, select
 
-from shared import db, jobs
+from shared import db, submit
 from shared.contracts.specs import EvalSpec, FrontierSpec, GenerateSpec, SpecError
 from shared.frontier import submit_frontier
 from shared.models import Checkpoint, EvalPoint, Job, JobStatus, Run, SampleSet
@@ -20,7 +20,7 @@ from web.queries.frontier import frontier_points
 
 def _train(dataset, objective: str) -> tuple[Run, Checkpoint]:
     spec = tiny_train_spec(dataset, objective=objective, val_fraction=0.25)
-    job = jobs.submit_train(spec, name=f"{objective}-run")
+    job = submit.submit_train(spec, name=f"{objective}-run")
     done = wait_for(finished(job.id), 180, what=f"{objective} training job")
     assert done.status == JobStatus.SUCCEEDED, done.error
     with db.session_scope() as s:
@@ -53,7 +53,7 @@ def test_ar_and_diffusion_runs_judged_and_on_one_frontier(job_env, workers):
 
     # An evaluation job on the AR checkpoint measures the same exact NLL (no ratio grid).
     # The training eval's batches (1 of 8 blocks) on the final checkpoint's weights.
-    ev = jobs.submit_evaluate(EvalSpec(checkpoint=ar_ckpt.id, batches=1, batch_size=8))
+    ev = submit.submit_evaluate(EvalSpec(checkpoint=ar_ckpt.id, batches=1, batch_size=8))
     ev = wait_for(finished(ev.id), 120, what="AR evaluation job")
     assert ev.status == JobStatus.SUCCEEDED, ev.error
     assert ev.result["eval"] == [] and ev.result["bound"]["exact"] is True
@@ -66,12 +66,12 @@ def test_ar_and_diffusion_runs_judged_and_on_one_frontier(job_env, workers):
     # A grid over unmasking steps means nothing to an AR checkpoint: refused, nothing stored.
     before = _count_jobs()
     with pytest.raises(SpecError) as exc:
-        jobs.submit_generate(GenerateSpec(checkpoint=ar_ckpt.id, grid={"steps": [4, 8]}))
+        submit.submit_generate(GenerateSpec(checkpoint=ar_ckpt.id, grid={"steps": [4, 8]}))
     assert exc.value.field == "grid.steps" and "AR run" in exc.value.message
     assert _count_jobs() == before
 
     # AR generation: token by token, 100 samples (enough for MAUVE), judged by itself.
-    ar_gen = jobs.submit_generate(
+    ar_gen = submit.submit_generate(
         GenerateSpec(checkpoint=ar_ckpt.id, length=8, num_samples=100, judge=str(ar_ckpt.id))
     )
     ar_gen = wait_for(finished(ar_gen.id), 180, what="AR generation job")
@@ -93,7 +93,7 @@ def test_ar_and_diffusion_runs_judged_and_on_one_frontier(job_env, workers):
 
     # Diffusion generation without a judge: entropy yes, judge perplexity empty; too few
     # samples for MAUVE, and the reason stored.
-    plain = jobs.submit_generate(
+    plain = submit.submit_generate(
         GenerateSpec(checkpoint=diff_ckpt.id, length=8, num_samples=3, grid={"steps": [4]})
     )
     plain = wait_for(finished(plain.id), 120, what="diffusion generation job")
@@ -176,7 +176,7 @@ def test_a_bad_judge_or_grid_is_refused_naming_the_field_and_stores_nothing(job_
     }
     for judge, reason in bad_judges.items():
         with pytest.raises(SpecError, match=reason) as exc:
-            jobs.submit_generate(GenerateSpec(checkpoint=ckpt_id, judge=judge))
+            submit.submit_generate(GenerateSpec(checkpoint=ckpt_id, judge=judge))
         assert exc.value.field == "judge"
         with pytest.raises(SpecError, match=reason) as exc:
             submit_frontier(FrontierSpec(checkpoints=[ckpt_id], judge=judge))

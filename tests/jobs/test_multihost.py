@@ -36,7 +36,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from shared import db, jobs
+from shared import db, job_reads, submit
 from shared.contracts.specs import GenerateSpec
 from shared.models import Checkpoint, Job, JobStatus, LossPoint, Run, SampleSet, WorkerState
 from shared.workers import display_state, get_worker, list_workers
@@ -83,7 +83,7 @@ class Machines:
 
     def finished(self, job_id: int, timeout: float) -> Job:
         def check() -> Job | None:
-            job = jobs.get_job(job_id)
+            job = job_reads.get_job(job_id)
             return job if JobStatus(job.status).finished else None
 
         try:
@@ -153,7 +153,7 @@ def test_checkpoints_cross_hosts_jobs_spread_and_a_cut_off_host_loses_its_job(ma
     }
 
     # 1. Train on whichever host takes it; its checkpoint goes to the shared store.
-    train = jobs.submit_train(tiny_train_spec(m.dataset, max_steps=10, eval_every=10))
+    train = submit.submit_train(tiny_train_spec(m.dataset, max_steps=10, eval_every=10))
     train = m.finished(train.id, 120)
     assert train.status == JobStatus.SUCCEEDED, train.error
     trainer = train.worker
@@ -166,7 +166,7 @@ def test_checkpoints_cross_hosts_jobs_spread_and_a_cut_off_host_loses_its_job(ma
     # 2. Two generation jobs at once with both workers idle: each worker takes one (a
     # worker holds one unacknowledged message at a time), so one runs on the other host.
     spec = GenerateSpec(checkpoint=ckpt.id, prompts=["The king"], length=8, num_samples=1)
-    gens = [jobs.submit_generate(spec).id for _ in range(2)]
+    gens = [submit.submit_generate(spec).id for _ in range(2)]
     gens = [m.finished(g, 120) for g in gens]
     assert all(g.status == JobStatus.SUCCEEDED for g in gens), [g.error for g in gens]
     assert {g.worker for g in gens} == {m.worker(h) for h in HOSTS}, "not spread"
@@ -183,15 +183,15 @@ def test_checkpoints_cross_hosts_jobs_spread_and_a_cut_off_host_loses_its_job(ma
     # 3. A long job; once it has a checkpoint, unplug the host running it. The other
     # host's reconciler sees the stale heartbeat, queues it again, and resumes it.
     spec = tiny_train_spec(m.dataset, max_steps=120, save_every=20, eval_every=1000)
-    long = jobs.submit_train(spec)
+    long = submit.submit_train(spec)
 
     def checkpointed() -> bool:
         with db.session_scope() as s:
             return bool(s.scalar(select(func.count()).where(Checkpoint.run_id == long.run_id)))
 
     wait_for(checkpointed, 120, what="the long job's first checkpoint")
-    victim = jobs.get_job(long.id).worker
-    assert jobs.get_job(long.id).status == JobStatus.RUNNING, "finished before the cut"
+    victim = job_reads.get_job(long.id).worker
+    assert job_reads.get_job(long.id).status == JobStatus.RUNNING, "finished before the cut"
     (survivor,) = {m.worker(h) for h in HOSTS} - {victim}
     m.net.cut(m.host(victim))
 

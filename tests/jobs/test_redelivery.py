@@ -14,7 +14,7 @@ import time
 import pytest
 from sqlalchemy import select
 
-from shared import db, jobs
+from shared import db, job_reads, submit
 from shared.models import JobStatus, LossPoint
 from tests.jobs.helpers import replayed_steps, reset_process_caches, tiny_train_spec, wait_for
 
@@ -31,25 +31,25 @@ def test_a_redelivered_job_is_not_run_twice(job_env, workers, monkeypatch):
     reset_process_caches()
     workers("w1")
     spec = tiny_train_spec(job_env, max_steps=STEPS, save_every=STEPS, eval_every=STEPS)
-    job = jobs.submit_train(spec)
-    wait_for(lambda: jobs.get_job(job.id).progress > 0, 90, what="the job to run on w1")
+    job = submit.submit_train(spec)
+    wait_for(lambda: job_reads.get_job(job.id).progress > 0, 90, what="the job to run on w1")
     time.sleep(VISIBILITY_S + 0.5)  # w1 holds the message, unacknowledged, past the timeout
 
     # Every consumer sweeps the unacknowledged messages on a timer (kombu's restore_visible:
     # first about 10 s after it starts, then about every 100 s) and puts those past the
     # visibility timeout back on their queue; w2, idle, takes it from there.
     w2 = workers("w2")
-    task = jobs.get_job(job.id).celery_task_id
+    task = job_reads.get_job(job.id).celery_task_id
     dropped = re.compile(rf"run_job\[{task}\] succeeded in [\d.]+s: 'skipped'")
 
     def w2_dropped_it() -> bool:
-        assert jobs.get_job(job.id).status == JobStatus.RUNNING, "finished before redelivery"
+        assert job_reads.get_job(job.id).status == JobStatus.RUNNING, "finished before redelivery"
         return bool(dropped.search(w2.log.read_text()))
 
     wait_for(w2_dropped_it, 90, what="w2 to receive the redelivered message and drop it")
 
-    wait_for(lambda: JobStatus(jobs.get_job(job.id).status).finished, 600, what="the end")
-    done = jobs.get_job(job.id)
+    wait_for(lambda: JobStatus(job_reads.get_job(job.id).status).finished, 600, what="the end")
+    done = job_reads.get_job(job.id)
     assert done.status == JobStatus.SUCCEEDED, done.error
     assert done.attempts == 1 and done.worker == "w1@test"
     with db.session_scope() as s:

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import func, select, update
 
-from shared import db, jobs
+from shared import db, errors, job_reads, jobs, submit
 from shared.contracts.specs import GenerateSpec, SpecError, TrainSpec
 from shared.models import Job, JobStatus, Run, utcnow
 from tests.jobs.helpers import tiny_train_spec
@@ -27,7 +27,7 @@ def _age_heartbeat(job_id: int) -> None:
 
 
 def test_a_second_message_for_a_live_job_is_dropped(job_env):
-    job = jobs.submit_train(tiny_train_spec(job_env))
+    job = submit.submit_train(tiny_train_spec(job_env))
     first = jobs.claim(job.id, "a")
     assert first is not None and first.attempt == 1
     assert jobs.claim(job.id, "b") is None  # redelivered while a is alive: dropped
@@ -37,12 +37,12 @@ def test_a_second_message_for_a_live_job_is_dropped(job_env):
     assert second is not None and second.attempt == 2
     assert not jobs.heartbeat(first).owned  # a's late beat cannot take it back
     assert not jobs.succeed(first)
-    assert jobs.succeed(second) and jobs.get_job(job.id).status == JobStatus.SUCCEEDED
+    assert jobs.succeed(second) and job_reads.get_job(job.id).status == JobStatus.SUCCEEDED
     assert jobs.claim(job.id, "c") is None
 
 
 def test_reconciler_requeues_stale_jobs_until_attempts_run_out(job_env):
-    job = jobs.submit_train(tiny_train_spec(job_env))
+    job = submit.submit_train(tiny_train_spec(job_env))
     for attempt in (1, 2, 3):
         assert jobs.claim(job.id, "w").attempt == attempt
         _age_heartbeat(job.id)
@@ -52,19 +52,19 @@ def test_reconciler_requeues_stale_jobs_until_attempts_run_out(job_env):
         else:
             assert outcome.failed == [job.id]
         assert jobs.reconcile() == jobs.Reconciled([], [], [])  # idempotent
-    done = jobs.get_job(job.id)
+    done = job_reads.get_job(job.id)
     assert done.status == JobStatus.FAILED and "gave up after 3 attempts" in done.error
     assert jobs.retry(job.id).status == JobStatus.QUEUED
-    assert jobs.get_job(job.id).attempts == 0
+    assert job_reads.get_job(job.id).attempts == 0
 
 
 def test_cancel_a_queued_job_and_retry_it(job_env):
-    job = jobs.submit_train(tiny_train_spec(job_env))
+    job = submit.submit_train(tiny_train_spec(job_env))
     assert jobs.cancel(job.id) == JobStatus.CANCELLED
     assert jobs.claim(job.id, "w") is None
     jobs.retry(job.id)
     assert jobs.claim(job.id, "w") is not None
-    with pytest.raises(jobs.JobError, match="only failed or cancelled"):
+    with pytest.raises(errors.JobError, match="only failed or cancelled"):
         jobs.retry(job.id)
 
 
@@ -79,30 +79,30 @@ def test_invalid_specs_are_refused_and_nothing_is_stored(job_env, tmp_path):
     outside.write_text("secret\n")
     for dataset in (str(outside), "../outside.txt", "./../../etc/passwd"):
         with pytest.raises(SpecError, match="outside the data root"):
-            jobs.submit_train(tiny_train_spec(dataset))
+            submit.submit_train(tiny_train_spec(dataset))
     with pytest.raises(SpecError, match="no checkpoint with id 999"):
-        jobs.submit_generate(GenerateSpec(checkpoint=999))
+        submit.submit_generate(GenerateSpec(checkpoint=999))
     with pytest.raises(SpecError, match="no checkpoint is recorded"):
-        jobs.submit_generate(GenerateSpec(checkpoint="file:///nowhere/checkpoint-1"))
+        submit.submit_generate(GenerateSpec(checkpoint="file:///nowhere/checkpoint-1"))
     with pytest.raises(ValueError, match="unknown queue"):
-        jobs.submit_train(TrainSpec.from_preset("tiny"), queue="tpu")
+        submit.submit_train(TrainSpec.from_preset("tiny"), queue="tpu")
     assert _counts() == (0, 0)
 
 
 def test_dataset_names_relative_to_the_root(job_env):
-    job = jobs.submit_train(tiny_train_spec("corpus.txt"))
+    job = submit.submit_train(tiny_train_spec("corpus.txt"))
     assert job.spec["dataset"] == str(job_env)
-    hub = jobs.submit_train(tiny_train_spec("wikitext"))  # a hub name passes unchanged
+    hub = submit.submit_train(tiny_train_spec("wikitext"))  # a hub name passes unchanged
     assert hub.spec["dataset"] == "wikitext"
 
 
 def test_the_queue_follows_the_spec_device_unless_named(job_env, capsys):
     from text_diffusion.cli import main
 
-    assert jobs.submit_train(tiny_train_spec(job_env)).queue == "cpu"  # auto
-    assert jobs.submit_train(tiny_train_spec(job_env, device="cpu")).queue == "cpu"
-    assert jobs.submit_train(tiny_train_spec(job_env, device="cuda")).queue == "gpu"
-    explicit = jobs.submit_train(tiny_train_spec(job_env, device="cuda"), queue="cpu")
+    assert submit.submit_train(tiny_train_spec(job_env)).queue == "cpu"  # auto
+    assert submit.submit_train(tiny_train_spec(job_env, device="cpu")).queue == "cpu"
+    assert submit.submit_train(tiny_train_spec(job_env, device="cuda")).queue == "gpu"
+    explicit = submit.submit_train(tiny_train_spec(job_env, device="cuda"), queue="cpu")
     assert explicit.queue == "cpu" and explicit.spec["device"] == "cuda"
 
     flags = ["submit", "train", "--preset", "tiny", "--dataset", str(job_env)]
@@ -127,7 +127,7 @@ def test_a_loss_point_written_twice_is_reported_and_stored_once(job_env):
     from shared.models import LossPoint
     from worker import results
 
-    run_id = jobs.submit_train(tiny_train_spec(job_env)).run_id
+    run_id = submit.submit_train(tiny_train_spec(job_env)).run_id
     points = [{"step": s, "loss": 1.0} for s in (2, 4)]
     assert results.add_loss_points(run_id, points, {}) == []
     again = [{"step": s, "loss": 1.0} for s in (4, 6)]
@@ -142,8 +142,8 @@ def test_the_embedded_broker_resends_only_what_it_lost(job_env):
     from shared.queue import broker_view
     from shared.settings import get_settings
 
-    job = jobs.submit_train(tiny_train_spec(job_env))
-    task_id = jobs.get_job(job.id).celery_task_id
+    job = submit.submit_train(tiny_train_spec(job_env))
+    task_id = job_reads.get_job(job.id).celery_task_id
     assert task_id in broker_view().waiting
     assert jobs.reconcile(resend_after_s=0).resent == []  # waiting: never sent twice
 
@@ -154,9 +154,9 @@ def test_the_embedded_broker_resends_only_what_it_lost(job_env):
     assert jobs.reconcile(resend_after_s=3600).resent == []  # give that worker time
     assert jobs.reconcile(resend_after_s=0).resent == [job.id]  # it died holding it
 
-    new_task = jobs.get_job(job.id).celery_task_id
+    new_task = job_reads.get_job(job.id).celery_task_id
     (message,) = (folder / "queue").glob("*.msg")
     message.unlink()  # the broker lost it
     assert jobs.reconcile(resend_after_s=3600).resent == [job.id]
-    assert new_task != jobs.get_job(job.id).celery_task_id
-    assert broker_view().waiting == {jobs.get_job(job.id).celery_task_id}
+    assert new_task != job_reads.get_job(job.id).celery_task_id
+    assert broker_view().waiting == {job_reads.get_job(job.id).celery_task_id}

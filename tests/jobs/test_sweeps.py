@@ -10,7 +10,7 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-from shared import jobs, sweeps
+from shared import jobs, submit, sweeps
 from shared.contracts.sweep import SweepSpec
 from shared.db import session_scope
 from shared.models import Job, JobStatus, Run, Sweep, SweepStatus, SweepTrial
@@ -162,7 +162,7 @@ def test_the_pruner_stops_a_trial_that_is_behind_at_its_rung(job_env):
 
 
 def test_a_run_outside_a_sweep_is_never_pruned(job_env):
-    job = jobs.submit_train(_spec(job_env).base_spec())
+    job = submit.submit_train(_spec(job_env).base_spec())
     assert sweeps.report(job.run_id, 10, 99.0) is False
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import db, jobs
+from shared import db, job_reads, jobs, submit
 from shared.models import Job, JobStatus
 from shared.settings import get_settings
 from tests.jobs.helpers import REPO, reset_process_caches, tiny_train_spec, wait_for, write_dataset
@@ -110,7 +110,7 @@ def test_the_celery_worker_process_does_not_import_torch():
 
 @embedded
 def test_a_warm_job_runs_in_its_own_session_and_writes_its_log(job_env):
-    job = jobs.submit_train(tiny_train_spec(job_env, max_steps=300, save_every=1000))
+    job = submit.submit_train(tiny_train_spec(job_env, max_steps=300, save_every=1000))
     thread, result = _run_in_thread(job.id, warm=True)
     pid_file = runner.pid_path(job.id, 1)
     pid = int(wait_for(lambda: pid_file.is_file() and pid_file.read_text(), 120, 0.05))
@@ -119,7 +119,7 @@ def test_a_warm_job_runs_in_its_own_session_and_writes_its_log(job_env):
     assert os.getsid(pid) == pid and os.getpgid(pid) == pid  # session and group leader
     assert os.getsid(warm.proc.pid) != os.getsid(os.getpid())  # the worker's signals miss it
     thread.join(120)
-    assert result == ["succeeded"], jobs.get_job(job.id).error
+    assert result == ["succeeded"], job_reads.get_job(job.id).error
     assert not pid_file.exists()
 
 
@@ -130,26 +130,26 @@ def test_warm_exit_codes_mean_what_fresh_ones_do(job_env):
     long_spec = tiny_train_spec(job_env, max_steps=100000, save_every=100000)
 
     # SIGTERM to the group: the job stops at its next step, saves, exits EXIT_STOPPED.
-    claim = _claim(jobs.submit_train(long_spec))
+    claim = _claim(submit.submit_train(long_spec))
     proc = runner.start_job(claim, warm)
-    wait_for(lambda: jobs.get_job(claim.job_id).progress > 0, 120, what="training to start")
+    wait_for(lambda: job_reads.get_job(claim.job_id).progress > 0, 120, what="training to start")
     os.killpg(proc.pid, signal.SIGTERM)
     assert proc.wait(60) == EXIT_STOPPED
     log = runner.log_path(claim.job_id, 1).read_text()  # stdout and stderr land here
     assert f"job {claim.job_id} stopped on request" in log
 
     # SIGKILL: reported as a negative signal number, as subprocess does.
-    claim = _claim(jobs.submit_train(long_spec))
+    claim = _claim(submit.submit_train(long_spec))
     proc = runner.start_job(claim, warm)
-    wait_for(lambda: jobs.get_job(claim.job_id).progress > 0, 120, what="training to start")
+    wait_for(lambda: job_reads.get_job(claim.job_id).progress > 0, 120, what="training to start")
     os.killpg(proc.pid, signal.SIGKILL)
     assert proc.wait(30) == -signal.SIGKILL
 
     # An exception: exit 1, the job failed with a line naming its input, the traceback logged.
-    failing = jobs.submit_train(tiny_train_spec(job_env, max_steps=4))
+    failing = submit.submit_train(tiny_train_spec(job_env, max_steps=4))
     Path(failing.spec["dataset"]).unlink()
     assert runner.run(failing.id, "t@test", warm=True) == "failed"
-    error = jobs.get_job(failing.id).error
+    error = job_reads.get_job(failing.id).error
     assert error.startswith(f"dataset {failing.spec['dataset']} cannot be used: "), error
     assert f"job {failing.id} failed\nTraceback" in runner.log_path(failing.id, 1).read_text()
 
@@ -168,20 +168,20 @@ def test_a_job_takes_the_workers_environment_of_now_not_the_warm_process(
     reset_process_caches()
     db.upgrade()
     dataset = write_dataset(other)
-    job = jobs.submit_train(tiny_train_spec(dataset, max_steps=4, eval_every=100))
-    assert runner.run(job.id, "t@test", warm=True) == "succeeded", jobs.get_job(job.id).error
+    job = submit.submit_train(tiny_train_spec(dataset, max_steps=4, eval_every=100))
+    assert runner.run(job.id, "t@test", warm=True) == "succeeded", job_reads.get_job(job.id).error
     assert forkserver.warm_process() is warm  # the same warm process ran it
     assert runner.log_path(job.id, 1).is_relative_to(other)
-    assert jobs.get_job(job.id).status == JobStatus.SUCCEEDED
+    assert job_reads.get_job(job.id).status == JobStatus.SUCCEEDED
 
 
 @embedded
 def test_a_job_dies_with_its_warm_process(job_env):
     warm = forkserver.warm_process()
     assert warm is not None
-    claim = _claim(jobs.submit_train(tiny_train_spec(job_env, max_steps=100000)))
+    claim = _claim(submit.submit_train(tiny_train_spec(job_env, max_steps=100000)))
     proc = runner.start_job(claim, warm)
-    wait_for(lambda: jobs.get_job(claim.job_id).progress > 0, 120, what="training to start")
+    wait_for(lambda: job_reads.get_job(claim.job_id).progress > 0, 120, what="training to start")
     warm.proc.kill()
     assert proc.wait(30) == -signal.SIGKILL
     wait_for(lambda: not _alive(proc.pid), 10, 0.1, what="the job process to die")
@@ -193,7 +193,7 @@ def test_a_job_dies_with_its_warm_process(job_env):
 @embedded
 def test_a_killed_worker_leaves_no_job_running(job_env, workers):
     worker = workers("w1")
-    job = jobs.submit_train(tiny_train_spec(job_env, max_steps=100000, save_every=100000))
+    job = submit.submit_train(tiny_train_spec(job_env, max_steps=100000, save_every=100000))
     pid_file = runner.pid_path(job.id, 1)
     pid = int(wait_for(lambda: pid_file.is_file() and pid_file.read_text(), 120, 0.05))
     warm_pid = _ppid(pid)
@@ -212,17 +212,17 @@ def test_fresh_processes_when_asked_or_when_the_warm_one_is_gone(job_env, monkey
     get_settings.cache_clear()
     assert runner.warm_enabled()
 
-    job = jobs.submit_train(tiny_train_spec(job_env, max_steps=200, save_every=1000))
+    job = submit.submit_train(tiny_train_spec(job_env, max_steps=200, save_every=1000))
     thread, result = _run_in_thread(job.id, warm=False)
     pid_file = runner.pid_path(job.id, 1)
     pid = int(wait_for(lambda: pid_file.is_file() and pid_file.read_text(), 120, 0.05))
     assert _ppid(pid) == os.getpid() and os.getsid(pid) == pid  # a fresh child of ours
     thread.join(120)
-    assert result == ["succeeded"], jobs.get_job(job.id).error
+    assert result == ["succeeded"], job_reads.get_job(job.id).error
 
     gone = forkserver.WarmProcess()
     gone.close(kill=True)
     wait_for(lambda: gone.gone, 10, 0.05, what="the reader to see it exit")
-    claim = _claim(jobs.submit_train(tiny_train_spec(job_env, max_steps=4, eval_every=100)))
+    claim = _claim(submit.submit_train(tiny_train_spec(job_env, max_steps=4, eval_every=100)))
     proc = runner.start_job(claim, gone)
     assert isinstance(proc, subprocess.Popen) and proc.wait(120) == 0

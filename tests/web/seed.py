@@ -10,7 +10,8 @@ import math
 from datetime import timedelta
 from typing import Any
 
-from shared.contracts.specs import DEFAULT_EVAL_GRID, TrainSpec
+from shared.contracts.grid import DEFAULT_EVAL_GRID
+from shared.contracts.specs import TrainSpec
 from shared.db import session_scope
 from shared.models import (
     Checkpoint,

@@ -12,7 +12,7 @@ import jsonschema_rs
 import pytest
 from sqlalchemy import func, select, update
 
-from shared import jobs, workers
+from shared import errors, submit, workers
 from shared.contracts.specs import TrainSpec
 from shared.db import session_scope
 from shared.models import Checkpoint, Job, JobKind, JobStatus, Run
@@ -398,7 +398,7 @@ def test_compare(api, web_env):
 
 def test_workers_presets_schema_openapi(api, web_env):
     workers.register("w1@box", ["cpu", "gpu"], "cuda:0")
-    jobs.submit_train(TrainSpec.from_preset("tiny", max_steps=5), name="queued")
+    submit.submit_train(TrainSpec.from_preset("tiny", max_steps=5), name="queued")
     data = api.get("/api/workers").json
     assert [w["name"] for w in data["workers"]] == ["w1@box"]
     assert data["workers"][0]["state"] == "online" and data["workers"][0]["heartbeat_age_s"] < 60
@@ -472,8 +472,8 @@ def test_not_found_and_conflict_come_from_the_error_type_not_its_text(app):
 
     def raise_(which: str):
         if which == "missing":
-            raise jobs.JobNotFound("job 7 is gone")
-        raise jobs.JobError("no job may be retried while it runs")
+            raise errors.JobNotFound("job 7 is gone")
+        raise errors.JobError("no job may be retried while it runs")
 
     app.add_url_rule("/api/_raise/<which>", view_func=raise_)
     client = logged_in(app)

@@ -20,7 +20,7 @@ from flask import request
 from sqlalchemy import select, update
 from werkzeug.serving import make_server
 
-from shared import jobs
+from shared import job_reads, jobs
 from shared.db import session_scope
 from shared.models import Checkpoint, Job, JobStatus, Run
 from tests.web.conftest import TOKEN
@@ -89,11 +89,11 @@ def test_submit_and_manage_jobs_through_the_api(server, token, capsys):
     assert cli(capsys, "jobs", "cancel", str(job_id), "--url", url)[1] == (
         f"job {job_id}: cancelled\n"
     )
-    assert jobs.get_job(job_id).status == JobStatus.CANCELLED
+    assert job_reads.get_job(job_id).status == JobStatus.CANCELLED
     assert cli(capsys, "jobs", "retry", str(job_id), "--url", url)[1] == (
         f"job {job_id} queued again\n"
     )
-    assert jobs.get_job(job_id).status == JobStatus.QUEUED
+    assert job_reads.get_job(job_id).status == JobStatus.QUEUED
 
     code, _, err = cli(capsys, "jobs", "retry", str(job_id), "--url", url)
     assert code == 2 and "only failed or cancelled jobs retry (HTTP 409)" in err
@@ -123,7 +123,7 @@ def test_generate_and_evaluate_through_the_api(server, token, tmp_path, capsys):
         "--temperatures", "0.5,0.9", "--steps", "4", "--url", url,
     )  # fmt: skip
     assert code == 0 and out.endswith("(generate on cpu)\n")
-    job = jobs.get_job(int(out.split()[1]))
+    job = job_reads.get_job(int(out.split()[1]))
     assert job.spec["grid"]["temperatures"] == [0.5, 0.9] and job.spec["checkpoint"] == ckpt_id
     code, out, _ = cli(
         capsys, "submit", "evaluate", "--checkpoint", str(ckpt_id), "--batches", "2", "--url", url

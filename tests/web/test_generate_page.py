@@ -8,7 +8,8 @@ import typing
 
 from sqlalchemy import func, select, update
 
-from shared.contracts.specs import MAX_GRID, Sampling, Schedule, Strategy
+from shared.contracts.limits import MAX_GRID
+from shared.contracts.options import Sampling, Schedule, Strategy
 from shared.db import session_scope
 from shared.models import Checkpoint, Job, JobKind, JobStatus
 from shared.storage import ArtifactStore

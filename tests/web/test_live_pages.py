@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy import update
 
-from shared import jobs
+from shared import submit
 from shared.contracts.specs import TrainSpec
 from shared.db import session_scope
 from shared.models import Job, JobStatus, Run, SampleSet, utcnow
@@ -33,7 +33,7 @@ def _text(page, selector: str) -> str:
 
 def test_the_run_page_keeps_header_charts_and_tables_in_step(browser):
     page, base, errors = browser
-    job = jobs.submit_train(TrainSpec.from_preset("tiny", max_steps=300), name="live")
+    job = submit.submit_train(TrainSpec.from_preset("tiny", max_steps=300), name="live")
     run_id = job.run_id
     page.goto(f"{base}/runs/{run_id}")
     assert "queued" in _text(page, "#status .badge")

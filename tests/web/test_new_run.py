@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import func, select
 from werkzeug.datastructures import MultiDict
 
-from shared.contracts.specs import PRESETS, TrainSpec
+from shared.contracts.presets import PRESETS
+from shared.contracts.specs import TrainSpec
 from shared.db import session_scope
 from shared.models import Job, JobStatus, Run
 from tests.web.seed import add_run

@@ -9,7 +9,7 @@ import re
 import pytest
 from sqlalchemy import select, update
 
-from shared import jobs
+from shared import job_reads, jobs, submit
 from shared.contracts.specs import TrainSpec
 from shared.db import session_scope
 from shared.models import Checkpoint, Job, JobStatus, Run
@@ -23,7 +23,7 @@ ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 
 
 def _queue_train(name: str = "queued") -> tuple[int, int]:
-    job = jobs.submit_train(TrainSpec.from_preset("tiny", max_steps=5), name=name)
+    job = submit.submit_train(TrainSpec.from_preset("tiny", max_steps=5), name=name)
     return job.run_id, job.id
 
 
@@ -91,7 +91,7 @@ def test_a_queued_run_is_live_and_cancel_works(client):
     assert 'name="csrf_token"' in form
     r = client.post(f"/runs/{run_id}/cancel", data={"csrf_token": csrf_token(html)})
     assert r.status_code == 302 and r.headers["Location"].endswith(f"/runs/{run_id}")
-    assert jobs.get_job(job_id).status == JobStatus.CANCELLED
+    assert job_reads.get_job(job_id).status == JobStatus.CANCELLED
     html = client.get(f"/runs/{run_id}").text
     assert f"Run {run_id} is cancelled." in html
     assert '<span class="badge cancelled">cancelled</span>' in html
@@ -100,7 +100,7 @@ def test_a_queued_run_is_live_and_cancel_works(client):
     # ... and a cancelled run can be retried.
     r = client.post(f"/runs/{run_id}/retry", data={"csrf_token": csrf_token(html)})
     assert r.status_code == 302
-    job = jobs.get_job(job_id)
+    job = job_reads.get_job(job_id)
     assert job.status == JobStatus.QUEUED and job.attempts == 0 and not job.cancel_requested
     assert f"Run {run_id} is queued again (job {job_id})" in client.get(f"/runs/{run_id}").text
 
@@ -110,7 +110,7 @@ def test_cancel_of_a_running_job_is_a_request(client):
     assert jobs.claim(job_id, "cpu-1@laptop") is not None
     page = client.get(f"/runs/{run_id}").text
     client.post(f"/runs/{run_id}/cancel", data={"csrf_token": csrf_token(page)})
-    job = jobs.get_job(job_id)
+    job = job_reads.get_job(job_id)
     assert job.status == JobStatus.RUNNING and job.cancel_requested
     html = client.get(f"/runs/{run_id}").text
     assert "Cancel requested: run" in html and "cancel requested</small>" in html
@@ -127,7 +127,7 @@ def test_a_failed_run_is_retried_and_a_queued_one_is_refused(client):
 
     r = client.post(f"/runs/{run_id}/retry", data={"csrf_token": csrf_token(html)})
     assert r.status_code == 302
-    assert jobs.get_job(job_id).status == JobStatus.QUEUED
+    assert job_reads.get_job(job_id).status == JobStatus.QUEUED
     with session_scope() as s:
         assert s.get(Run, run_id).status == JobStatus.QUEUED
 
@@ -136,7 +136,7 @@ def test_a_failed_run_is_retried_and_a_queued_one_is_refused(client):
     assert r.status_code == 302
     html = client.get(f"/runs/{run_id}").text
     assert f"Could not retry run {run_id}: job {job_id} is queued" in html
-    assert jobs.get_job(job_id).status == JobStatus.QUEUED
+    assert job_reads.get_job(job_id).status == JobStatus.QUEUED
 
 
 def test_posts_without_the_csrf_token_are_refused(client):
@@ -145,7 +145,7 @@ def test_posts_without_the_csrf_token_are_refused(client):
     assert r.status_code == 400 and "CSRF" in r.text
     r = client.post(f"/runs/{run_id}/cancel", data={"csrf_token": "forged"})
     assert r.status_code == 400
-    assert jobs.get_job(job_id).status == JobStatus.QUEUED
+    assert job_reads.get_job(job_id).status == JobStatus.QUEUED
 
 
 def test_unknown_runs_are_404(client):

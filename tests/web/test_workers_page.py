@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from shared import jobs, workers
+from shared import job_reads, submit, workers
 from shared.contracts.specs import TrainSpec
 from shared.db import session_scope
 from shared.models import JobStatus, Worker, WorkerState, utcnow
@@ -17,7 +17,7 @@ from tests.web.seed import add_run
 
 def _queue_train(name: str, priority: int = 0) -> int:
     spec = TrainSpec.from_preset("tiny", max_steps=5)
-    return jobs.submit_train(spec, name=name, priority=priority).id
+    return submit.submit_train(spec, name=name, priority=priority).id
 
 
 def _queued_order(html: str, queue: str) -> list[int]:
@@ -62,10 +62,10 @@ def test_training_etas_come_from_finished_runs_of_the_same_preset_and_steps(clie
     add_run("tiny done", steps=40, preset="tiny")  # 40 s
     add_run("minilm done", steps=2000, eval_every=1000, log_every=500, preset="minilm")  # 2000 s
     workers.register("cpu-1@laptop", ["cpu"], "cpu")
-    jobs.submit_train(TrainSpec.from_preset("tiny", max_steps=40), name="a")
-    jobs.submit_train(TrainSpec.from_preset("tiny", max_steps=80), name="b")
-    jobs.submit_train(TrainSpec.from_preset("tiny", max_steps=40), name="c")
-    jobs.submit_train(TrainSpec.from_preset("minilm", max_steps=2000), name="d")
+    submit.submit_train(TrainSpec.from_preset("tiny", max_steps=40), name="a")
+    submit.submit_train(TrainSpec.from_preset("tiny", max_steps=80), name="b")
+    submit.submit_train(TrainSpec.from_preset("tiny", max_steps=40), name="c")
+    submit.submit_train(TrainSpec.from_preset("minilm", max_steps=2000), name="d")
     cpu = client.get("/workers").text.split('data-queue="cpu"', 1)[1].split("</section>", 1)[0]
     etas = re.findall(r'<td class="eta">([^<]*)</td>', cpu)
     # a starts now; b after a's 40 s; c after 40 + 80 x 1 s/step; d after c's 40 s more.
@@ -118,15 +118,15 @@ def test_changing_priority_reorders_the_queue(client):
     page = client.get("/workers").text
     assert f"Job {second} now has priority 10." in page
     assert _queued_order(page, "cpu") == [second, first]
-    assert jobs.get_job(second).priority == 10
+    assert job_reads.get_job(second).priority == 10
 
 
 def test_priority_errors_are_flashed_and_change_nothing(client):
     finished = add_run("done")
     queued = _queue_train("queued")
     token = csrf_token(client.get("/workers").text)
-    done_job = jobs.list_jobs(status=JobStatus.SUCCEEDED)[0].id
-    assert jobs.get_job(done_job).run_id == finished
+    done_job = job_reads.list_jobs(status=JobStatus.SUCCEEDED)[0].id
+    assert job_reads.get_job(done_job).run_id == finished
 
     cases = [
         (done_job, "5", "only queued jobs can be reordered"),
@@ -143,7 +143,7 @@ def test_priority_errors_are_flashed_and_change_nothing(client):
         assert r.status_code == 200
         assert message in r.text, (job_id, value)
         assert 'class="flash error"' in r.text
-    assert jobs.get_job(queued).priority == 0
+    assert job_reads.get_job(queued).priority == 0
 
 
 def test_priority_form_needs_csrf_and_login(app, client):
@@ -153,6 +153,6 @@ def test_priority_form_needs_csrf_and_login(app, client):
     anonymous = app.test_client()
     r = anonymous.post(f"/jobs/{job}/priority", data={"priority": "3"})
     assert r.status_code in (302, 400)
-    assert jobs.get_job(job).priority == 0
+    assert job_reads.get_job(job).priority == 0
     r = anonymous.get("/workers")
     assert r.status_code == 302 and "/login" in r.headers["Location"]

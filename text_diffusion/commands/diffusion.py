@@ -10,17 +10,17 @@ import time
 from pathlib import Path
 from typing import Any, get_args
 
-from shared.contracts.specs import (
-    PRESETS,
+from shared.contracts.grid import SamplerSpec
+from shared.contracts.options import (
     MaskMode,
     MixedPrecision,
-    SamplerSpec,
     Sampling,
     Schedule,
     Strategy,
     TrainObjective,
-    TrainSpec,
 )
+from shared.contracts.presets import PRESETS
+from shared.contracts.specs import TrainSpec
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -311,7 +311,7 @@ def _evaluate_parser(sub) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from shared.contracts.specs import DEFAULT_EVAL_GRID
+    from shared.contracts.grid import DEFAULT_EVAL_GRID
     from worker.diffusion import data as data_lib
     from worker.diffusion.causal import (
         evaluate_causal,

@@ -150,7 +150,8 @@ def submit_generate(args: argparse.Namespace) -> int:
 
 
 def submit_evaluate(args: argparse.Namespace) -> int:
-    from shared.contracts.specs import DEFAULT_GRID, EvalSpec, SpecError
+    from shared.contracts.grid import DEFAULT_GRID
+    from shared.contracts.specs import EvalSpec, SpecError
 
     jobs = remote.backend(args)
 
@@ -177,7 +178,7 @@ def wait(job_id: int, poll_s: float = 0.5, jobs: Any = None) -> int:
     from shared.models import JobStatus
 
     if jobs is None:
-        from shared import jobs
+        jobs = remote.local_backend()
 
     with tqdm(total=100, desc=f"job {job_id}", unit="%", dynamic_ncols=True) as bar:
         while True:
@@ -243,7 +244,7 @@ def jobs_list(args: argparse.Namespace) -> int:
 
 
 def _job_or_error(fn, job_id: int):
-    from shared.jobs import JobError
+    from shared.errors import JobError
 
     try:
         return fn(job_id)

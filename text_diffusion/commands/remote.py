@@ -3,8 +3,9 @@
 `text-diffusion submit ... --url http://host:8000` (or TD_URL in the environment) sends the
 same spec to POST /api/runs (or /api/generate, /api/evaluate) with the token in
 TD_API_TOKEN; `jobs list|show|cancel|retry` and `--wait` read and act through the API too.
-The commands themselves do not change: they call `backend(args)`, which is `shared.jobs`
-locally and `text_diffusion.api_client.RemoteJobs` with a URL.
+The commands themselves do not change: they call `backend(args)`, which is `local_backend()`
+(`shared.submit`, `shared.jobs`, `shared.job_reads`) locally and
+`text_diffusion.api_client.RemoteJobs` with a URL.
 """
 
 from __future__ import annotations
@@ -29,12 +30,28 @@ def url(args: argparse.Namespace) -> str | None:
 
 
 def backend(args: argparse.Namespace) -> Any:
-    """What the job commands call: the API at --url / TD_URL, else `shared.jobs` itself."""
+    """What the job commands call: the API at --url / TD_URL, else the database."""
     target = url(args)
     if target is None:
-        from shared import jobs
-
-        return jobs
+        return local_backend()
     from text_diffusion.api_client import RemoteJobs
 
     return RemoteJobs(target, os.environ.get(TOKEN_ENV) or None)
+
+
+def local_backend() -> Any:
+    """The functions `RemoteJobs` offers over HTTP, straight on the database."""
+    from types import SimpleNamespace
+
+    from shared import job_reads, jobs, submit
+
+    return SimpleNamespace(
+        submit_train=submit.submit_train,
+        submit_generate=submit.submit_generate,
+        submit_evaluate=submit.submit_evaluate,
+        get_job=job_reads.get_job,
+        list_jobs=job_reads.list_jobs,
+        resumed_from_step=job_reads.resumed_from_step,
+        cancel=jobs.cancel,
+        retry=jobs.retry,
+    )

@@ -8,7 +8,7 @@ The form is built from GenerateSpec's schema (`web.forms`): the grid's enumerate
 (schedules, samplings, strategies) are checkbox groups of the values the schema allows,
 its numeric lists are comma lists. The page's script counts the sample sets the grid will
 create; the server checks it with GenerateSpec itself (SamplerGrid's size limit) and
-`shared.jobs.submit_generate` (the checkpoint's files must exist), and shows any error
+`shared.submit.submit_generate` (the checkpoint's files must exist), and shows any error
 beside its field with nothing stored.
 """
 
@@ -21,8 +21,9 @@ from typing import Any
 from flask import flash, redirect, render_template, request, url_for
 from pydantic import ValidationError
 
-from shared import jobs
-from shared.contracts.specs import MAX_GRID, MAX_ID, MAX_SAMPLES, GenerateSpec, SpecError
+from shared import submit
+from shared.contracts.limits import MAX_GRID, MAX_ID, MAX_SAMPLES
+from shared.contracts.specs import GenerateSpec, SpecError
 from shared.db import read_scope
 from web import forms
 from web.api_models import SubmitGenerate
@@ -165,7 +166,7 @@ def _submit(fields: list[forms.FormField], no_checkpoints: bool):
     if spec is not None and not errors:
         try:
             check_refs(spec)
-            created = jobs.submit_generate(spec, queue=job["queue"], priority=job["priority"])
+            created = submit.submit_generate(spec, queue=job["queue"], priority=job["priority"])
         except ApiError as exc:
             errors = {f["field"].removeprefix("spec."): f["reason"] for f in exc.fields}
         except SpecError as exc:

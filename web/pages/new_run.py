@@ -21,8 +21,10 @@ from typing import Any
 from flask import flash, redirect, render_template, request, url_for
 from pydantic import ValidationError
 
-from shared import jobs
-from shared.contracts.specs import MAX_ID, PRESETS, SpecError, TrainSpec
+from shared import submit
+from shared.contracts.limits import MAX_ID
+from shared.contracts.presets import PRESETS
+from shared.contracts.specs import SpecError, TrainSpec
 from shared.db import read_scope
 from web import args, forms
 from web.api_models import SubmitTrain
@@ -183,12 +185,12 @@ def build_spec(preset: str, values: dict[str, Any]) -> TrainSpec:
     return TrainSpec.from_preset_data(preset, values)
 
 
-# The checks `shared.jobs.submit_train` makes of single values before it stores anything,
+# The checks `shared.submit.submit_train` makes of single values before it stores anything,
 # by field. Made here on each value alone, so the form reports them together with every
 # other invalid field rather than one submit later.
 SUBMIT_CHECKS: dict[str, Callable[[Any], object]] = {
-    "model": jobs.model_source,
-    "dataset": jobs.dataset_source,
+    "model": submit.model_source,
+    "dataset": submit.dataset_source,
 }
 
 
@@ -230,7 +232,7 @@ def _submit():
     if spec is not None and not errors:
         try:
             check_refs(spec)
-            created = jobs.submit_train(
+            created = submit.submit_train(
                 spec,
                 name=job["name"],
                 tags=job["tags"],

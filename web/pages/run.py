@@ -22,8 +22,8 @@ from typing import Any
 from flask import flash, redirect, render_template, render_template_string, request, url_for
 from markupsafe import Markup
 
-from shared import jobs
-from shared.contracts.specs import MAX_ID
+from shared import errors, jobs
+from shared.contracts.limits import MAX_ID
 from shared.db import read_scope
 from shared.settings import get_settings
 from web import args
@@ -186,7 +186,7 @@ def _act(run_id: int, action: str):
             status = jobs.cancel(job_id)
         else:
             job = jobs.retry(job_id)
-    except jobs.JobError as exc:
+    except errors.JobError as exc:
         flash(f"Could not {action} run {run_id}: {exc}.", "error")
         return back
     if action == "retry":

@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import render_template, request
 
-from shared.contracts.specs import MAX_ID
+from shared.contracts.limits import MAX_ID
 from shared.db import read_scope
 from web import args
 from web.errors import NotFound

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
 
-from shared import jobs
-from shared.contracts.specs import MAX_ID, SpecError
+from shared import errors, jobs
+from shared.contracts.limits import MAX_ID
+from shared.contracts.specs import SpecError
 from shared.db import read_scope
 from shared.settings import get_settings
 from web.pages import bp
@@ -42,9 +43,9 @@ def set_priority(job_id: int):
         return back
     try:
         if job_id > MAX_ID:  # past any id; the database driver would overflow on it
-            raise jobs.JobNotFound(f"no job with id {job_id}")
+            raise errors.JobNotFound(f"no job with id {job_id}")
         job = jobs.set_priority(job_id, priority)
-    except (jobs.JobError, SpecError) as exc:
+    except (errors.JobError, SpecError) as exc:
         flash(f"Job {job_id}: {exc}", "error")
         return back
     flash(f"Job {job.id} now has priority {job.priority}.", "success")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.jobs import JobNotFound
+from shared.errors import JobNotFound
+from shared.job_reads import newest_jobs
 from shared.models import Job, JobKind, JobStatus
 from web.errors import QueryError
 from web.queries.common import iso
@@ -45,12 +45,7 @@ def list_jobs(
         raise QueryError("status", f"unknown status {status!r}")
     if kind is not None and kind not in {x.value for x in JobKind}:
         raise QueryError("kind", f"unknown kind {kind!r}")
-    q = select(Job).order_by(Job.id.desc()).limit(limit)
-    if status:
-        q = q.where(Job.status == status)
-    if kind:
-        q = q.where(Job.kind == kind)
-    return [job_row(j) for j in s.scalars(q)]
+    return [job_row(j) for j in s.scalars(newest_jobs(limit, status, kind))]
 
 
 def get_job_row(s: Session, job_id: int, *, with_spec: bool = False) -> dict[str, Any]:

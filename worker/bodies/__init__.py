@@ -17,7 +17,7 @@ Adding a job kind:
    that widens the `job_kind` CHECK constraint.
 2. `shared/contracts/specs.py`: the kind's spec (pydantic), which drives the CLI flags, the
    API and the forms.
-3. `shared/jobs.py`: a `submit_<kind>` that validates the spec and enqueues the job.
+3. `shared/submit.py`: a `submit_<kind>` that validates the spec and enqueues the job.
 4. `worker/bodies/<kind>.py`: the body, and its entry in `BODIES` below. The warm process
    preloads every module named here (`worker.forkserver.PRELOAD`).
 5. The ways in: a `submit <kind>` parser in `text_diffusion/commands/jobs.py`, an API

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shared import jobs
+from shared import submit
 from shared.db import session_scope
 from shared.storage import ArtifactStore
 from worker.bodies.errors import named_inputs
@@ -33,16 +33,16 @@ class Judge:
 
 
 def load_judge_source(source: str) -> Judge:
-    """Load the judge a spec names (checked again here: `jobs.judge_source`); an artifact
+    """Load the judge a spec names (checked again here: `submit.judge_source`); an artifact
     URL (an AR run's checkpoint) is fetched to a local copy first."""
     from worker.diffusion.judge import load_judge
     from worker.diffusion.modeling import inference_device
 
-    resolved = jobs.judge_source(source)
+    resolved = submit.judge_source(source)
     name = source
     if "://" in resolved:
         with session_scope() as s:
-            ckpt = jobs.resolve_checkpoint(s, resolved, field="judge")
+            ckpt = submit.resolve_checkpoint(s, resolved, field="judge")
             name = f"checkpoint {ckpt.id} (run {ckpt.run_id}, step {ckpt.step})"
         resolved = str(ArtifactStore().get_dir(resolved))
     with named_inputs(model=f"judge {name}"):

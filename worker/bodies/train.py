@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shared import jobs, sweeps
+from shared import jobs, submit, sweeps
 from shared.contracts.specs import TrainSpec
 from shared.models import Job
 from shared.settings import get_settings
@@ -133,10 +133,10 @@ class DatabaseCallback(BaseCallback):
 
 
 def loadable_model(spec: TrainSpec) -> TrainSpec:
-    """`spec` with its model source checked again (`jobs.model_source`: a row may predate
+    """`spec` with its model source checked again (`submit.model_source`: a row may predate
     the rules, or MODEL_ROOT may have changed since it was submitted) and a checkpoint's URL
     replaced by a local copy of it."""
-    source = jobs.model_source(spec.model)
+    source = submit.model_source(spec.model)
     if "://" in source:
         source = str(ArtifactStore().get_dir(source))
     return spec.model_copy(update={"model": source})

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from shared.contracts.specs import SamplerSpec
+from shared.contracts.grid import SamplerSpec
 
 from .causal import is_causal_checkpoint, load_causal_checkpoint, max_positions
 from .generate import Sample, TrajectoryStep, generate

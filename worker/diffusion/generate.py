@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from shared.contracts.specs import SamplerSpec
+from shared.contracts.grid import SamplerSpec
 
 from .masking import special_ids
 from .modeling import encode, lm_head

@@ -30,7 +30,8 @@ from typing import get_args
 import torch
 import torch.nn.functional as F
 
-from shared.contracts.specs import MaskingSpec, MaskMode
+from shared.contracts.options import MaskMode
+from shared.contracts.specs import MaskingSpec
 
 IGNORE_INDEX = -100
 

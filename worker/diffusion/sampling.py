@@ -18,7 +18,7 @@ from typing import get_args
 
 import torch
 
-from shared.contracts.specs import Sampling
+from shared.contracts.options import Sampling
 
 # Rows per float64 chunk: bounds the float64 temporaries to ~32 MB for a 30k vocabulary.
 _CHUNK_ELEMENTS = 1 << 22

@@ -21,7 +21,7 @@ import math
 from abc import ABC, abstractmethod
 from typing import get_args
 
-from shared.contracts.specs import Schedule as ScheduleName
+from shared.contracts.options import Schedule as ScheduleName
 
 
 class Schedule(ABC):

@@ -28,8 +28,8 @@ from typing import get_args
 
 import torch
 
-from shared.contracts.specs import SamplerSpec
-from shared.contracts.specs import Strategy as StrategyName
+from shared.contracts.grid import SamplerSpec
+from shared.contracts.options import Strategy as StrategyName
 
 from .sampling import log_normalizer, row_chunks
 

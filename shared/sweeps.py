@@ -32,7 +32,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
 from shared import jobs, submit
-from shared.contracts.sweep import Parameter, SweepSpec, grid_points, grid_size
+from shared.contracts.sweep import Parameter, SweepSpec, grid_size
 from shared.db import session_scope
 from shared.models import Job, JobStatus, Run, Sweep, SweepStatus, SweepTrial, utcnow
 
@@ -168,7 +168,7 @@ _STATES = {
 }
 
 
-def _study(sweep: Sweep, spec: SweepSpec, views: list[TrialView], trials: list[SweepTrial]):
+def rebuild_study(sweep: Sweep, spec: SweepSpec, views: list[TrialView], trials: list[SweepTrial]):
     """An in-memory study holding every trial of `sweep`, numbered as stored."""
     direction = "minimize" if spec.metric.goal == "minimize" else "maximize"
     study = optuna.create_study(
@@ -220,51 +220,55 @@ def _out_of_budget(sweep: Sweep, spec: SweepSpec) -> bool:
     return utcnow() - sweep.created_at > timedelta(minutes=spec.budget_minutes)
 
 
-def create(spec: SweepSpec) -> Sweep:
-    """Store a sweep (its spec already validated) and queue its first trials."""
-    for point in grid_points(spec)[:1]:  # the first corner builds, or the spec is refused
-        spec.trial_spec(point)
+def create(spec: SweepSpec) -> tuple[int, list[int]]:
+    """Store a sweep (its spec already validated) and its first trials, in one
+    transaction: a refused source (`SpecError` naming the field) stores nothing.
+    Returns the sweep's id and its first jobs' ids."""
     with session_scope() as s:
         sweep = Sweep(name=spec.name, spec=spec.model_dump(mode="json"))
         s.add(sweep)
         s.flush()
         sweep_id = sweep.id
-    top_up(sweep_id)
-    with session_scope() as s:
-        sweep = s.get(Sweep, sweep_id)
-        s.expunge(sweep)
-    return sweep
+        new_jobs = _top_up(s, _lock(s, sweep_id))
+    jobs.enqueue(new_jobs)
+    return sweep_id, new_jobs
 
 
 def top_up(sweep_id: int) -> list[int]:
-    """Ask Optuna for trials until `concurrency` run or the cap (or budget) is reached;
-    mark the sweep finished when nothing is left to run. Returns the new jobs' ids."""
-    new_jobs: list[int] = []
+    """Queue the sweep's next trials (`_top_up`); returns the new jobs' ids."""
     with session_scope() as s:
-        sweep = _lock(s, sweep_id)
-        spec = SweepSpec.model_validate(sweep.spec)
-        trials = list(sweep.trials)
-        views = [trial_view(spec, t) for t in trials]
-        active = sum(v.state == "running" for v in views)
-        if sweep.status == SweepStatus.RUNNING:
-            full = len(trials) >= trial_cap(spec) or _out_of_budget(sweep, spec)
-            if full and active == 0:
-                sweep.status, sweep.finished_at = SweepStatus.FINISHED, utcnow()
-            while not full and active < spec.concurrency:
-                trial = _ask(s, sweep, spec, views, trials)
-                new_jobs += _queue_runs(s, sweep, spec, trial)
-                trials.append(trial)
-                views.append(trial_view(spec, trial))
-                active += 1
-                full = len(trials) >= trial_cap(spec)
+        new_jobs = _top_up(s, _lock(s, sweep_id))
     jobs.enqueue(new_jobs)
+    return new_jobs
+
+
+def _top_up(s: Session, sweep: Sweep) -> list[int]:
+    """Ask Optuna for trials until `concurrency` run or the cap (or budget) is reached;
+    mark the sweep finished when nothing is left to run."""
+    spec = SweepSpec.model_validate(sweep.spec)
+    trials = list(sweep.trials)
+    views = [trial_view(spec, t) for t in trials]
+    active = sum(v.state == "running" for v in views)
+    new_jobs: list[int] = []
+    if sweep.status != SweepStatus.RUNNING:
+        return new_jobs
+    full = len(trials) >= trial_cap(spec) or _out_of_budget(sweep, spec)
+    if full and active == 0:
+        sweep.status, sweep.finished_at = SweepStatus.FINISHED, utcnow()
+    while not full and active < spec.concurrency:
+        trial = _ask(s, sweep, spec, views, trials)
+        new_jobs += _queue_runs(s, sweep, spec, trial)
+        trials.append(trial)
+        views.append(trial_view(spec, trial))
+        active += 1
+        full = len(trials) >= trial_cap(spec)
     return new_jobs
 
 
 def _ask(
     s: Session, sweep: Sweep, spec: SweepSpec, views: list[TrialView], trials: list[SweepTrial]
 ) -> SweepTrial:
-    study = _study(sweep, spec, views, trials)
+    study = rebuild_study(sweep, spec, views, trials)
     asked = study.ask(_distributions(spec))
     frozen = study.trials[-1]
     trial = SweepTrial(
@@ -320,7 +324,7 @@ def report(run_id: int, step: int, value: float) -> bool:
         view = views[trial.number]
         if step not in view.intermediate:  # another seed has not reached this step yet
             return False
-        study = _study(sweep, spec, views, trials)
+        study = rebuild_study(sweep, spec, views, trials)
         frozen = study.trials[trial.number]
         prune = study.pruner.prune(study, frozen)
         attrs = dict(study.trials[trial.number].system_attrs)

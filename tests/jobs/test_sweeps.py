@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from shared import jobs, submit, sweeps
+from shared.contracts.specs import SpecError
 from shared.contracts.sweep import SweepSpec
 from shared.db import session_scope
 from shared.models import Job, JobStatus, Run, Sweep, SweepStatus, SweepTrial
@@ -75,22 +76,22 @@ def _status(sweep_id: int) -> SweepStatus:
 
 
 def test_trials_run_at_the_concurrency_until_the_cap_then_the_sweep_finishes(job_env):
-    sweep = sweeps.create(_spec(job_env))
+    sweep_id, _ = sweeps.create(_spec(job_env))
     finished = 0
     while True:
-        queued = _runs(sweep.id, JobStatus.QUEUED)
+        queued = _runs(sweep_id, JobStatus.QUEUED)
         if not queued:
             break
         assert len(queued) <= 2  # never more than `concurrency` at once
         _finish(queued[0], nll=5.0 - finished * 0.1)
         finished += 1
-    runs = _runs(sweep.id)
+    runs = _runs(sweep_id)
     assert len(runs) == 5 and finished == 5
     assert all(1e-4 <= r.spec["lr"] <= 1e-2 for r in runs)
     assert len({r.spec["lr"] for r in runs}) == 5  # five configurations, not one five times
-    assert _status(sweep.id) == SweepStatus.FINISHED
+    assert _status(sweep_id) == SweepStatus.FINISHED
     with session_scope() as s:
-        numbers = s.scalars(select(SweepTrial.number).where(SweepTrial.sweep_id == sweep.id)).all()
+        numbers = s.scalars(select(SweepTrial.number).where(SweepTrial.sweep_id == sweep_id)).all()
     assert sorted(numbers) == [0, 1, 2, 3, 4]
 
 
@@ -102,36 +103,36 @@ def test_a_grid_sweep_runs_every_point_exactly_once(job_env):
         run_cap=100,
         concurrency=3,
     )
-    sweep = sweeps.create(spec)
-    while queued := _runs(sweep.id, JobStatus.QUEUED):
+    sweep_id, _ = sweeps.create(spec)
+    while queued := _runs(sweep_id, JobStatus.QUEUED):
         _finish(queued[0], nll=4.0)
-    points = sorted((r.spec["lr"], r.spec["warmup_steps"]) for r in _runs(sweep.id))
+    points = sorted((r.spec["lr"], r.spec["warmup_steps"]) for r in _runs(sweep_id))
     assert points == sorted((lr, w) for lr in (1e-3, 2e-3, 3e-3) for w in (0, 4))
-    assert _status(sweep.id) == SweepStatus.FINISHED
+    assert _status(sweep_id) == SweepStatus.FINISHED
 
 
 def test_concurrent_top_ups_never_ask_a_trial_twice(job_env):
-    sweep = sweeps.create(_spec(job_env, run_cap=6, concurrency=6))
+    sweep_id, _ = sweeps.create(_spec(job_env, run_cap=6, concurrency=6))
     # Six top-ups at once (as workers finishing jobs together, and the reconciler, do).
-    threads = [threading.Thread(target=sweeps.top_up, args=(sweep.id,)) for _ in range(6)]
+    threads = [threading.Thread(target=sweeps.top_up, args=(sweep_id,)) for _ in range(6)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     with session_scope() as s:
-        trials = s.scalar(select(func.count()).where(SweepTrial.sweep_id == sweep.id))
-    assert trials == 6 and len(_runs(sweep.id)) == 6
+        trials = s.scalar(select(func.count()).where(SweepTrial.sweep_id == sweep_id))
+    assert trials == 6 and len(_runs(sweep_id)) == 6
 
 
 def test_seeds_make_runs_per_trial_and_the_trial_value_is_their_mean(job_env):
-    sweep = sweeps.create(_spec(job_env, run_cap=1, concurrency=1, seeds=3))
-    runs = _runs(sweep.id)
+    sweep_id, _ = sweeps.create(_spec(job_env, run_cap=1, concurrency=1, seeds=3))
+    runs = _runs(sweep_id)
     assert len(runs) == 3 and len({r.sweep_trial_id for r in runs}) == 1
     assert sorted(r.spec["seed"] for r in runs) == [0, 1, 2]
     for run, nll in zip(runs, (4.0, 5.0, 6.0), strict=True):
         _finish(run, nll)
     with session_scope() as s:
-        trial = s.scalars(select(SweepTrial).where(SweepTrial.sweep_id == sweep.id)).one()
+        trial = s.scalars(select(SweepTrial).where(SweepTrial.sweep_id == sweep_id)).one()
         view = sweeps.trial_view(_spec(job_env, seeds=3), trial)
     assert view.state == "complete" and view.value == pytest.approx(5.0)
     assert view.spread == pytest.approx(1.0)
@@ -144,8 +145,8 @@ def test_the_pruner_stops_a_trial_that_is_behind_at_its_rung(job_env):
         concurrency=8,
         early_terminate={"type": "successive_halving", "min_iter": 1, "eta": 2},
     )
-    sweep = sweeps.create(spec)
-    runs = _runs(sweep.id)
+    sweep_id, _ = sweeps.create(spec)
+    runs = _runs(sweep_id)
     assert len(runs) == 8
     # Seven trials, each better than the last, report at every evaluation and finish: none
     # is cut. Then an eighth reports far worse at its first rung.
@@ -167,27 +168,38 @@ def test_a_run_outside_a_sweep_is_never_pruned(job_env):
 
 
 def test_pause_resume_extend_stop(job_env):
-    sweep = sweeps.create(_spec(job_env, run_cap=2, concurrency=1))
-    sweeps.pause(sweep.id)
-    _finish(_runs(sweep.id, JobStatus.QUEUED)[0], 4.0)
-    assert _runs(sweep.id, JobStatus.QUEUED) == []  # paused: no new trial
-    sweeps.resume(sweep.id)
-    _finish(_runs(sweep.id, JobStatus.QUEUED)[0], 4.0)
-    assert _status(sweep.id) == SweepStatus.FINISHED
-    sweeps.extend(sweep.id, 1)
-    assert _status(sweep.id) == SweepStatus.RUNNING and len(_runs(sweep.id)) == 3
-    sweeps.stop(sweep.id)
-    assert _status(sweep.id) == SweepStatus.STOPPED
-    assert [r.status for r in _runs(sweep.id)][-1] == JobStatus.CANCELLED
+    sweep_id, _ = sweeps.create(_spec(job_env, run_cap=2, concurrency=1))
+    sweeps.pause(sweep_id)
+    _finish(_runs(sweep_id, JobStatus.QUEUED)[0], 4.0)
+    assert _runs(sweep_id, JobStatus.QUEUED) == []  # paused: no new trial
+    sweeps.resume(sweep_id)
+    _finish(_runs(sweep_id, JobStatus.QUEUED)[0], 4.0)
+    assert _status(sweep_id) == SweepStatus.FINISHED
+    sweeps.extend(sweep_id, 1)
+    assert _status(sweep_id) == SweepStatus.RUNNING and len(_runs(sweep_id)) == 3
+    sweeps.stop(sweep_id)
+    assert _status(sweep_id) == SweepStatus.STOPPED
+    assert [r.status for r in _runs(sweep_id)][-1] == JobStatus.CANCELLED
     with pytest.raises(sweeps.SweepError, match="stopped"):
-        sweeps.resume(sweep.id)
+        sweeps.resume(sweep_id)
 
 
 def test_failed_trials_are_retried_with_the_same_configuration(job_env):
-    sweep = sweeps.create(_spec(job_env, run_cap=1, concurrency=1))
-    run = _runs(sweep.id)[0]
+    sweep_id, _ = sweeps.create(_spec(job_env, run_cap=1, concurrency=1))
+    run = _runs(sweep_id)[0]
     _finish(run, None, ok=False)
-    assert _status(sweep.id) == SweepStatus.FINISHED
-    assert sweeps.retry_failed(sweep.id) == [_job_of(run.id)]
-    assert _runs(sweep.id, JobStatus.QUEUED)[0].id == run.id
-    assert _status(sweep.id) == SweepStatus.RUNNING
+    assert _status(sweep_id) == SweepStatus.FINISHED
+    assert sweeps.retry_failed(sweep_id) == [_job_of(run.id)]
+    assert _runs(sweep_id, JobStatus.QUEUED)[0].id == run.id
+    assert _status(sweep_id) == SweepStatus.RUNNING
+
+
+def test_a_refused_source_stores_no_sweep(job_env):
+    spec = _spec(job_env)
+    bad = spec.model_copy(update={"base": {**spec.base, "dataset": "/etc/passwd"}})
+    with pytest.raises(SpecError) as exc:
+        sweeps.create(bad)
+    assert exc.value.field == "dataset"
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Sweep)) == 0
+        assert s.scalar(select(func.count()).select_from(Run)) == 0

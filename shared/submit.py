@@ -47,29 +47,46 @@ def submit_train(
     queue: str | None = None,
     priority: int = 0,
 ) -> Job:
-    """Insert a run and its training job, commit, enqueue. The model and dataset sources are
-    checked first (`shared.contracts.sources`; `SpecError`, nothing is stored), and stored
-    in the form the worker loads. The queue is the spec's device's (`queue_for_device`)
-    unless `queue` names one."""
+    """Insert a run and its training job, commit, enqueue (`add_train`)."""
+    with session_scope() as s:
+        job = add_train(s, spec, name=name, tags=tags, queue=queue, priority=priority)
+    enqueue([job.id])
+    return job
+
+
+def add_train(
+    s: Session,
+    spec: TrainSpec,
+    *,
+    name: str | None = None,
+    tags: list[str] | None = None,
+    queue: str | None = None,
+    priority: int = 0,
+    sweep_trial_id: int | None = None,
+) -> Job:
+    """Add a run and its training job to session `s` (the caller commits, then `enqueue`s
+    the job). The model and dataset sources are checked first (`shared.contracts.sources`;
+    `SpecError`, nothing is added), and stored in the form the worker loads. The queue is
+    the spec's device's (`queue_for_device`) unless `queue` names one."""
     labels.check_labels(name, tags)
     spec = spec.model_copy(
         update={"model": model_source(spec.model), "dataset": dataset_source(spec.dataset)}
     )
     queue = _queue(spec, queue)
     payload = spec.model_dump(mode="json")
-    with session_scope() as s:
-        run = Run(
-            name=name or f"{spec.preset}-{utcnow():%Y%m%d-%H%M%S}",
-            preset=spec.preset,
-            tags=tags or [],
-            spec=payload,
-            max_steps=spec.max_steps,
-        )
-        s.add(run)
-        s.flush()
-        job = _new_job(JobKind.TRAIN, payload, run.id, queue, priority)
-        s.add(job)
-    enqueue([job.id])
+    run = Run(
+        name=name or f"{spec.preset}-{utcnow():%Y%m%d-%H%M%S}",
+        preset=spec.preset,
+        tags=tags or [],
+        spec=payload,
+        max_steps=spec.max_steps,
+        sweep_trial_id=sweep_trial_id,
+    )
+    s.add(run)
+    s.flush()
+    job = _new_job(JobKind.TRAIN, payload, run.id, queue, priority)
+    s.add(job)
+    s.flush()
     return job
 
 

@@ -29,7 +29,9 @@ from worker.roots import confine_job_reads
 from worker.stopping import (
     EXIT_DONE,
     EXIT_FAILED,
+    EXIT_PRUNED,
     EXIT_STOPPED,
+    Pruned,
     StopControl,
     Stopped,
     watch_parent,
@@ -90,6 +92,9 @@ def main(argv: list[str], *, parent: int | None = None) -> int:
     try:
         confine_job_reads()
         run_body(claim, stop)
+    except Pruned:
+        log.info("job %s pruned by its sweep", job_id)
+        return EXIT_PRUNED
     except Stopped:
         log.info("job %s stopped on request", job_id)
         return EXIT_STOPPED

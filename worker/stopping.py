@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 EXIT_DONE = 0
 EXIT_FAILED = 1  # an exception: the job failed; its text is in the log's `.error` file
 EXIT_STOPPED = 3  # stopped on request (cancel flag, SIGTERM); state was saved
+EXIT_PRUNED = 4  # a sweep trial's pruner stopped it; state was saved
 
 # The database is asked for the cancel flag at most this often (a cheap indexed read).
 CHECK_EVERY_S = 1.0
@@ -49,6 +50,10 @@ def read_slowest_step(job_id: int, attempt: int) -> float:
 
 class Stopped(Exception):
     """Raised inside a job body that saw a stop request."""
+
+
+class Pruned(Stopped):
+    """Raised inside a sweep trial's training body that its pruner stopped."""
 
 
 class StopControl:

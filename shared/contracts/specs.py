@@ -30,8 +30,10 @@ from .limits import (
     CheckpointId,
 )
 from .options import (
+    DEFAULT_JUDGE,
     DEFAULT_STRATEGY,
     DEVICE_HELP,
+    NO_JUDGE,
     Device,
     LrDecay,
     MaskMode,
@@ -304,7 +306,8 @@ class GenerateSpec(SpecModel):
     """A generation job: one checkpoint, some prompts, a grid of sampler settings."""
 
     checkpoint: int | str = Field(
-        description="A checkpoint's id in the database, or its artifact URL."
+        description="A checkpoint: its id in the database, its artifact URL (file://...), or on a "
+        "local store its directory."
     )
     prompts: list[str] = Field([""], description="Prefixes to continue ('' for none).")
     grid: SamplerGrid = Field(default_factory=SamplerGrid)
@@ -314,10 +317,11 @@ class GenerateSpec(SpecModel):
     record_trajectory: bool = Field(True, description="Store every denoising pass.")
     device: Device = Field("auto", description=DEVICE_HELP)
     judge: str | None = Field(
-        None,
+        DEFAULT_JUDGE,
         description="A causal LM that scores every sample set (judge perplexity, beside the "
-        "samples' entropy): an AR run's checkpoint (its id or URL), a directory under "
-        "MODEL_ROOT, or a hub name such as gpt2-large. None: no judge perplexity.",
+        f"samples' diversity and human text's): the packaged {DEFAULT_JUDGE} (default), an AR "
+        "run's checkpoint (its id or URL), a directory under MODEL_ROOT, or a hub name such "
+        f"as gpt2-large. '{NO_JUDGE}' (or null): no judge perplexity.",
     )
     frontier: str | None = Field(
         None,
@@ -329,8 +333,8 @@ class GenerateSpec(SpecModel):
     @classmethod
     def _judge(cls, v: str | None) -> str | None:
         if v is not None and not v.strip():
-            raise ValueError("judge must name a causal model, or be left out")
-        return v
+            raise ValueError(f"judge must name a causal model, or be '{NO_JUDGE}'")
+        return None if v is None or v.strip().lower() == NO_JUDGE else v
 
     @field_validator("frontier")
     @classmethod
@@ -516,7 +520,8 @@ class EvalSpec(SpecModel):
     """An evaluation job: CE(t) per mask ratio and the ELBO bound of one checkpoint."""
 
     checkpoint: int | str = Field(
-        description="A checkpoint's id in the database, or its artifact URL."
+        description="A checkpoint: its id in the database, its artifact URL (file://...), or on a "
+        "local store its directory."
     )
     dataset: str | None = Field(
         None, description="Default: the validation split of the checkpoint's training data."

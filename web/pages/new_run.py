@@ -45,6 +45,8 @@ JOB_FIELDS = [
     for f in forms.schema_fields(SubmitTrain.model_json_schema(), skip={"preset", "spec"})
 ]
 LAYOUT = [
+    # The most consequential choice first: it decides what the rest of the form trains.
+    ("objective", "Objective", ["objective"]),
     (
         "model-data",
         "Model & data",

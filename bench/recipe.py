@@ -58,6 +58,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--head-warmup", type=int, help="head-only steps (default steps // 8)")
     p.add_argument("--ar-lrs", help="AR body[/head] learning rates (default per preset)")
     p.add_argument("--diffusion-lrs", default="", help="extra diffusion arms: body[/head] rates")
+    p.add_argument("--only", default="", help="just the baseline and these options (a subset)")
     p.add_argument("--draws", type=int, default=4, help="stratified passes per held-out block")
     # 1: on the shared 2-core machine, 2 threads per process under load trained several times
     # slower than 1 (each op's threads wait on each other's time slices).
@@ -192,7 +193,16 @@ def ablation(args: argparse.Namespace, payload: dict[str, Any]) -> None:
         lrs = {"lr": float(body), **({"head_lr": float(head_lr)} if head_lr else {})}
         singles[f"lr-{item.replace('/', '-')}"] = lrs
     for name, changes in singles.items():
-        scores[name] = lab.run(name, changes)
+        if not args.only:
+            scores[name] = lab.run(name, changes)
+    if args.only:  # a subset: each named option against the baseline, nothing else
+        for name in args.only.split(","):
+            if name not in singles:
+                raise SystemExit(f"--only: unknown arm {name!r}; choose from {', '.join(singles)}")
+            scores[name] = lab.run(name, singles[name])
+            lab.arms[name]["vs_baseline"] = compare(scores, name, "baseline")
+        save(payload, args.out)
+        return
     ar_names = []
     for item in (args.ar_lrs or default_ar).split(","):
         body, _, head_lr = item.partition("/")

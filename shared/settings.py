@@ -66,6 +66,9 @@ class Settings(BaseModel):
     # Local model directories a job may load: a model is code and data from disk, so a
     # path outside this folder is refused like a dataset outside DATASET_ROOT.
     model_root: Path
+    # Packaged judges converted once from their GGUF file (20-40 s) and read from here
+    # after (about a second): per machine, beside the other local state.
+    judge_cache_dir: Path
     # Workers beat this often; a few seconds keeps the dashboard live at negligible DB cost.
     heartbeat_seconds: float = Field(5.0, gt=0.0, le=3600.0)
     # A running job whose heartbeat is older than this is presumed dead: 6 missed beats.
@@ -128,7 +131,7 @@ class Settings(BaseModel):
     def _absolute(cls, v: Path) -> Path:
         return v.expanduser().resolve()
 
-    @field_validator("dataset_root", "model_root")
+    @field_validator("dataset_root", "model_root", "judge_cache_dir")
     @classmethod
     def _absolute_root(cls, v: Path) -> Path:
         return v.expanduser().resolve()
@@ -191,6 +194,7 @@ class Settings(BaseModel):
         raw.setdefault("artifact_url", (data_dir / "artifacts").as_uri())
         raw.setdefault("dataset_root", data_dir / "datasets")
         raw.setdefault("model_root", data_dir / "models")
+        raw.setdefault("judge_cache_dir", data_dir / "judges")
         try:
             settings = cls.model_validate(raw)
         except ValidationError as exc:
@@ -209,10 +213,6 @@ class Settings(BaseModel):
     @property
     def dataset_url_prefix_list(self) -> tuple[str, ...]:
         return tuple(p.strip() for p in self.dataset_url_prefixes.split(",") if p.strip())
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
 
     @property
     def broker_dir(self) -> Path:

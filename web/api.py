@@ -17,6 +17,7 @@ from shared import jobs, submit
 from shared.contracts.limits import FRONTIER_NAME, MAX_FRONTIER_CHARS, MAX_ID
 from shared.contracts.presets import PRESETS
 from shared.contracts.specs import EvalSpec, FrontierSpec, GenerateSpec, SpecError, TrainSpec
+from shared.contracts.sweep import SweepSpec
 from shared.db import read_scope
 from shared.frontier import submit_frontier
 from web import args
@@ -43,6 +44,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "generate": GenerateSpec,
     "evaluate": EvalSpec,
     "frontier": FrontierSpec,
+    "sweep": SweepSpec,
 }
 
 

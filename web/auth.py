@@ -30,6 +30,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import sys
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from flask import (
@@ -71,26 +72,57 @@ class ApiAuthError(Exception):
         self.retry_after = retry_after
 
 
-def _password_hash(settings: Settings) -> str:
-    """The admin password's hash, generating (and printing) a password on first start."""
+def password_file(settings: Settings) -> Path:
+    return settings.data_dir / "admin_password.hash"
+
+
+def ensure_password(settings: Settings, *, new: bool = False) -> str | None:
+    """Make sure the admin password is set: return a password generated now (its hash is
+    kept in `password_file`), or None if one was already set (that file, or ADMIN_PASSWORD).
+
+    `new`: replace the stored one with a new password (`text-diffusion up --new-password`);
+    a ValueError if ADMIN_PASSWORD sets it instead.
+    """
     if settings.admin_password:
-        return generate_password_hash(settings.admin_password)
-    path = settings.data_dir / "admin_password.hash"
+        if new:
+            raise ValueError(
+                "ADMIN_PASSWORD sets the password: change it there, not with --new-password"
+            )
+        return None
+    path = password_file(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     password = secrets.token_urlsafe(12)
+    if new:  # whole or not at all: a server starting now reads the old hash or the new
+        tmp = path.with_suffix(".tmp")
+        tmp.unlink(missing_ok=True)
+        with tmp.open("x") as f:
+            tmp.chmod(0o600)
+            f.write(generate_password_hash(password))
+        tmp.replace(path)
+        return password
     try:
         with path.open("x") as f:  # exclusive: exactly one starting server prints it
             path.chmod(0o600)
             f.write(generate_password_hash(password))
     except FileExistsError:
-        return path.read_text().strip()
-    print(
-        f"\n  Dashboard login: {USERNAME} / {password}\n"
-        f"  (printed once; only its hash is kept in {path}. Set ADMIN_PASSWORD to choose\n"
-        f"  your own, or delete that file and restart to get a new one.)\n",
-        file=sys.stderr,
-        flush=True,
-    )
+        return None
+    return password
+
+
+def _password_hash(settings: Settings) -> str:
+    """The admin password's hash, generating (and printing) a password on first start."""
+    if settings.admin_password:
+        return generate_password_hash(settings.admin_password)
+    path = password_file(settings)
+    password = ensure_password(settings)
+    if password is not None:
+        print(
+            f"\n  Dashboard login: {USERNAME} / {password}\n"
+            f"  (printed once; only its hash is kept in {path}. Set ADMIN_PASSWORD to choose\n"
+            f"  your own, or run `text-diffusion up --new-password` for a new one.)\n",
+            file=sys.stderr,
+            flush=True,
+        )
     return path.read_text().strip()
 
 

@@ -22,7 +22,6 @@ from accelerate.utils import parse_flag_from_env
 
 from shared import jobs
 from shared.contracts.specs import TrainSpec
-from shared.models import JobKind
 from worker.bodies.train import DatabaseCallback
 from worker.diffusion.training import BaseCallback, Callback, Trainer
 from worker.launch import JOB_PID_ENV, rank_error_file, read_launch_file
@@ -55,7 +54,7 @@ def main(argv: list[str]) -> int:
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
     callbacks: list[Callback]
     if state.is_main_process:
-        claim = jobs.Claim(launch["job_id"], launch["attempt"], launch["worker"], JobKind.TRAIN)
+        claim = jobs.Claim(launch["job_id"], launch["attempt"], launch["worker"])
         stop = StopControl(claim)  # the cancel flag, lost ownership, SIGTERM
         stop.install()
         callbacks = [DatabaseCallback(claim, launch["run_id"], spec, stop)]

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fsspec.implementations.local import LocalFileSystem
+
 from shared.settings import Settings, get_settings
 from shared.storage import ArtifactStore
 from worker.diffusion.confine import Roots, set_roots
@@ -20,7 +22,7 @@ from worker.diffusion.confine import Roots, set_roots
 def job_roots(settings: Settings) -> Roots:
     models = [settings.model_root, settings.cache_dir, settings.judge_cache_dir]
     store = ArtifactStore()
-    if ArtifactStore.is_local(store.base_url):
+    if isinstance(store.fs, LocalFileSystem):
         models.append(Path(store.root))
     return Roots(datasets=(settings.dataset_root,), models=tuple(models))
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from shared.contracts.labels import MAX_NAME_CHARS, MAX_TAG_CHARS, MAX_TAGS, check_name, check_tag
 from shared.contracts.specs import EvalSpec, FrontierSpec, GenerateSpec
+from shared.contracts.strict import no_boolean_numbers
 from shared.contracts.sweep import SweepSpec
 
 Queue = Literal["cpu", "gpu"]
@@ -17,7 +18,14 @@ Tag = Annotated[str, Field(max_length=MAX_TAG_CHARS), AfterValidator(check_tag)]
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: unknown fields refused, and no boolean or NaN for a number."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        return no_boolean_numbers(value, cls.model_fields[info.field_name].annotation)
 
 
 class SubmitTrain(_Body):

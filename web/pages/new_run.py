@@ -92,6 +92,18 @@ LAYOUT = [
         ],
     ),
     ("masking", "Masking", ["masking"]),
+    (
+        "recipe",
+        "Training recipe",
+        [
+            "head_warmup_steps",
+            "stratified_t",
+            "t_distribution",
+            "t_low",
+            "t_high",
+            "complementary_masks",
+        ],
+    ),
     ("scratch", "Scratch architecture", ["scratch"]),
     ("hardware", "Device", ["device", "num_processes"]),
 ]

@@ -141,6 +141,8 @@ def test_the_guided_flow_reads_right_at_1366(server, page):  # noqa: F811
     if page.request.get(f"{base}/api/runs/{ar}").json()["ppl_pending"]:
         assert "pending first evaluation" in header, header
     _check(page, "queued-ar-run")
+    goto(page, f"{base}/runs")
+    _check(page, "runs-live")
     wait_for_run(page, base, diffusion)
     wait_for_run(page, base, ar)
 

@@ -86,9 +86,12 @@ def test_a_sweep_from_the_form_runs_prunes_and_draws(server, page):  # noqa: F81
 
     goto(page, f"{base}/sweeps/1")
     page.wait_for_selector("#chart-best .uplot canvas")
-    assert page.locator("#chart-parallel polyline").count() == 4  # every ended trial
+    # Every ended trial is a line across both axes (a pruned one ends at its last report).
+    lines = page.locator("#chart-parallel polyline")
+    assert lines.count() == 4
+    assert all(len(lines.nth(i).get_attribute("points").split()) == 2 for i in range(4))
     assert page.locator("#trials tbody tr").count() == 4
-    assert "pruned at step 4" in page.inner_text("#trials")
+    assert "at step 4, pruned" in page.inner_text("#trials")
     assert page.inner_text("#importance")  # the scores, or why there are none yet
     _shot(page, "finished")
 

@@ -76,7 +76,9 @@ td.onReady(() => {
     const height = 300;
     const pad = { l: 40, r: 40, t: 28, b: 24 };
     const xs = axes.map((_, i) => pad.l + (i * (width - pad.l - pad.r)) / (axes.length - 1));
-    const values = done.map((t) => t.value).filter((v) => typeof v === "number");
+    // A pruned trial is drawn at its last reported value (dashed): where it was cut.
+    const metricOf = (t) => (typeof t.value === "number" ? t.value : t.last_report ? t.last_report.value : null);
+    const values = done.map(metricOf).filter((v) => typeof v === "number");
     const vmin = Math.min(...values);
     const vmax = Math.max(...values);
     const metricScale = (v) => (typeof v === "number" ? (v - vmin) / (vmax - vmin || 1) : null);
@@ -86,10 +88,10 @@ td.onReady(() => {
     root.append(svg("title"));
     root.firstChild.textContent = "Parameters of each ended trial, coloured by its metric";
     for (const t of done) {
-      const good = typeof t.value === "number" ? metricScale(t.value) : null;
+      const good = typeof metricOf(t) === "number" ? metricScale(metricOf(t)) : null;
       const shade = good === null ? 0.5 : minimize() ? good : 1 - good;  // 0 best .. 1 worst
       const points = axes.map((a, i) => {
-        const u = scales[i](a.kind === "metric" ? t.value : t.params[a.name]);
+        const u = scales[i](a.kind === "metric" ? metricOf(t) : t.params[a.name]);
         return u === null ? null : `${xs[i]},${y(u)}`;
       }).filter(Boolean);
       const line = svg("polyline", {
@@ -101,7 +103,7 @@ td.onReady(() => {
       });
       if (t.state !== "complete") line.setAttribute("stroke-dasharray", "4 3");
       const tip = svg("title");
-      tip.textContent = `trial ${t.number}: ${t.state}${typeof t.value === "number" ? ` ${td.num(t.value, 4)}` : ""}`;
+      tip.textContent = `trial ${t.number}: ${t.state}${typeof metricOf(t) === "number" ? ` ${td.num(metricOf(t), 4)}` : ""}`;
       line.append(tip);
       root.append(line);
     }
@@ -114,7 +116,10 @@ td.onReady(() => {
         : a.kind === "metric" ? [vmin, vmax] : [a.min, a.max];
       ends.forEach((v, j) => {
         const tick = svg("text", {
-          x: xs[i] + 4, y: j === 0 ? height - pad.b : pad.t + 10, class: "axis-tick",
+          x: xs[i] + (i === axes.length - 1 ? -4 : 4),
+          y: j === 0 ? height - pad.b + 14 : pad.t - 2,
+          "text-anchor": i === axes.length - 1 ? "end" : "start",
+          class: "axis-tick",
         });
         tick.textContent = typeof v === "number" ? td.num(v, 3) : String(v);
         root.append(tick);
@@ -160,7 +165,9 @@ td.onReady(() => {
     body.replaceChildren(...rows.map((t) => {
       let value = t.value === null ? "—" : td.num(t.value, 4);
       if (t.spread !== null) value += ` ± ${td.num(t.spread, 2)}`;
-      if (t.state === "pruned") value = `pruned at step ${t.pruned_at}`;
+      if (t.state === "pruned") {
+        value = t.last_report ? `${td.num(t.last_report.value, 4)} at step ${t.pruned_at}, pruned` : `pruned at step ${t.pruned_at}`;
+      }
       if (t.state === "running" && t.last_report) value = `${td.num(t.last_report.value, 4)} at step ${t.last_report.step}`;
       const runs = t.runs.map((r) => td.el("a", { href: cfg.runUrl.replace(/0$/, String(r.id)) }, `run ${r.id}`));
       const runCell = td.el("td", {});

@@ -97,11 +97,11 @@ def _run(args: argparse.Namespace, pruned: bool) -> dict[str, Any]:
         "best": detail["best"],
         "compute_steps": sum(t["steps"] for t in detail["trials"]),
         "wall_s": round(wall, 1),
-        "best_trial": min(
+        "best_params": min(
             (t for t in detail["trials"] if t["value"] is not None),
             key=lambda t: t["value"],
-            default=None,
-        ),
+            default={"params": None},
+        )["params"],
     }
 
 

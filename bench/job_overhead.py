@@ -48,7 +48,12 @@ def _spec(checkpoint: int):
     from shared.contracts.specs import GenerateSpec
 
     return GenerateSpec(
-        checkpoint=checkpoint, prompts=["The king"], length=16, num_samples=2, grid={"steps": [8]}
+        checkpoint=checkpoint,
+        prompts=["The king"],
+        length=16,
+        num_samples=2,
+        grid={"steps": [8]},
+        judge=None,  # job overhead, not judging
     )
 
 

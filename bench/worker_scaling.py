@@ -85,6 +85,7 @@ def _spec(checkpoint: int):
         num_samples=2,
         grid={"steps": [8]},
         record_trajectory=False,
+        judge=None,  # scaling of jobs, not judging
     )
 
 

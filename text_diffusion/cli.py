@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .commands import diffusion, frontier, jobs
+from .commands import diffusion, frontier, jobs, up
 from .errors import UserError
 
 __all__ = ["UserError", "build_parser", "main"]
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     diffusion.register(sub)
     jobs.register(sub)
+    up.register(sub)
     frontier.register(sub)
     return parser
 

@@ -25,10 +25,13 @@ from shared.models import Job
 from shared.settings import get_settings
 from worker.bodies import body_for
 from worker.bodies.errors import JobInputError
+from worker.roots import confine_job_reads
 from worker.stopping import (
     EXIT_DONE,
     EXIT_FAILED,
+    EXIT_PRUNED,
     EXIT_STOPPED,
+    Pruned,
     StopControl,
     Stopped,
     watch_parent,
@@ -87,7 +90,11 @@ def main(argv: list[str], *, parent: int | None = None) -> int:
     stop = StopControl(claim)
     stop.install()
     try:
+        confine_job_reads()
         run_body(claim, stop)
+    except Pruned:
+        log.info("job %s pruned by its sweep", job_id)
+        return EXIT_PRUNED
     except Stopped:
         log.info("job %s stopped on request", job_id)
         return EXIT_STOPPED

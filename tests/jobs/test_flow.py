@@ -49,6 +49,7 @@ def test_train_then_generate_then_evaluate(job_env, workers):
         grid={"schedules": ["linear", "cosine"], "strategies": ["confidence", "random"]},
         length=8,
         num_samples=2,
+        judge=None,  # judging is tested in test_judged_generation.py
     )
     gen = submit.submit_generate(spec)
     gen = wait_for(finished(gen.id), 90, what="generation job")

@@ -12,7 +12,15 @@ from sqlalchemy import func, select
 from shared import db, submit
 from shared.contracts.specs import EvalSpec, FrontierSpec, GenerateSpec, SpecError
 from shared.frontier import submit_frontier
-from shared.models import Checkpoint, EvalPoint, Job, JobStatus, Run, SampleSet
+from shared.models import (
+    Checkpoint,
+    EvalPoint,
+    HumanReference,
+    Job,
+    JobStatus,
+    Run,
+    SampleSet,
+)
 from tests.jobs.helpers import tiny_train_spec, wait_for
 from tests.jobs.test_flow import finished
 from web.queries.frontier import frontier_points
@@ -85,6 +93,14 @@ def test_ar_and_diffusion_runs_judged_and_on_one_frontier(job_env, workers):
     assert m["entropy_tokens"] == "judge"
     assert 0.0 < m["mauve"] <= 1.0 and m["mauve_reason"] is None
     assert m["mauve_references"] == 100
+    assert 0.0 <= m["repetition"] < 1.0
+    # Human text beside it: held-out snippets of 8 tokens, scored by the same judge, stored
+    # once for (split, judge, tokenizer, length).
+    with db.session_scope() as s:
+        human = s.get(HumanReference, m["human_reference_id"])
+        assert (human.judge, human.length) == (m["judge"], 8)
+        assert human.metrics["judge_ppl"] > 1.0 and human.metrics["unigram_entropy"] > 0.5
+        assert 0.0 <= human.metrics["repetition"] < 1.0
     with db.session_scope() as s:
         nlls = [x.metrics["judge_nll"] for x in s.get(SampleSet, ar_set.id).samples]
     # The set's perplexity is the token-weighted mean of the samples' NLLs (equal lengths).
@@ -94,7 +110,9 @@ def test_ar_and_diffusion_runs_judged_and_on_one_frontier(job_env, workers):
     # Diffusion generation without a judge: entropy yes, judge perplexity empty; too few
     # samples for MAUVE, and the reason stored.
     plain = submit.submit_generate(
-        GenerateSpec(checkpoint=diff_ckpt.id, length=8, num_samples=3, grid={"steps": [4]})
+        GenerateSpec(
+            checkpoint=diff_ckpt.id, length=8, num_samples=3, grid={"steps": [4]}, judge="none"
+        )
     )
     plain = wait_for(finished(plain.id), 120, what="diffusion generation job")
     assert plain.status == JobStatus.SUCCEEDED, plain.error

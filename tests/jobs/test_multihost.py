@@ -165,7 +165,9 @@ def test_checkpoints_cross_hosts_jobs_spread_and_a_cut_off_host_loses_its_job(ma
 
     # 2. Two generation jobs at once with both workers idle: each worker takes one (a
     # worker holds one unacknowledged message at a time), so one runs on the other host.
-    spec = GenerateSpec(checkpoint=ckpt.id, prompts=["The king"], length=8, num_samples=1)
+    spec = GenerateSpec(
+        checkpoint=ckpt.id, prompts=["The king"], length=8, num_samples=1, judge=None
+    )
     gens = [submit.submit_generate(spec).id for _ in range(2)]
     gens = [m.finished(g, 120) for g in gens]
     assert all(g.status == JobStatus.SUCCEEDED for g in gens), [g.error for g in gens]

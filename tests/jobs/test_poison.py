@@ -50,7 +50,7 @@ def test_corrupt_weights_fail_with_a_line_naming_the_checkpoint(job_env, tmp_pat
     run_id = submit.submit_train(tiny_train_spec(job_env)).run_id
     url = ArtifactStore().put_dir(local, f"runs/{run_id}/checkpoint-10")
     ckpt = results.put_checkpoint(run_id, 10, url, {})
-    job = submit.submit_generate(GenerateSpec(checkpoint=ckpt, length=4, num_samples=1))
+    job = submit.submit_generate(GenerateSpec(checkpoint=ckpt, length=4, num_samples=1, judge=None))
     first, log = _run(job.id)
     assert first.startswith(f"model weights in checkpoint {ckpt} ({url}) are corrupt: ")
     assert "header too large" in first

@@ -1,15 +1,11 @@
-"""Commands over the job system: submit, jobs, worker(s), db, up. None of them imports torch."""
+"""Commands over the job system: submit, jobs, worker(s), db. None of them imports torch.
+`up`, which starts a worker beside the dashboard, is in `up.py`."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from text_diffusion.specflags import add_spec_flags, spec_values
@@ -32,12 +28,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     dsub.add_parser("upgrade", help="migrate DATABASE_URL to the newest schema").set_defaults(
         handler=run_db_upgrade
     )
-    u = sub.add_parser("up", help="database, worker and web page in one command (Ctrl-C stops)")
-    u.add_argument("--host", help="default WEB_HOST")
-    u.add_argument("--port", type=int, help="default WEB_PORT")
-    u.add_argument("--queues", default="cpu,gpu")
-    u.add_argument("--no-worker", action="store_true", help="web page only")
-    u.set_defaults(handler=run_up)
 
 
 def _user_error(exc: Exception):
@@ -240,7 +230,7 @@ def jobs_reconcile(args: argparse.Namespace) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------- worker, db, up
+# --------------------------------------------------------------------------- worker, db
 def run_worker(args: argparse.Namespace) -> int:
     from shared.queue import QUEUES
     from worker.app import app
@@ -331,55 +321,4 @@ def run_db_upgrade(args: argparse.Namespace) -> int:
 
     db.upgrade()
     print(f"database at {db.head_revision()}: {db.database_url().render_as_string()}")
-    return 0
-
-
-def _stop(proc: subprocess.Popen, grace_s: float) -> None:
-    """SIGTERM the worker (it stops and requeues its jobs), SIGKILL its group if it lingers."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-
-
-def run_up(args: argparse.Namespace) -> int:
-    from werkzeug.serving import make_server
-
-    from shared import db
-    from shared.settings import get_settings
-    from web import create_app
-    from web.security import RequestHandler
-
-    settings = get_settings()
-    db.upgrade()
-    host, port = args.host or settings.web_host, args.port or settings.web_port
-    server = make_server(host, port, create_app(), threaded=True, request_handler=RequestHandler)
-    worker = None
-    if not args.no_worker:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "text_diffusion.cli", "worker", "--queues", args.queues],
-            cwd=Path(__file__).resolve().parents[2],
-            start_new_session=True,  # Ctrl-C reaches us only; we stop it in order
-        )
-    broker = settings.redis_url or f"embedded ({settings.broker_dir})"
-    print(f"database: {db.database_url().render_as_string()}")
-    print(f"broker:   {broker}")
-    print(f"text-diffusion is up at http://{host}:{server.port}/  (Ctrl-C stops everything)")
-    sys.stdout.flush()
-    previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        print("stopping ...")
-        server.server_close()
-        if worker is not None:
-            _stop(worker, settings.cancel_grace_seconds + 20)
-        print("stopped")
     return 0

@@ -1,9 +1,14 @@
 """Speed-quality frontiers: the sample sets of the generation jobs that share a frontier name.
 
 A point is one sample set: its cost (mean forward passes and seconds per sample) and its
-quality (judge perplexity with the samples' unigram entropy, MAUVE or why there is none).
-Points are drawn as lines, one per checkpoint, strategy and temperature; an AR
-checkpoint's points form lines of their own, the baseline the others are read against.
+quality (judge perplexity with the samples' diversity, MAUVE or why there is none).
+
+Two sets of lines. `lines` (cost): one per checkpoint, strategy, temperature and judge,
+its points by cost; an AR checkpoint's points form lines of their own, the baseline the
+others are read against. `diversity_lines` (quality-diversity): one per checkpoint,
+strategy, steps and judge, its points by temperature, each with its judge perplexity read
+at the diversity of human text under the same judge (`shared.contracts.matched`), and the
+human references themselves as points. Sets scored by different judges never share a line.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from sqlalchemy.orm import Session
 from shared.models import Checkpoint, Job, JobKind, Run, SampleSet
 from web.errors import NotFound
 from web.queries.common import iso
+from web.queries.references import human_references, judge_label, matched_lines
 
 MAX_FRONTIERS_LISTED = 100
 
@@ -66,6 +72,9 @@ def _point(ss: SampleSet, ckpt: Checkpoint, run: Run) -> dict[str, Any]:
         "judge": m.get("judge"),
         "judge_ppl": m.get("judge_ppl"),
         "unigram_entropy": m.get("unigram_entropy"),
+        "repetition": m.get("repetition"),
+        "entropy_tokens": m.get("entropy_tokens"),
+        "human_reference_id": m.get("human_reference_id"),
         "mauve": m.get("mauve"),
         "mauve_reason": m.get("mauve_reason"),
     }
@@ -77,17 +86,21 @@ def _lines(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     runs_checkpoints: dict[int, set[int]] = {}
     for p in points:
         runs_checkpoints.setdefault(p["run_id"], set()).add(p["checkpoint_id"])
+    judges = {p["judge"] for p in points}
     groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(points):
-        groups.setdefault((p["checkpoint_id"], p["strategy"], p["temperature"]), []).append(i)
+        key = (p["checkpoint_id"], p["strategy"], p["temperature"], p["judge"])
+        groups.setdefault(key, []).append(i)
     lines = []
-    for (ckpt, strategy, temperature), members in groups.items():
+    for (ckpt, strategy, temperature, judge), members in groups.items():
         first = points[members[0]]
         label = f"run {first['run_id']} · {'AR' if strategy == 'ar' else strategy}"
         if len(runs_checkpoints[first["run_id"]]) > 1:
             label += f" @ step {first['step']}"
         if len(temperatures) > 1:
             label += f" · T={temperature:g}"
+        if len(judges) > 1:
+            label += f" · judge {judge or 'none'}"
         members.sort(key=lambda i: (points[i]["forward_passes"] or 0, points[i]["steps"] or 0))
         lines.append(
             {
@@ -97,6 +110,7 @@ def _lines(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "objective": first["objective"],
                 "strategy": strategy,
                 "temperature": temperature,
+                "judge": judge,
                 "points": members,
             }
         )
@@ -122,9 +136,12 @@ def frontier_points(s: Session, name: str) -> dict[str, Any]:
     points = [_point(ss, ckpt, run) for ss, ckpt, run in rows]
     spec = frontier_jobs[0].spec
     judged = [p["judge"] for p in points if p["judge"]]
+    references = human_references(s, {p["human_reference_id"] for p in points})
     return {
         "name": name,
-        "judge": judged[0] if judged else spec.get("judge"),
+        # As the sets name it; before the first one, as the spec does (a checkpoint by id).
+        "judge": judged[0] if judged else judge_label(s, spec.get("judge")),
+        "judges": sorted(set(judged)),
         "length": spec.get("length"),
         "jobs": [
             {
@@ -139,4 +156,6 @@ def frontier_points(s: Session, name: str) -> dict[str, Any]:
         ],
         "points": points,
         "lines": _lines(points),
+        "references": references,
+        "diversity_lines": matched_lines(points, references),
     }

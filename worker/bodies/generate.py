@@ -10,12 +10,14 @@ import time
 from typing import Any
 
 from shared import jobs
+from shared.contracts.options import applicable_settings
 from shared.contracts.specs import GenerateSpec, TrainSpec
 from shared.models import Job
 from worker import results
 from worker.bodies.checkpoint import load_checkpoint_row
-from worker.bodies.errors import named_inputs
+from worker.bodies.errors import JobInputError, named_inputs
 from worker.bodies.quality import load_judge_source, quality_metrics
+from worker.bodies.reference import human_reference
 from worker.stopping import StopControl
 
 
@@ -51,13 +53,12 @@ def _trajectory(tokenizer, sample) -> dict[str, Any] | None:
     }
 
 
-def _references(meta: dict[str, Any], tokenizer, length: int):
+def _references(train: TrainSpec, tokenizer, length: int):
     """`references(n)`: n held-out snippets of `length` tokens from the validation split
-    of the checkpoint's run (loaded once, on the first call)."""
+    of the checkpoint's run (loaded once, on the first call), always in the same order."""
     from worker.diffusion import data as data_lib
     from worker.diffusion.mauve import reference_snippets
 
-    train = TrainSpec.model_validate(meta["spec"]) if "spec" in meta else TrainSpec()
     held_out: list[str] = []
 
     def references(n: int) -> list[str]:
@@ -79,7 +80,15 @@ def run_generate(claim: jobs.Claim, job: Job, stop: StopControl) -> None:
     causal = bool(getattr(model.config, "is_decoder", False))
     sample_fn = generate_causal if causal else generate
     judge = load_judge_source(spec.judge) if spec.judge else None
-    references = _references(meta, tokenizer, spec.length)
+    train = TrainSpec.model_validate(meta["spec"]) if "spec" in meta else TrainSpec()
+    references = _references(train, tokenizer, spec.length)
+    human: dict[str, Any] = {}
+    if judge is not None:
+        try:
+            reference_id, _ = human_reference(train, tokenizer, judge, spec.length, references)
+            human = {"human_reference_id": reference_id}
+        except JobInputError as exc:  # the held-out text is gone: judge the sets anyway
+            human = {"human_reference_reason": str(exc)}
     combinations = spec.combinations()
     done = results.done_combinations(job.id)
     for k, combo in enumerate(combinations):
@@ -110,6 +119,7 @@ def run_generate(claim: jobs.Claim, job: Job, stop: StopControl) -> None:
             "forward_passes": sum(s.forward_passes for s in samples) / len(samples),
             "objective": "ar" if causal else "diffusion",
             **quality,
+            **human,
         }
         rows = [
             {
@@ -125,6 +135,7 @@ def run_generate(claim: jobs.Claim, job: Job, stop: StopControl) -> None:
             }
             for s, judged in zip(samples, per_sample, strict=True)
         ]
-        results.add_sample_set(job.id, ckpt.id, combo.index, combo.settings(), metrics, rows)
+        settings = applicable_settings(combo.settings(), metrics["objective"])
+        results.add_sample_set(job.id, ckpt.id, combo.index, settings, metrics, rows)
         jobs.set_progress(claim, (k + 1) / len(combinations))
     jobs.set_result(claim, {"sample_sets": len(combinations), "checkpoint": ckpt.id})

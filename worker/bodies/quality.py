@@ -19,6 +19,7 @@ from typing import Any
 
 from shared import submit
 from shared.db import session_scope
+from shared.settings import get_settings
 from shared.storage import ArtifactStore
 from worker.bodies.errors import named_inputs
 
@@ -32,12 +33,22 @@ class Judge:
     name: str
 
 
+# Judges loaded in this process, by the source a spec names: a frontier's job scores all
+# its sample sets with one load. A job runs in a process of its own (forked from the warm
+# process), so each job loads its judge once; the packaged judge's conversion is cached
+# on disk (JUDGE_CACHE_DIR), which makes that load about a second.
+_LOADED: dict[str, Judge] = {}
+
+
 def load_judge_source(source: str) -> Judge:
     """Load the judge a spec names (checked again here: `submit.judge_source`); an artifact
-    URL (an AR run's checkpoint) is fetched to a local copy first."""
+    URL (an AR run's checkpoint) is fetched to a local copy first, a packaged judge is
+    converted once into JUDGE_CACHE_DIR."""
     from worker.diffusion.judge import load_judge
     from worker.diffusion.modeling import inference_device
 
+    if source in _LOADED:
+        return _LOADED[source]
     resolved = submit.judge_source(source)
     name = source
     if "://" in resolved:
@@ -46,8 +57,11 @@ def load_judge_source(source: str) -> Judge:
             name = f"checkpoint {ckpt.id} (run {ckpt.run_id}, step {ckpt.step})"
         resolved = str(ArtifactStore().get_dir(resolved))
     with named_inputs(model=f"judge {name}"):
-        model, tokenizer = load_judge(resolved, inference_device())
-    return Judge(model, tokenizer, name)
+        model, tokenizer = load_judge(
+            resolved, inference_device(), cache_dir=get_settings().judge_cache_dir
+        )
+    _LOADED[source] = Judge(model, tokenizer, name)
+    return _LOADED[source]
 
 
 def quality_metrics(
@@ -75,6 +89,7 @@ def quality_metrics(
         "judge": judge.name if judge else None,
         "judge_ppl": q.judge_ppl,
         "unigram_entropy": q.entropy,
+        "repetition": q.repetition,
         "entropy_tokens": q.entropy_tokens,
         "mauve_featurizer": q.mauve_featurizer,
         "mauve_length": length,

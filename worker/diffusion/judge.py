@@ -7,23 +7,25 @@ judge MDLM reports with); `load_judge` refuses a model that is not causal (a mas
 would see the tokens it is asked to predict).
 
 Low-entropy samples game this number (repeating "the lord" scores well), so the result
-always carries the samples' unigram entropy beside the perplexity: the mean over samples
-of the entropy (nats) of each sample's generated tokens, in the judge's tokens, as MDLM
-and its successors report it.
+always carries the samples' diversity beside the perplexity (`diversity.py`): the mean
+over samples of the unigram entropy (nats) of each sample's generated tokens, in the
+judge's tokens, as MDLM and its successors report it, and the share of repeated 4-grams,
+which sees the phrase loops entropy misses.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from .causal import check_causal, max_positions
+from .diversity import mean_diversity, unigram_entropy
 from .modeling import resolve_model_source
 
 
@@ -34,14 +36,25 @@ class JudgeScores:
     nats_per_token: float  # sum(nll) / sum(tokens): token-weighted over the set
     perplexity: float  # exp(nats_per_token)
     entropy: float  # mean per-text unigram entropy (nats) of the generated tokens
+    repetition: float  # mean per-text share of repeated 4-grams (`diversity.repetition`)
 
 
-def load_judge(source: str, device: torch.device | str = "cpu"):
-    """(model, tokenizer) of a causal LM from a local directory, packaged model or hub name,
-    in eval mode on `device`. Raises ModelSourceError if it is missing or not causal."""
+def load_judge(
+    source: str, device: torch.device | str = "cpu", *, cache_dir: str | Path | None = None
+):
+    """(model, tokenizer) of a causal LM from a local directory, packaged judge
+    (`packaged_judge.PACKAGED_JUDGES`, converted once into `cache_dir`), packaged model or
+    hub name, in eval mode on `device`. Raises ModelSourceError if it is missing or not
+    causal."""
     from .modeling import quiet_transformers
+    from .packaged_judge import PACKAGED_JUDGES, cached_judge_dir
 
-    path = resolve_model_source(source)
+    if source in PACKAGED_JUDGES:
+        if cache_dir is None:
+            raise ValueError(f"the packaged judge {source!r} needs a cache_dir to convert into")
+        path = str(cached_judge_dir(source, Path(cache_dir)))
+    else:
+        path = resolve_model_source(source)
     tokenizer = AutoTokenizer.from_pretrained(path)
     with quiet_transformers():
         model = AutoModelForCausalLM.from_pretrained(path)
@@ -52,11 +65,7 @@ def load_judge(source: str, device: torch.device | str = "cpu"):
 
 def text_entropy(tokens: Sequence) -> float:
     """Entropy (nats) of the unigram distribution of one token sequence; 0 when empty."""
-    if not tokens:
-        return 0.0
-    counts = torch.tensor(list(Counter(tokens).values()), dtype=torch.float64)
-    p = counts / counts.sum()
-    return float(-(p * p.log()).sum())
+    return unigram_entropy(tokens)
 
 
 def _encode(tokenizer, prompt: str, completion: str, limit: int) -> tuple[list[int], int]:
@@ -132,11 +141,12 @@ def judge_perplexity(
     if total == 0:
         raise ValueError("no completion has a token to score")
     nats = sum(nll) / total
-    entropies = [text_entropy(row[ctx:]) for row, ctx in encoded if len(row) > ctx]
+    entropy, repeated = mean_diversity([row[ctx:] for row, ctx in encoded if len(row) > ctx])
     return JudgeScores(
         nll=nll,
         tokens=[int(c) for c in counts],
         nats_per_token=nats,
         perplexity=math.exp(nats) if nats < 700 else math.inf,
-        entropy=sum(entropies) / len(entropies),
+        entropy=entropy,
+        repetition=repeated,
     )

@@ -15,7 +15,8 @@ from typing import Any
 from shared.contracts.specs import TrainSpec
 
 from . import data as data_lib
-from .judge import judge_perplexity, text_entropy
+from .diversity import mean_diversity
+from .judge import judge_perplexity
 from .mauve import DEFAULT_FEATURIZER, MIN_TEXTS, mauve_score, reference_snippets
 
 
@@ -26,7 +27,8 @@ class SampleSetQuality:
     judge_tokens: int | None  # generated tokens scored, in the judge's tokenizer
     judge_nll: list[float | None] | None  # per text: NLL per token (None: nothing scored)
     entropy: float | None  # mean per-sample unigram entropy (nats); see `entropy_tokens`
-    entropy_tokens: str | None  # "judge" or "model": whose tokens the entropy counts
+    repetition: float | None  # mean per-sample share of repeated 4-grams, same tokens
+    entropy_tokens: str | None  # "judge" or "model": whose tokens entropy/repetition count
     mauve: float | None  # MAUVE against the references, in (0, 1]
     mauve_reason: str | None  # why there is no MAUVE
     mauve_references: int | None  # reference texts MAUVE compared with
@@ -60,19 +62,19 @@ def sample_set_quality(
     validation split is not free).
     """
     scores = None
-    entropy, entropy_tokens, per_text = None, None, None
+    entropy, repeated, entropy_tokens, per_text = None, None, None, None
     if judge is not None:
         model, judge_tokenizer = judge
         scores = judge_perplexity(
             model, judge_tokenizer, completions, prompts, batch_size=batch_size
         )
-        entropy, entropy_tokens = scores.entropy, "judge"
+        entropy, repeated, entropy_tokens = scores.entropy, scores.repetition, "judge"
         per_text = [
             nll / n if n else None for nll, n in zip(scores.nll, scores.tokens, strict=True)
         ]
     elif tokenizer is not None:
         ids = tokenizer(list(completions), add_special_tokens=False)["input_ids"]
-        entropy = sum(text_entropy(x) for x in ids) / max(1, len(ids))
+        entropy, repeated = mean_diversity(ids)
         entropy_tokens = "model"
     result = None
     if references is None:
@@ -90,6 +92,7 @@ def sample_set_quality(
         judge_tokens=sum(scores.tokens) if scores else None,
         judge_nll=per_text,
         entropy=entropy,
+        repetition=repeated,
         entropy_tokens=entropy_tokens,
         mauve=mauve,
         mauve_reason=reason,

@@ -14,9 +14,10 @@ from flask import Blueprint, jsonify, request
 from pydantic import BaseModel, ValidationError
 
 from shared import jobs, submit
+from shared.contracts.frontier import FrontierSpec
 from shared.contracts.limits import FRONTIER_NAME, MAX_FRONTIER_CHARS, MAX_ID
 from shared.contracts.presets import PRESETS
-from shared.contracts.specs import EvalSpec, FrontierSpec, GenerateSpec, SpecError, TrainSpec
+from shared.contracts.specs import EvalSpec, GenerateSpec, SpecError, TrainSpec
 from shared.contracts.sweep import SweepSpec
 from shared.db import read_scope
 from shared.frontier import submit_frontier

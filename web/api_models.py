@@ -7,8 +7,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from shared.contracts.frontier import FrontierSpec
 from shared.contracts.labels import MAX_NAME_CHARS, MAX_TAG_CHARS, MAX_TAGS, check_name, check_tag
-from shared.contracts.specs import EvalSpec, FrontierSpec, GenerateSpec
+from shared.contracts.specs import EvalSpec, GenerateSpec
 from shared.contracts.sweep import SweepSpec
 
 Queue = Literal["cpu", "gpu"]

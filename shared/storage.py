@@ -44,6 +44,8 @@ class ArtifactStore:
 
     @staticmethod
     def is_local(url: str) -> bool:
+        """True for a store on this machine's file system (`worker.roots` confines reads
+        to it)."""
         return isinstance(fsspec.core.url_to_fs(url)[0], LocalFileSystem)
 
     # ------------------------------------------------------------------ operations

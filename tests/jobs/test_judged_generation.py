@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import func, select
 
 from shared import db, submit
+from shared.contracts.frontier import FrontierSpec
 from shared.contracts.options import DIFFUSION_ONLY
-from shared.contracts.specs import EvalSpec, FrontierSpec, GenerateSpec, SpecError
+from shared.contracts.specs import EvalSpec, GenerateSpec, SpecError
 from shared.frontier import submit_frontier
 from shared.models import (
     Checkpoint,

@@ -9,7 +9,8 @@ comparison holds on a loaded machine, where wall-clock budgets would not), then:
   (`worker.diffusion.likelihood.stratified_bound`, the same seed and so the same masks for
   every arm) and compare each with the baseline by the paired difference and its standard
   error (per held-out block);
-- combine the options that won (lower bound by more than 2 standard errors), train that;
+- combine the options that won (`wins`: a lower bound by more than 2 paired standard errors
+  and at least 0.01 nats per token), train that;
 - train the best arm and the baseline again on a second seed;
 - train the AR objective at each of `--ar-lrs` (and with the head warm-up, which applies to
   it), scored exactly on the same tokens; every diffusion arm's `bound_ratio` is against the
@@ -48,7 +49,14 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "bell_t": {"t_distribution": "bell"},
     "complementary_masks": {"complementary_masks": True},
 }
-WIN_SE = 2.0  # an option wins when it lowers the bound by more than this many standard errors
+# An option wins when it lowers the bound by more than 2 paired standard errors (a real
+# effect) and by at least 0.01 nats per token (1% of perplexity: one the product would notice).
+WIN_SE, MIN_GAIN = 2.0, 0.01
+
+
+def wins(c: dict[str, float]) -> bool:
+    """Whether the paired comparison `c` (from `compare`) is a win over its baseline."""
+    return c["nats"] < -max(WIN_SE * c["se"], MIN_GAIN)
 
 
 def parse_args() -> argparse.Namespace:
@@ -167,6 +175,15 @@ class Ablation:
         return scores
 
 
+def lr_changes(item: str, ar: bool = True) -> dict[str, float]:
+    """ "body[/head]" -> TrainSpec changes; AR arms without a head rate use the body's for
+    both, diffusion arms keep the preset's head rate."""
+    body, _, head = item.partition("/")
+    if head or ar:
+        return {"lr": float(body), "head_lr": float(head or body)}
+    return {"lr": float(body)}
+
+
 def compare(scores: dict[str, Any], name: str, against: str) -> dict:
     """Arm `name` against arm `against`, paired on the same held-out tokens."""
     from worker.diffusion.likelihood import paired_difference
@@ -183,15 +200,14 @@ def ablation(args: argparse.Namespace, payload: dict[str, Any]) -> None:
         "steps_per_arm": steps,
         "head_warmup_steps": head,
         "eval": f"stratified bound, {args.draws} passes per held-out block, seed 0; AR exact",
-        "win_rule": f"lower bound than the baseline by more than {WIN_SE} paired SE",
+        "win_rule": f"bound below the baseline's by more than {WIN_SE} paired SE and by at "
+        f"least {MIN_GAIN} nats per token",
     }
     lab = Ablation(args, payload)
     scores = {"baseline": lab.run("baseline", {})}
     singles = {"head_warmup": {"head_warmup_steps": head}, **OPTIONS}
     for item in filter(None, args.diffusion_lrs.split(",")):
-        body, _, head_lr = item.partition("/")
-        lrs = {"lr": float(body), **({"head_lr": float(head_lr)} if head_lr else {})}
-        singles[f"lr-{item.replace('/', '-')}"] = lrs
+        singles[f"lr-{item.replace('/', '-')}"] = lr_changes(item, ar=False)
     for name, changes in singles.items():
         if not args.only:
             scores[name] = lab.run(name, changes)
@@ -205,10 +221,8 @@ def ablation(args: argparse.Namespace, payload: dict[str, Any]) -> None:
         return
     ar_names = []
     for item in (args.ar_lrs or default_ar).split(","):
-        body, _, head_lr = item.partition("/")
         name = f"ar-lr-{item.replace('/', '-')}"
-        changes = {"objective": "ar", "lr": float(body), "head_lr": float(head_lr or body)}
-        scores[name] = lab.run(name, changes)
+        scores[name] = lab.run(name, {"objective": "ar", **lr_changes(item)})
         ar_names.append(name)
     best_ar = min(ar_names, key=lambda n: lab.arms[n]["nats_per_token"])
     name = "ar-head_warmup"
@@ -219,7 +233,7 @@ def ablation(args: argparse.Namespace, payload: dict[str, Any]) -> None:
     gains = {}
     for option in singles:
         lab.arms[option]["vs_baseline"] = c = compare(scores, option, "baseline")
-        if c["nats"] < -WIN_SE * c["se"]:
+        if wins(c):
             gains[option] = c["nats"]
     payload["winners_alone"] = sorted(gains, key=gains.get)
     # Best first; an option setting a field a better one already set (clipped vs bell t) is
@@ -243,7 +257,7 @@ def ablation(args: argparse.Namespace, payload: dict[str, Any]) -> None:
             scores, f"{best}-seed1", "baseline-seed1"
         )
         second = lab.arms[f"{best}-seed1"]["vs_baseline"]
-        holds = second["nats"] < -WIN_SE * second["se"]
+        holds = wins(second) and wins(lab.arms[best]["vs_baseline"])
     else:
         holds = False
     for name, arm in lab.arms.items():  # seed 1 holds out other blocks: no AR run on them
@@ -262,7 +276,13 @@ def ablation(args: argparse.Namespace, payload: dict[str, Any]) -> None:
 def ratio_curve(args: argparse.Namespace, payload: dict[str, Any]) -> None:
     from worker.diffusion.likelihood import paired_difference
 
-    chosen, ar = payload.get("chosen", {}), payload.get("ar_chosen", {"objective": "ar"})
+    # The ablation's choices hold for the preset it measured; `--ar-lrs` (its first pair)
+    # overrides the AR rates.
+    same = payload.get("settings", {}).get("preset") == args.preset
+    chosen = payload.get("chosen", {}) if same else {}
+    ar = (payload.get("ar_chosen") if same else None) or {"objective": "ar"}
+    if args.ar_lrs:
+        ar = {"objective": "ar", **lr_changes(args.ar_lrs.split(",")[0])}
     curve = payload.setdefault("ratio_curve", [])
     for minutes in [float(m) for m in args.minutes.split(",")]:
         runs = {}
@@ -280,7 +300,9 @@ def ratio_curve(args: argparse.Namespace, payload: dict[str, Any]) -> None:
             "diffusion_bound_ppl": d["perplexity"],
             "bound_ratio": diff.ratio,
             "log_ratio_se": diff.standard_error,
+            "preset": args.preset,
             "recipe": chosen,
+            "ar": ar,
             "load_average": os.getloadavg(),
         }
         curve[:] = [p for p in curve if p["minutes"] != minutes] + [point]

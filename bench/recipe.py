@@ -57,6 +57,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=200, help="training steps per ablation arm")
     p.add_argument("--head-warmup", type=int, help="head-only steps (default steps // 8)")
     p.add_argument("--ar-lrs", help="AR body[/head] learning rates (default per preset)")
+    p.add_argument("--diffusion-lrs", default="", help="extra diffusion arms: body[/head] rates")
+    p.add_argument("--only", default="", help="just the baseline and these options (a subset)")
     p.add_argument("--draws", type=int, default=4, help="stratified passes per held-out block")
     # 1: on the shared 2-core machine, 2 threads per process under load trained several times
     # slower than 1 (each op's threads wait on each other's time slices).
@@ -186,8 +188,21 @@ def ablation(args: argparse.Namespace, payload: dict[str, Any]) -> None:
     lab = Ablation(args, payload)
     scores = {"baseline": lab.run("baseline", {})}
     singles = {"head_warmup": {"head_warmup_steps": head}, **OPTIONS}
+    for item in filter(None, args.diffusion_lrs.split(",")):
+        body, _, head_lr = item.partition("/")
+        lrs = {"lr": float(body), **({"head_lr": float(head_lr)} if head_lr else {})}
+        singles[f"lr-{item.replace('/', '-')}"] = lrs
     for name, changes in singles.items():
-        scores[name] = lab.run(name, changes)
+        if not args.only:
+            scores[name] = lab.run(name, changes)
+    if args.only:  # a subset: each named option against the baseline, nothing else
+        for name in args.only.split(","):
+            if name not in singles:
+                raise SystemExit(f"--only: unknown arm {name!r}; choose from {', '.join(singles)}")
+            scores[name] = lab.run(name, singles[name])
+            lab.arms[name]["vs_baseline"] = compare(scores, name, "baseline")
+        save(payload, args.out)
+        return
     ar_names = []
     for item in (args.ar_lrs or default_ar).split(","):
         body, _, head_lr = item.partition("/")
@@ -201,24 +216,31 @@ def ablation(args: argparse.Namespace, payload: dict[str, Any]) -> None:
     ar_names.append(name)
     best_ar = min(ar_names, key=lambda n: lab.arms[n]["nats_per_token"])
 
-    winners = {}
+    gains = {}
     for option in singles:
         lab.arms[option]["vs_baseline"] = c = compare(scores, option, "baseline")
         if c["nats"] < -WIN_SE * c["se"]:
+            gains[option] = c["nats"]
+    payload["winners_alone"] = sorted(gains, key=gains.get)
+    # Best first; an option setting a field a better one already set (clipped vs bell t) is
+    # left out: they are alternatives, not parts.
+    winners: dict[str, dict[str, Any]] = {}
+    for option in payload["winners_alone"]:
+        taken = {k for w in winners.values() for k in w}
+        if not taken & set(singles[option]):
             winners[option] = singles[option]
-    payload["winners_alone"] = list(winners)
     candidates = ["baseline", *singles]
-    if len(winners) > 1:
-        changes = {k: v for w in winners.values() for k, v in w.items()}
-        scores["combination"] = lab.run("combination", changes)
-        lab.arms["combination"]["vs_baseline"] = compare(scores, "combination", "baseline")
-        candidates.append("combination")
+    if len(winners) > 1:  # named by its parts, so a rerun with other winners trains anew
+        combo = "+".join(winners)
+        scores[combo] = lab.run(combo, {k: v for w in winners.values() for k, v in w.items()})
+        lab.arms[combo]["vs_baseline"] = compare(scores, combo, "baseline")
+        candidates.append(combo)
     best = min(candidates, key=lambda n: lab.arms[n]["nats_per_token"])
     if best != "baseline":  # the winner and the baseline again, on a second seed
         scores["baseline-seed1"] = lab.run("baseline-seed1", {}, seed=1)
         scores[f"{best}-seed1"] = lab.run(f"{best}-seed1", lab.arms[best]["changes"], seed=1)
         lab.arms[f"{best}-seed1"]["vs_baseline"] = compare(
-            lab.arms, scores, f"{best}-seed1", "baseline-seed1"
+            scores, f"{best}-seed1", "baseline-seed1"
         )
         second = lab.arms[f"{best}-seed1"]["vs_baseline"]
         holds = second["nats"] < -WIN_SE * second["se"]

@@ -52,8 +52,9 @@ class MaskingSpec(SpecModel):
 
     mode: MaskMode = Field(
         "grid",
-        description="grid: one ratio per batch from `grid`, mean CE over the masked tokens. "
-        "uniform: a ratio per sequence t ~ U(eps, 1], loss weighted 1/t (MDLM/LLaDA ELBO).",
+        description="grid: one ratio per batch from `grid` (one per row with stratified_t), "
+        "mean CE over the masked tokens. uniform: a ratio per sequence t in (eps, 1] (drawn "
+        "as t_distribution says), loss weighted 1/t (MDLM/LLaDA ELBO).",
     )
     grid: list[float] = Field(list(DEFAULT_GRID), description="Mask ratios for grid mode.")
     eps: float = Field(1e-3, gt=0.0, lt=1.0, description="Smallest ratio in uniform mode.")

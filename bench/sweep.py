@@ -1,6 +1,7 @@
 """What the pruner saves: one TPE sweep over the `tiny` preset's learning rate and mask
 settings, run twice on the real job system (2 workers), without and then with the
-Hyperband pruner, one after the other (never at once: on 2 cores each would get half).
+Hyperband pruner, one after the other (never at once: on 2 cores each would get half). The pruner is
+asynchronous successive halving (default) or Hyperband (`--pruner hyperband`).
 
     python bench/sweep.py                          # 24 trials each way (about 15 minutes)
     python bench/sweep.py --trials 6 --steps 40    # a quick check
@@ -58,7 +59,7 @@ def _spec(corpus: Path, args: argparse.Namespace, pruned: bool) -> dict[str, Any
         "concurrency": args.workers,
     }
     if pruned:
-        spec["early_terminate"] = {"type": "hyperband", "min_iter": 1, "eta": 3}
+        spec["early_terminate"] = {"type": args.pruner, "min_iter": 1, "eta": 3}
     return spec
 
 
@@ -112,6 +113,12 @@ def main() -> int:
     p.add_argument("--eval-every", type=int, default=FULL["eval_every"])
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--timeout-s", type=float, default=3600)
+    p.add_argument(
+        "--pruner",
+        choices=["successive_halving", "hyperband"],
+        default="successive_halving",
+        help="early_terminate.type of the pruned sweep (min_iter 1, eta 3)",
+    )
     args = p.parse_args()
 
     unpruned = _run(args, pruned=False)
@@ -130,11 +137,13 @@ def main() -> int:
             "compute_saved": saved >= GOALS["compute_saved"],
             "best_gap": gap <= GOALS["best_gap"],
         },
-        "config": {**vars(args), "method": "tpe", "pruner": "hyperband (min_iter 1, eta 3)"},
+        "config": {**vars(args), "method": "tpe", "pruner": f"{args.pruner} (min_iter 1, eta 3)"},
         "machine": {**machine(), "cpu_flags": cpu_flags()},
         "command": command(),
     }
     name = "sweep" if {k: getattr(args, k) for k in FULL} == FULL else "sweep_quick"
+    if args.pruner != "successive_halving":
+        name += f"_{args.pruner}"
     path = write_result(name, result)
     print(f"compute_saved {saved:.1%}, best_gap {gap:+.2%} -> {path}")
     return 0

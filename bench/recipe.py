@@ -67,6 +67,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--ar-lrs", help="AR body[/head] learning rates (default per preset)")
     p.add_argument("--diffusion-lrs", default="", help="extra diffusion arms: body[/head] rates")
     p.add_argument("--only", default="", help="just the baseline and these options (a subset)")
+    p.add_argument("--seed", type=int, default=0, help="with --only: train seed (arms '-seedN')")
     p.add_argument("--draws", type=int, default=4, help="stratified passes per held-out block")
     # 1: on the shared 2-core machine, 2 threads per process under load trained several times
     # slower than 1 (each op's threads wait on each other's time slices).
@@ -204,7 +205,10 @@ def ablation(args: argparse.Namespace, payload: dict[str, Any]) -> None:
         f"least {MIN_GAIN} nats per token",
     }
     lab = Ablation(args, payload)
-    scores = {"baseline": lab.run("baseline", {})}
+    if args.seed and not args.only:
+        raise SystemExit("--seed is for --only subsets (the full ablation adds seed 1 itself)")
+    sfx = f"-seed{args.seed}" if args.seed else ""
+    scores = {f"baseline{sfx}": lab.run(f"baseline{sfx}", {}, seed=args.seed)}
     singles = {"head_warmup": {"head_warmup_steps": head}, **OPTIONS}
     for item in filter(None, args.diffusion_lrs.split(",")):
         singles[f"lr-{item.replace('/', '-')}"] = lr_changes(item, ar=False)
@@ -215,8 +219,8 @@ def ablation(args: argparse.Namespace, payload: dict[str, Any]) -> None:
         for name in args.only.split(","):
             if name not in singles:
                 raise SystemExit(f"--only: unknown arm {name!r}; choose from {', '.join(singles)}")
-            scores[name] = lab.run(name, singles[name])
-            lab.arms[name]["vs_baseline"] = compare(scores, name, "baseline")
+            scores[name + sfx] = lab.run(name + sfx, singles[name], seed=args.seed)
+            lab.arms[name + sfx]["vs_baseline"] = compare(scores, name + sfx, f"baseline{sfx}")
         save(payload, args.out)
         return
     ar_names = []

@@ -44,7 +44,9 @@ from .options import (
     Strategy,
     Temperature,
     TrainObjective,
+    check_each,
     interval,
+    nonempty_unique,
 )
 from .presets import PRESETS
 
@@ -346,7 +348,9 @@ class FrontierSpec(SpecModel):
         [DEFAULT_STRATEGY, "confidence", "random"], description="What to unmask first."
     )
     temperatures: list[float] = Field(
-        [0.7], description=f"Sampling temperatures, each in {interval(Temperature)}."
+        [0.7, 1.0],
+        description=f"Sampling temperatures, each in {interval(Temperature)}: two or more "
+        "draw each line's quality against diversity, read at human text's diversity.",
     )
     prompts: list[str] = Field([""], description="Prefixes to continue ('' for none).")
     length: int = Field(32, ge=1, le=1024, description="Tokens to generate after each prompt.")
@@ -363,6 +367,22 @@ class FrontierSpec(SpecModel):
         return GenerateSpec._frontier(v)
 
     _judge = field_validator("judge")(GenerateSpec._judge.__func__)
+
+    # Each axis checked on its own, so a form with several bad axes hears of all of them.
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, v: list[int]) -> list[int]:
+        return check_each(v, Steps, "steps", "steps")
+
+    @field_validator("strategies")
+    @classmethod
+    def _strategies(cls, v: list[str]) -> list[str]:
+        return nonempty_unique(v, "strategies")
+
+    @field_validator("temperatures")
+    @classmethod
+    def _temperatures(cls, v: list[float]) -> list[float]:
+        return check_each(v, Temperature, "temperatures", "temperature")
 
     @field_validator("checkpoints")
     @classmethod

@@ -284,10 +284,6 @@ def head_revision() -> str:
     return head
 
 
-def is_up_to_date(url: str | None = None) -> bool:
-    return current_revision(url) == head_revision()
-
-
 def revision(message: str, *, autogenerate: bool = True, url: str | None = None) -> Path:
     """Write the next numbered revision (0002_add_x.py, ...) and return its path.
 

@@ -73,7 +73,6 @@ class Claim:
     job_id: int
     attempt: int
     worker: str
-    kind: JobKind
 
 
 def _stale_before() -> datetime:
@@ -125,7 +124,7 @@ def claim(job_id: int, worker: str) -> Claim | None:
                 .values(status=JobStatus.RUNNING, started_at=func.coalesce(Run.started_at, now))
             )
     if row is not None:
-        return Claim(job_id, row.attempts, worker, JobKind(row.kind))
+        return Claim(job_id, row.attempts, worker)
     _settle_unclaimable(job_id)
     return None
 
@@ -255,6 +254,13 @@ def mark_cancelled(c: Claim) -> bool:
 
 
 @retry_on_disconnect
+def mark_pruned(c: Claim) -> bool:
+    """Attempt `c`, a sweep trial's run, was stopped by its pruner (state saved)."""
+    with session_scope() as s:
+        return _end(s, c.job_id, JobStatus.RUNNING, JobStatus.PRUNED, None, c.attempt)
+
+
+@retry_on_disconnect
 def release(c: Claim, reason: str, *, count: bool = True) -> bool:
     """Attempt `c` died of something outside the job (killed, lost): queue it again, or
     fail it if this was its last attempt. Returns True if it was queued (and sent).
@@ -267,7 +273,7 @@ def release(c: Claim, reason: str, *, count: bool = True) -> bool:
             return False
         if not count:
             s.execute(update(Job).where(_owned(c.job_id, c.attempt)).values(attempts=c.attempt - 1))
-            c = Claim(c.job_id, c.attempt - 1, c.worker, c.kind)
+            c = Claim(c.job_id, c.attempt - 1, c.worker)
         elif job.attempts >= job.max_attempts:
             reason = f"gave up after {job.attempts} attempts; last: {reason}"
             _end(s, c.job_id, JobStatus.RUNNING, JobStatus.FAILED, reason, c.attempt)

@@ -93,10 +93,25 @@ class JobStatus(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    PRUNED = "pruned"  # a sweep's trial stopped early by its pruner: kept, not a failure
 
     @property
     def finished(self) -> bool:
-        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+        return self in (
+            JobStatus.SUCCEEDED,
+            JobStatus.FAILED,
+            JobStatus.CANCELLED,
+            JobStatus.PRUNED,
+        )
+
+
+class SweepStatus(enum.StrEnum):
+    """running -> finished (cap reached, every trial ended) | stopped; running <-> paused."""
+
+    RUNNING = "running"
+    PAUSED = "paused"  # no new trials; running ones go on
+    STOPPED = "stopped"  # no new trials; running ones were cancelled
+    FINISHED = "finished"
 
 
 class WorkerState(enum.StrEnum):
@@ -151,6 +166,10 @@ class Run(Base):
     step: Mapped[int] = mapped_column(default=0)
     max_steps: Mapped[int | None]
     tokens_seen: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The sweep trial this run is one seed of (None: queued by hand).
+    sweep_trial_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sweep_trials.id", ondelete="SET NULL")
+    )
 
     jobs: Mapped[list[Job]] = relationship(back_populates="run", passive_deletes=True)
     checkpoints: Mapped[list[Checkpoint]] = relationship(
@@ -160,6 +179,7 @@ class Run(Base):
     __table_args__ = (
         Index("ix_runs_status_created_at", "status", "created_at"),
         Index("ix_runs_created_at", "created_at"),
+        Index("ix_runs_sweep_trial_id", "sweep_trial_id"),
     )
 
     def __repr__(self) -> str:
@@ -360,3 +380,66 @@ class Worker(Base):
 
     def __repr__(self) -> str:
         return f"<Worker {self.name!r} {self.state}>"
+
+
+class LoginSession(Base):
+    """A dashboard login (`web.sessions`): the session cookie names it, and a request is
+    logged in only while its row is here, unexpired, and made under the current password.
+    Logging out deletes it, so a copy of the cookie stops working too."""
+
+    __tablename__ = "login_sessions"
+
+    # SHA-256 of the random id the cookie carries: reading this table gives no usable cookie.
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    # A short tag of the password it was made under (`web.sessions.password_tag`): a new
+    # password ends every older session without a write. Too short to test guesses against.
+    password_tag: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_login_sessions_expires_at", "expires_at"),)
+
+
+class Sweep(Base):
+    """A search over training specs (`shared.contracts.sweep.SweepSpec`). Its trials are
+    ordinary runs; this row and its trials are all the state there is (`shared.sweeps`)."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    spec: Mapped[dict[str, Any]]  # SweepSpec.model_dump(mode="json")
+    status: Mapped[SweepStatus] = mapped_column(
+        _enum(SweepStatus, "sweep_status"), default=SweepStatus.RUNNING
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    trials: Mapped[list[SweepTrial]] = relationship(
+        back_populates="sweep", order_by="SweepTrial.number", passive_deletes=True
+    )
+
+    def __repr__(self) -> str:
+        return f"<Sweep {self.id} {self.name!r} {self.status}>"
+
+
+class SweepTrial(Base):
+    """One configuration Optuna asked for: its parameters, the sampler's and pruner's
+    bookkeeping (Optuna's system attributes), and its reported values per evaluation."""
+
+    __tablename__ = "sweep_trials"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"))
+    number: Mapped[int]  # 0, 1, 2, ... within its sweep, in the order asked
+    params: Mapped[dict[str, Any]]
+    system_attrs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # {run_id: {step: metric}}: what each seed's run reported at each evaluation.
+    reports: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    sweep: Mapped[Sweep] = relationship(back_populates="trials")
+    runs: Mapped[list[Run]] = relationship(order_by="Run.id")
+
+    __table_args__ = (UniqueConstraint("sweep_id", "number"),)

@@ -96,13 +96,19 @@ class Settings(BaseModel):
     # The dashboard's `admin` password. Unset: one is generated on first start, printed
     # once, and only its hash is kept (DATA_DIR/admin_password.hash).
     admin_password: str | None = Field(None, min_length=8)
-    # Failed logins a client address, and the account, may make per LOGIN_WINDOW_SECONDS;
-    # past either, every login (the right password too) is refused until the window passes.
-    # Ten per five minutes stops password guessing and forgives a few typos.
+    # Failed logins one client address may make for one account name per
+    # LOGIN_WINDOW_SECONDS; past it, that address's logins to that account (the right
+    # password too) are refused until the window ends. Ten stops guessing and forgives typos.
+    # Nothing is counted per account alone: failures from elsewhere never lock the owner out.
     login_failures_per_client: int = Field(10, ge=1, le=100_000)
-    # Higher than per client: one guesser from many addresses is throttled, while a person
-    # at the keyboard is not locked out by someone else's guesses after a handful.
-    login_failures_per_account: int = Field(50, ge=1, le=100_000)
+    # Failed logins one address may make over all account names (a guesser trying names).
+    login_failures_per_address: int = Field(30, ge=1, le=100_000)
+    # Failed logins a browser that logged in before (its device cookie) may make; it is
+    # counted apart from its address, so a guesser behind the same proxy cannot lock it out.
+    login_failures_per_device: int = Field(10, ge=1, le=100_000)
+    # Wrong API bearer tokens one address may send per window; past it, every token from
+    # that address (the right one too) is answered 429 until the window ends.
+    token_failures_per_client: int = Field(20, ge=1, le=100_000)
     login_window_seconds: int = Field(300, ge=1, le=86_400)
     # Send the session cookie over HTTPS only: set it when the dashboard is served behind
     # TLS (a plain-HTTP laptop dashboard would otherwise never keep a login).
@@ -207,10 +213,6 @@ class Settings(BaseModel):
     @property
     def dataset_url_prefix_list(self) -> tuple[str, ...]:
         return tuple(p.strip() for p in self.dataset_url_prefixes.split(",") if p.strip())
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
 
     @property
     def broker_dir(self) -> Path:

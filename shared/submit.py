@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from shared.contracts import labels, sources
 from shared.contracts.limits import MAX_ID
+from shared.contracts.options import DIFFUSION_ONLY
 from shared.contracts.specs import EvalSpec, GenerateSpec, SpecError, TrainSpec
 from shared.db import session_scope
 from shared.jobs import enqueue
@@ -46,29 +47,46 @@ def submit_train(
     queue: str | None = None,
     priority: int = 0,
 ) -> Job:
-    """Insert a run and its training job, commit, enqueue. The model and dataset sources are
-    checked first (`shared.contracts.sources`; `SpecError`, nothing is stored), and stored
-    in the form the worker loads. The queue is the spec's device's (`queue_for_device`)
-    unless `queue` names one."""
+    """Insert a run and its training job, commit, enqueue (`add_train`)."""
+    with session_scope() as s:
+        job = add_train(s, spec, name=name, tags=tags, queue=queue, priority=priority)
+    enqueue([job.id])
+    return job
+
+
+def add_train(
+    s: Session,
+    spec: TrainSpec,
+    *,
+    name: str | None = None,
+    tags: list[str] | None = None,
+    queue: str | None = None,
+    priority: int = 0,
+    sweep_trial_id: int | None = None,
+) -> Job:
+    """Add a run and its training job to session `s` (the caller commits, then `enqueue`s
+    the job). The model and dataset sources are checked first (`shared.contracts.sources`;
+    `SpecError`, nothing is added), and stored in the form the worker loads. The queue is
+    the spec's device's (`queue_for_device`) unless `queue` names one."""
     labels.check_labels(name, tags)
     spec = spec.model_copy(
         update={"model": model_source(spec.model), "dataset": dataset_source(spec.dataset)}
     )
     queue = _queue(spec, queue)
     payload = spec.model_dump(mode="json")
-    with session_scope() as s:
-        run = Run(
-            name=name or f"{spec.preset}-{utcnow():%Y%m%d-%H%M%S}",
-            preset=spec.preset,
-            tags=tags or [],
-            spec=payload,
-            max_steps=spec.max_steps,
-        )
-        s.add(run)
-        s.flush()
-        job = _new_job(JobKind.TRAIN, payload, run.id, queue, priority)
-        s.add(job)
-    enqueue([job.id])
+    run = Run(
+        name=name or f"{spec.preset}-{utcnow():%Y%m%d-%H%M%S}",
+        preset=spec.preset,
+        tags=tags or [],
+        spec=payload,
+        max_steps=spec.max_steps,
+        sweep_trial_id=sweep_trial_id,
+    )
+    s.add(run)
+    s.flush()
+    job = _new_job(JobKind.TRAIN, payload, run.id, queue, priority)
+    s.add(job)
+    s.flush()
     return job
 
 
@@ -117,8 +135,22 @@ def judge_source(source: str) -> str:
     return resolved
 
 
+def checkpoint_url(ref: str) -> str:
+    """A checkpoint named by URL or by its local directory, as the store records it (a
+    directory of a local store is its `file://` URL)."""
+    if "://" not in ref:
+        try:
+            path = Path(ref).expanduser()
+            if path.is_dir():
+                return path.resolve().as_uri()
+        except (OSError, RuntimeError, ValueError):  # no such home, a name too long
+            pass
+    return ref.rstrip("/")
+
+
 def resolve_checkpoint(s: Session, ref: int | str, field: str = "checkpoint") -> Checkpoint:
-    """The checkpoint row named by id or artifact URL; `SpecError` if there is none."""
+    """The checkpoint row named by id, artifact URL or (on a local store) its directory;
+    `SpecError` if there is none."""
     if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
         if not 0 < int(ref) <= MAX_ID:
             raise SpecError(field, f"no checkpoint with id {ref}")
@@ -126,7 +158,8 @@ def resolve_checkpoint(s: Session, ref: int | str, field: str = "checkpoint") ->
         if ckpt is None:
             raise SpecError(field, f"no checkpoint with id {ref}")
     else:
-        ckpt = s.scalars(select(Checkpoint).where(Checkpoint.url == ref.rstrip("/"))).first()
+        url = checkpoint_url(ref)
+        ckpt = s.scalars(select(Checkpoint).where(Checkpoint.url == url)).first()
         if ckpt is None:
             raise SpecError(field, f"no checkpoint is recorded at {ref}")
     if not ArtifactStore().exists(ckpt.url):
@@ -152,6 +185,18 @@ def _check_grid_applies(spec: GenerateSpec, ckpt: Checkpoint) -> None:
             )
 
 
+def _generate_payload(spec: GenerateSpec, ckpt: Checkpoint) -> dict[str, Any]:
+    """The generation job's spec as stored, pinned to the checkpoint's row. On an AR
+    checkpoint the grid is stored without the settings only unmasking reads
+    (`DIFFUSION_ONLY`): kept, they would read as if they had been used."""
+    _check_grid_applies(spec, ckpt)
+    payload = spec.model_dump(mode="json")
+    payload["checkpoint"] = ckpt.id  # pin the row, whatever the user named
+    if (ckpt.run.spec or {}).get("objective", "diffusion") == "ar":
+        payload["grid"] = {k: v for k, v in payload["grid"].items() if k not in DIFFUSION_ONLY}
+    return payload
+
+
 def _submit_on_checkpoint(
     kind: JobKind, spec: GenerateSpec | EvalSpec, queue: str | None, priority: int
 ) -> Job:
@@ -159,9 +204,9 @@ def _submit_on_checkpoint(
     with session_scope() as s:
         ckpt = resolve_checkpoint(s, spec.checkpoint)
         if isinstance(spec, GenerateSpec):
-            _check_grid_applies(spec, ckpt)
-        payload = spec.model_dump(mode="json")
-        payload["checkpoint"] = ckpt.id  # pin the row, whatever the user named
+            payload = _generate_payload(spec, ckpt)
+        else:
+            payload = {**spec.model_dump(mode="json"), "checkpoint": ckpt.id}
         job = _new_job(kind, payload, ckpt.run_id, queue, priority)
         s.add(job)
     enqueue([job.id])
@@ -189,9 +234,7 @@ def submit_generate_all(
         rows = []
         for spec in specs:
             ckpt = resolve_checkpoint(s, spec.checkpoint)
-            _check_grid_applies(spec, ckpt)
-            payload = spec.model_dump(mode="json")
-            payload["checkpoint"] = ckpt.id
+            payload = _generate_payload(spec, ckpt)
             payload["judge"] = judges.get(spec.judge) if spec.judge is not None else None
             rows.append(
                 _new_job(JobKind.GENERATE, payload, ckpt.run_id, _queue(spec, queue), priority)

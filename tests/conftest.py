@@ -9,14 +9,41 @@ import os
 import pytest
 import torch
 
+from tests import processes
 from tests.corpus import paragraphs
+
+# Processes still running this long after the last test are left behind: a worker whose
+# `up` died needs its lifeline's poll and warm shutdown, a few seconds with test settings.
+LEFTOVER_WAIT_S = 15.0
 
 
 def pytest_configure(config):
+    config._td_session_mark = processes.mark_session()
     # The packaged judge's conversion (20-100 s) is kept in pytest's cache folder, and every
     # process a test starts (workers, `up`) inherits this, so it happens once per checkout.
     if config.cache is not None:
         os.environ.setdefault("JUDGE_CACHE_DIR", str(config.cache.mkdir("judges")))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The suite leaves no process behind: any that carries this session's mark now is
+    killed, listed, and fails the run."""
+    mark = getattr(session.config, "_td_session_mark", None)
+    if mark is None:
+        return
+    left = processes.leftovers(mark, wait_s=LEFTOVER_WAIT_S)
+    session.config._td_leftovers = left
+    if left:
+        processes.kill(list(left))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    left = getattr(config, "_td_leftovers", None)
+    if left:
+        terminalreporter.section("processes left behind (killed)", red=True)
+        for pid, cmd in left.items():
+            terminalreporter.write_line(f"{pid}: {cmd}")
 
 
 @pytest.fixture(autouse=True)

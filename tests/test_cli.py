@@ -59,6 +59,38 @@ def test_generate_from_a_checkpoint(trained, capsys):
     assert out.count("[seed ") == 3 and "3 samples in" in out and "distinct-2" in out
 
 
+def test_generate_takes_a_checkpoint_by_directory_url_or_id(trained, tmp_path, monkeypatch, capsys):
+    """The same checkpoint named three ways gives the same samples."""
+    from shared import db
+    from shared.db import session_scope
+    from shared.models import Checkpoint, Run
+    from tests.jobs.helpers import reset_process_caches
+
+    _, ckpt, _ = trained
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'td.db'}")
+    monkeypatch.setenv("REDIS_URL", "")
+    reset_process_caches()
+    db.upgrade()
+    with session_scope() as s:
+        run = Run(name="cli", preset="tiny", spec={}, max_steps=30)
+        s.add(run)
+        s.flush()
+        row = Checkpoint(run_id=run.id, step=30, url=ckpt.resolve().as_uri())
+        s.add(row)
+        s.flush()
+        ckpt_id = row.id
+    outputs = []
+    for ref in (str(ckpt), ckpt.resolve().as_uri(), str(ckpt_id)):
+        argv = ["generate", "--checkpoint", ref, "--num-samples", "2", "--length", "6", "--json"]
+        assert main([*argv, "--steps", "3"]) == 0, ref
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] == outputs[2] and outputs[0].count("\n") == 2
+    assert main(["generate", "--checkpoint", "999", "--num-samples", "1"]) == 2
+    assert "no checkpoint with id 999" in capsys.readouterr().err
+    reset_process_caches()
+
+
 def test_generate_json_lines_and_infill(trained, capsys):
     _, ckpt, _ = trained
     code = main([

@@ -125,6 +125,16 @@ def test_trajectory_steps_follow_the_passes(tiny_model):
     for step in s.trajectory:
         for token, conf, g in zip(step.tokens, step.confidences, s.given, strict=True):
             assert (conf == 0.0) == (g or token == tok.mask_token_id)
+    # Each position appears, with its final token and confidence, at the pass that
+    # committed it, and never changes after (confidence re-masks nothing).
+    for p, (final, at, g) in enumerate(zip(s.token_ids, s.committed_at, s.given, strict=True)):
+        seen = [step.tokens[p] for step in s.trajectory]
+        if g:
+            assert at == -1 and set(seen) == {final}
+            continue
+        assert seen == [tok.mask_token_id] * at + [final] * (4 - at)
+        confidences = {step.confidences[p] for step in s.trajectory[at:]}
+        assert len(confidences) == 1 and 0 < confidences.pop() <= 1
 
 
 def test_too_long_sequence_is_refused(tiny_model):

@@ -8,6 +8,7 @@ import torch
 from shared.contracts.specs import MaskingSpec
 from worker.diffusion.masking import (
     IGNORE_INDEX,
+    RatioDraw,
     diffusion_loss,
     mask_batch,
     mask_tokens,
@@ -94,7 +95,7 @@ def test_grid_ratio_is_one_grid_value_per_batch_and_covers_the_grid():
 def test_uniform_ratios_are_stratified_in_eps_one():
     spec = MaskingSpec(mode="uniform", eps=0.01)
     g = torch.Generator().manual_seed(0)
-    r = sample_ratios(10, spec, g)
+    r = sample_ratios(10, spec, g, RatioDraw(stratified=True))  # stratified_t
     assert ((r > 0.01) & (r <= 1.0)).all()
     # Low-discrepancy: exactly one ratio in each tenth of (eps, 1].
     cells = torch.floor((1.0 - r) / ((1.0 - 0.01) / 10)).long().clamp(max=9)

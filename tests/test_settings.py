@@ -16,7 +16,6 @@ def test_defaults_live_under_the_data_dir(tmp_path):
     assert s.artifact_url == (tmp_path.resolve() / "artifacts").as_uri()
     assert s.artifact_url.startswith("file:///")
     assert s.redis_url is None
-    assert s.is_sqlite
     assert s.heartbeat_seconds < s.stale_after_seconds
     assert s.max_attempts >= 1
 
@@ -48,7 +47,6 @@ def test_environment_overrides(tmp_path):
         }
     )
     assert s.database_url == "postgresql://u:p@db:5432/td"  # postgres:// normalised
-    assert not s.is_sqlite
     assert s.redis_url == "redis://redis:6379/0"
     assert s.artifact_url == "s3://bucket/td"
     assert (s.heartbeat_seconds, s.max_attempts, s.web_port, s.sql_echo) == (2.5, 5, 9000, True)

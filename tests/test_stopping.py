@@ -3,6 +3,8 @@ process it was told to watch, is gone (how ranks and job processes never outlive
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -42,11 +44,41 @@ def test_ends_when_the_watched_process_ends():
     assert watcher.wait(timeout=5) == -9
 
 
-def test_keeps_running_while_its_parent_lives():
-    watcher = start_watcher()
+PARENT = """
+import subprocess, sys, time
+child = subprocess.Popen(
+    [sys.executable, "-c", sys.argv[1]], stdout=subprocess.PIPE, text=True,
+    start_new_session=True,
+)
+assert child.stdout.readline().strip() == "watching"
+print(child.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, or no such process, is not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_keeps_running_while_its_parent_lives_and_ends_with_it():
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, CHILD], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    watcher = int(parent.stdout.readline())
     try:
         time.sleep(1.2)
-        assert watcher.poll() is None
+        assert _alive(watcher)  # its parent lives: it keeps running
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 5
+        while _alive(watcher) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(watcher), "the watcher outlived its parent"
     finally:
-        watcher.kill()
-        watcher.wait()
+        if _alive(watcher):
+            os.kill(watcher, signal.SIGKILL)

@@ -39,9 +39,23 @@ def test_plot_masking_writes_png(tiny_model, tmp_path):
 
 
 def test_plot_schedules_writes_png(tmp_path):
+    """A PNG with a curve per schedule: a second schedule adds pixels of its own colour."""
+    import matplotlib.image
+    import numpy as np
+
     names = list(SCHEDULES)
-    path = plot_schedules(tmp_path / "schedules.png", steps=8, names=names[:2])
-    assert path.stat().st_size > 0
+    one = plot_schedules(tmp_path / "one.png", steps=8, names=names[:1])
+    two = plot_schedules(tmp_path / "two.png", steps=8, names=names[:2])
+    assert two.read_bytes()[:4] == b"\x89PNG"
+    a, b = matplotlib.image.imread(one), matplotlib.image.imread(two)  # (H, W, 4)
+    assert a.shape == b.shape and a.shape[0] > 100 and a.shape[1] > 100
+
+    def colours(img):
+        return {tuple(px) for px in np.round(img[..., :3] * 255).astype(int).reshape(-1, 3)}
+
+    assert len(colours(b) - colours(a)) > 10  # the second line (and its legend entry)
+    with pytest.raises(ValueError, match="steps"):
+        plot_schedules(tmp_path / "none.png", steps=0)
 
 
 # Duck-typed stand-ins for generate.TrajectoryStep / generate.Sample.

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .commands import diffusion, frontier, jobs
+from .commands import diffusion, frontier, jobs, up
 from .errors import UserError
 
 __all__ = ["UserError", "build_parser", "main"]
@@ -27,24 +27,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     diffusion.register(sub)
     jobs.register(sub)
+    up.register(sub)
     frontier.register(sub)
     return parser
 
 
+# Errors of the ML core that mean bad input, by module. Only modules already imported are
+# looked at: an exception of one of them means its module was imported, and importing the
+# core here would load torch just to print a one-line error.
+CORE_USER_ERRORS = {
+    "worker.diffusion.data": "DatasetSourceError",
+    "worker.diffusion.hub": "HubUnavailableError",
+    "worker.diffusion.modeling": "ModelSourceError",
+}
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean bad input or a missing resource, not a bug."""
-    errors: list[type[BaseException]] = [UserError, FileNotFoundError]
     from pydantic import ValidationError
 
-    errors.append(ValidationError)
-    try:
-        from worker.diffusion.data import DatasetSourceError
-        from worker.diffusion.hub import HubUnavailableError
-        from worker.diffusion.modeling import ModelSourceError
-
-        errors += [DatasetSourceError, HubUnavailableError, ModelSourceError]
-    except ImportError:  # a web-only install has no torch
-        pass
+    errors: list[type[BaseException]] = [UserError, FileNotFoundError, ValidationError]
+    for module, name in CORE_USER_ERRORS.items():
+        if module in sys.modules:
+            errors.append(getattr(sys.modules[module], name))
     return tuple(errors)
 
 

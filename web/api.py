@@ -17,11 +17,13 @@ from shared import jobs, submit
 from shared.contracts.limits import FRONTIER_NAME, MAX_FRONTIER_CHARS, MAX_ID
 from shared.contracts.presets import PRESETS
 from shared.contracts.specs import EvalSpec, FrontierSpec, GenerateSpec, SpecError, TrainSpec
+from shared.contracts.sweep import SweepSpec
 from shared.db import read_scope
 from shared.frontier import submit_frontier
 from web import args
 from web.api_models import PatchJob, SubmitEvaluate, SubmitFrontier, SubmitGenerate, SubmitTrain
 from web.errors import ApiError, spec_error
+from web.guard import limit_json_depth
 from web.queries.compare import compare as compare_runs
 from web.queries.curves import MAX_POINTS, MAX_POINTS_ASKED, MIN_POINTS_ASKED
 from web.queries.curves import run_curves as curves_of
@@ -34,12 +36,15 @@ from web.queries.workers import workers_and_queues
 from web.refs import check_refs
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+# After the login guard, before any view parses the body.
+bp.before_request(limit_json_depth)
 
 SCHEMAS: dict[str, type[BaseModel]] = {
     "train": TrainSpec,
     "generate": GenerateSpec,
     "evaluate": EvalSpec,
     "frontier": FrontierSpec,
+    "sweep": SweepSpec,
 }
 
 

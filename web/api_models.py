@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from shared.contracts.labels import MAX_NAME_CHARS, MAX_TAG_CHARS, MAX_TAGS, check_name, check_tag
 from shared.contracts.specs import EvalSpec, FrontierSpec, GenerateSpec
+from shared.contracts.sweep import SweepSpec
 
 Queue = Literal["cpu", "gpu"]
 Name = Annotated[str, Field(max_length=MAX_NAME_CHARS), AfterValidator(check_name)]
@@ -89,3 +90,19 @@ class Submitted(BaseModel):
     run_id: int | None = None
     queue: str
     sample_sets: int | None = Field(None, description="Generation: sets the job will write.")
+
+
+class SubmitSweep(_Body):
+    """Create a sweep and queue its first trials. `spec` is the sweep file as JSON
+    (GET /api/schema/sweep)."""
+
+    spec: SweepSpec
+
+
+class SweepSubmitted(BaseModel):
+    sweep_id: int
+    job_ids: list[int]
+
+
+class ExtendSweep(_Body):
+    trials: int = Field(..., ge=1, le=10_000, description="Trials added to the cap.")

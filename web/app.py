@@ -56,7 +56,7 @@ def datasets_upload_limit() -> None:
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    from web import api, auth, filters, pages, security
+    from web import api, api_sweeps, auth, filters, pages, security  # noqa: F401 (routes)
 
     settings = get_settings()
     app = Flask(__name__)

@@ -6,12 +6,23 @@ The API also takes `Authorization: Bearer TOKEN` with a token from API_TOKENS; a
 that is logged in may call the API with its session cookie, and then unsafe methods need
 the CSRF token in an `X-CSRFToken` header (the pages' scripts send it).
 
-Failed logins are throttled (Flask-Limiter), per client address and per account name:
-past LOGIN_FAILURES_PER_CLIENT or LOGIN_FAILURES_PER_ACCOUNT failures in
-LOGIN_WINDOW_SECONDS, every login is answered 429 (the right password too) until the window
-passes. Only failures count. The counts live in Redis when REDIS_URL is set, so every web
-server shares them, else in the process's memory. Behind a reverse proxy every client has
-the proxy's address: the per-client limit then throttles everyone together.
+A login is a server-side session (`web.sessions`): logging out, or a new password, ends
+every copy of its cookie.
+
+Guessing is throttled (`web.throttle`, counted in Redis when REDIS_URL is set, so every
+web server shares the counts, else in the process's memory), only failures counting, per
+LOGIN_WINDOW_SECONDS:
+- a login from an address: LOGIN_FAILURES_PER_CLIENT failures for one account name, and
+  LOGIN_FAILURES_PER_ADDRESS over all names; past either, that address's logins (the right
+  password too) are answered 429 until the window ends. Nothing is counted per account
+  alone, so failures from other addresses never lock the owner out;
+- a browser that logged in before (its device cookie, `web.devices`) is counted apart
+  from its address, LOGIN_FAILURES_PER_DEVICE: a guesser behind the same proxy cannot
+  lock it out either;
+- wrong API tokens from an address: TOKEN_FAILURES_PER_CLIENT, then 429 for every token
+  from it until the window ends.
+Behind a reverse proxy every client has the proxy's address: the address limits then
+throttle everyone behind it together (device cookies keep the owner's browser apart).
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import sys
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from flask import (
@@ -26,18 +38,20 @@ from flask import (
     Flask,
     current_app,
     g,
+    make_response,
     redirect,
     render_template,
     request,
-    session,
     url_for,
 )
-from flask_limiter import Limiter, RateLimitExceeded
 from flask_wtf.csrf import validate_csrf
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import ValidationError
 
 from shared.settings import Settings
+from web import devices, sessions
+from web.throttle import Key, Throttle, storage_uri
 
 bp = Blueprint("auth", __name__)
 
@@ -49,99 +63,125 @@ UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
 
 class ApiAuthError(Exception):
-    """401/403 from the API guard; `web.api` turns it into its JSON error shape."""
+    """401/403/429 from the API guard; `web.errors` turns it into its JSON error shape
+    (with a Retry-After header when `retry_after` is set)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
+
+
+def password_file(settings: Settings) -> Path:
+    return settings.data_dir / "admin_password.hash"
+
+
+def ensure_password(settings: Settings, *, new: bool = False) -> str | None:
+    """Make sure the admin password is set: return a password generated now (its hash is
+    kept in `password_file`), or None if one was already set (that file, or ADMIN_PASSWORD).
+
+    `new`: replace the stored one with a new password (`text-diffusion up --new-password`);
+    a ValueError if ADMIN_PASSWORD sets it instead.
+    """
+    if settings.admin_password:
+        if new:
+            raise ValueError(
+                "ADMIN_PASSWORD sets the password: change it there, not with --new-password"
+            )
+        return None
+    path = password_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(12)
+    if new:  # whole or not at all: a server starting now reads the old hash or the new
+        tmp = path.with_suffix(".tmp")
+        tmp.unlink(missing_ok=True)
+        with tmp.open("x") as f:
+            tmp.chmod(0o600)
+            f.write(generate_password_hash(password))
+        tmp.replace(path)
+        return password
+    try:
+        with path.open("x") as f:  # exclusive: exactly one starting server prints it
+            path.chmod(0o600)
+            f.write(generate_password_hash(password))
+    except FileExistsError:
+        return None
+    return password
 
 
 def _password_hash(settings: Settings) -> str:
     """The admin password's hash, generating (and printing) a password on first start."""
     if settings.admin_password:
         return generate_password_hash(settings.admin_password)
-    path = settings.data_dir / "admin_password.hash"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    password = secrets.token_urlsafe(12)
-    try:
-        with path.open("x") as f:  # exclusive: exactly one starting server prints it
-            path.chmod(0o600)
-            f.write(generate_password_hash(password))
-    except FileExistsError:
-        return path.read_text().strip()
-    print(
-        f"\n  Dashboard login: {USERNAME} / {password}\n"
-        f"  (printed once; only its hash is kept in {path}. Set ADMIN_PASSWORD to choose\n"
-        f"  your own, or delete that file and restart to get a new one.)\n",
-        file=sys.stderr,
-        flush=True,
-    )
+    path = password_file(settings)
+    password = ensure_password(settings)
+    if password is not None:
+        print(
+            f"\n  Dashboard login: {USERNAME} / {password}\n"
+            f"  (printed once; only its hash is kept in {path}. Set ADMIN_PASSWORD to choose\n"
+            f"  your own, or run `text-diffusion up --new-password` for a new one.)\n",
+            file=sys.stderr,
+            flush=True,
+        )
     return path.read_text().strip()
 
 
 def init_app(app: Flask, settings: Settings) -> None:
-    app.extensions["td_password_hash"] = _password_hash(settings)
+    password_hash = _password_hash(settings)
+    app.extensions["td_password_hash"] = password_hash
+    # The tag every session is made under: a new password (or secret key) ends them all.
+    app.extensions["td_password_tag"] = sessions.password_tag(
+        app.secret_key, settings.admin_password or password_hash
+    )
     app.extensions["td_api_tokens"] = settings.api_token_set
+    app.extensions["td_throttle"] = Throttle(
+        storage_uri(settings),
+        prefix=f"{settings.redis_key_prefix}td-auth:",
+        window=settings.login_window_seconds,
+    )
+    app.extensions["td_auth_settings"] = settings
     app.before_request(_guard)
-    _throttle_logins(app, settings)
+    app.context_processor(lambda: {"logged_in": _shows_nav})
 
 
-def _limit_storage(settings: Settings) -> str:
-    """Redis when the deployment has one (shared by every web server), else memory."""
-    url = settings.redis_url
-    if url is None:
-        return "memory://"
-    if url.startswith("unix://"):
-        return "redis+" + url  # the limits library's name for a Redis socket
-    return url
+def _settings() -> Settings:
+    return current_app.extensions["td_auth_settings"]
 
 
-def _client() -> str:
-    return "client:" + (request.remote_addr or "unknown")
+def _throttle() -> Throttle:
+    return current_app.extensions["td_throttle"]
 
 
-def _account() -> str:
-    # Clipped: a guesser's made-up names cannot make long keys.
-    return "account:" + request.form.get("username", "")[:64]
+def _address() -> str:
+    return request.remote_addr or "unknown"
 
 
-def _not_login() -> bool:
-    return request.endpoint != "auth.login"
+def _login_limits(account: str) -> list[tuple[Key, int]]:
+    """The counters a login attempt for `account` is held to: its device cookie's own, if
+    this browser logged in as `account` before and that cookie is within its allowance,
+    else its address's (for this account, and over all)."""
+    settings = _settings()
+    device = devices.device_of(request, account)
+    if device is not None:
+        own = (("device", account, device), settings.login_failures_per_device)
+        if _throttle().wait(*own) == 0:
+            return [own]
+    address = _address()
+    return [
+        (("client", address, account), settings.login_failures_per_client),
+        (("address", address), settings.login_failures_per_address),
+    ]
 
 
-def _failed(response) -> bool:
-    return response.status_code == 401
-
-
-def _throttle_logins(app: Flask, settings: Settings) -> None:
-    """A limiter of this app's own (its storage follows this app's settings) on POST /login."""
-    app.config.setdefault("RATELIMIT_STORAGE_URI", _limit_storage(settings))
-    app.config.setdefault("RATELIMIT_KEY_PREFIX", f"{settings.redis_key_prefix}td-login")
-    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
-    limiter = Limiter(_client, app=app)
-    window = settings.login_window_seconds
-    for key, count in (
-        (_client, settings.login_failures_per_client),
-        (_account, settings.login_failures_per_account),
-    ):
-        limiter.limit(
-            f"{count} per {window} second",
-            key_func=key,
-            methods=["POST"],
-            exempt_when=_not_login,
-            deduct_when=_failed,
-        )(bp)
-    app.extensions["td_login_window"] = window
-    app.register_error_handler(RateLimitExceeded, _too_many_logins)
-
-
-def _too_many_logins(exc: RateLimitExceeded):
-    minutes = -(-current_app.extensions["td_login_window"] // 60)
+def _too_many_logins(wait: int):
+    minutes = -(-wait // 60)
     error = (
-        "Too many failed logins from this address or for this account: logins are refused "
+        "Too many failed logins from this address: logins are refused "
         f"for up to {minutes} minute{'s' if minutes > 1 else ''}."
     )
-    return render_template("login.html", error=error), 429
+    response = make_response(render_template("login.html", error=error), 429)
+    response.headers["Retry-After"] = str(wait)
+    return response
 
 
 def _bearer_token() -> str | None:
@@ -158,17 +198,44 @@ def _token_ok(token: str) -> bool:
     return ok
 
 
+def _check_token(token: str) -> None:
+    """A right token passes; a wrong one is counted against the address, and an address
+    past its allowance is refused (429) whatever it sends, so guessing learns nothing."""
+    key = ("token", _address())
+    limit = _settings().token_failures_per_client
+    wait = _throttle().wait(key, limit)
+    if wait:
+        raise ApiAuthError(
+            429, f"too many wrong API tokens from this address; retry in {wait} s", wait
+        )
+    if not _token_ok(token):
+        _throttle().fail(key)
+        raise ApiAuthError(401, "invalid API token")
+
+
+def _logged_in() -> bool:
+    return sessions.current_user(current_app.extensions["td_password_tag"]) == USERNAME
+
+
+def _shows_nav() -> bool:
+    """For templates: whether to show the navigation (never raises: the error page of an
+    unreachable database renders it too)."""
+    try:
+        return _logged_in()
+    except SQLAlchemyError:
+        return False
+
+
 def _guard():
     if request.endpoint in PUBLIC or request.endpoint is None:
         return None
     is_api = request.blueprint == "api"
     token = _bearer_token() if is_api else None
     if token is not None:
-        if not _token_ok(token):
-            raise ApiAuthError(401, "invalid API token")
+        _check_token(token)
         g.auth = "token"
         return None
-    if session.get("user") == USERNAME:
+    if _logged_in():
         g.auth = "session"
         if is_api and request.method in UNSAFE:
             try:
@@ -209,22 +276,29 @@ def _safe_next(target: str | None) -> str:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    error = None
-    if request.method == "POST":
-        user = request.form.get("username", "")
-        password = request.form.get("password", "")
-        if user == USERNAME and check_password_hash(
-            current_app.extensions["td_password_hash"], password
-        ):
-            session.clear()
-            session["user"] = USERNAME
-            session.permanent = True
-            return redirect(_safe_next(request.args.get("next")))
-        error = "Wrong username or password."
-    return render_template("login.html", error=error), (401 if error else 200)
+    if request.method == "GET":
+        return render_template("login.html", error=None)
+    # Clipped: a guesser's made-up names cannot make long keys or long pages.
+    user = request.form.get("username", "")[:64]
+    password = request.form.get("password", "")
+    limits = _login_limits(user)
+    wait = max(_throttle().wait(key, limit) for key, limit in limits)
+    if wait:
+        return _too_many_logins(wait)
+    if user == USERNAME and check_password_hash(
+        current_app.extensions["td_password_hash"], password
+    ):
+        tag = current_app.extensions["td_password_tag"]
+        sessions.start(USERNAME, current_app.permanent_session_lifetime, tag)
+        response = redirect(_safe_next(request.args.get("next")))
+        devices.issue(response, USERNAME, secure=_settings().session_cookie_secure)
+        return response
+    for key, _ in limits:
+        _throttle().fail(key)
+    return render_template("login.html", error="Wrong username or password."), 401
 
 
 @bp.post("/logout")
 def logout():
-    session.clear()
+    sessions.end()
     return redirect(url_for("auth.login"))

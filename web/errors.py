@@ -9,18 +9,34 @@ Views and queries raise typed errors; nothing decides a status by reading a mess
     JobNotFound  (shared.errors) no such job    404
     JobError     (shared.errors) the job's state 409
 
+    (SQLAlchemy) the database cannot be reached    503, Retry-After
+
 Every JSON error is {"error": {"status", "message", "fields": [{"field", "reason"}]}}.
 """
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+
 from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from shared.contracts.specs import SpecError
 from shared.errors import JobError, JobNotFound
 from web.auth import ApiAuthError
+
+log = logging.getLogger(__name__)
+
+# Seconds a client is told to wait when the database is down: a restart or a fail-over
+# takes a few; a client that retries sooner only adds load.
+DATABASE_RETRY_AFTER_S = 5
+# SQLite's codes for "cannot get at the database now" (a busy writer past the busy
+# timeout, a missing or unreadable file); its others (a syntax error) are bugs, not outages.
+_SQLITE_UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLITE_IOERR")
 
 
 class ApiError(Exception):
@@ -69,14 +85,46 @@ def error_response(
 CSRF_ADVICE = "Reload the form and send it again."
 
 
+def database_unavailable(exc: Exception) -> bool:
+    """Whether `exc` says the database cannot be reached now (rather than a bug): a lost or
+    refused connection, a full pool, PostgreSQL's operational errors, SQLite busy/locked."""
+    if isinstance(exc, InterfaceError | PoolTimeout):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    if exc.connection_invalidated or not isinstance(exc.orig, sqlite3.Error):
+        return True  # PostgreSQL reports syntax and data errors as other classes
+    return getattr(exc.orig, "sqlite_errorname", "").startswith(_SQLITE_UNAVAILABLE)
+
+
+def with_retry_after(response, seconds: int):
+    response.headers["Retry-After"] = str(seconds)
+    return response
+
+
 def register(app: Flask) -> None:
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeout)
+    def _database(exc: Exception):
+        if not database_unavailable(exc):
+            raise exc  # a bug: Flask's 500, with its traceback in the log
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
+        log.warning("%s %s: the database is unavailable (%s)", request.method, request.path, reason)
+        message = "The database is unavailable; try again in a few seconds."
+        response = app.make_response(error_response(503, message))
+        return with_retry_after(response, DATABASE_RETRY_AFTER_S)
+
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
         return error_response(exc.status, exc.message, exc.fields)
 
     @app.errorhandler(ApiAuthError)
     def _auth_error(exc: ApiAuthError):
-        return error_response(exc.status, str(exc))
+        response = app.make_response(error_response(exc.status, str(exc)))
+        if exc.retry_after is not None:
+            with_retry_after(response, exc.retry_after)
+        return response
 
     @app.errorhandler(QueryError)
     def _query_error(exc: QueryError):

@@ -62,7 +62,7 @@ def breakable(name: str) -> Markup:
 # Stored metric names shown under another label: `entropy` in a sample set's metrics is the
 # pooled word-level entropy (`sample_metrics`), which would otherwise read as the judged
 # per-sample token entropy shown beside the judge perplexity.
-METRIC_LABELS = {"entropy": "word_entropy"}
+METRIC_LABELS = {"entropy": "word entropy"}
 
 
 def metric_label(name: str) -> str:

@@ -16,13 +16,16 @@ from web import __doc__ as web_doc
 from web.api import SCHEMAS
 from web.api_models import (
     Error,
+    ExtendSweep,
     FrontierSubmitted,
     PatchJob,
     SubmitEvaluate,
     SubmitFrontier,
     SubmitGenerate,
+    SubmitSweep,
     Submitted,
     SubmitTrain,
+    SweepSubmitted,
 )
 from web.args import MAX_PAGE, MAX_QUERY_CHARS, ORDERS
 from web.queries.compare import MAX_COMPARE
@@ -49,10 +52,18 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _retry(description: str) -> dict[str, Any]:
+    """An error answered with a Retry-After header (whole seconds)."""
+    retry_after = {"description": "Seconds to wait", "schema": {"type": "integer"}}
+    return {**_json(_ref("Error"), description), "headers": {"Retry-After": retry_after}}
+
+
 ERRORS = {
-    "400": _json(_ref("Error"), "A bad query parameter"),
+    "400": _json(_ref("Error"), "A bad query parameter, or a body nested too deep"),
     "401": _json(_ref("Error"), "Not logged in and no valid token"),
     "404": _json(_ref("Error"), "No such object"),
+    "429": _retry("Too many wrong API tokens from this address"),
+    "503": _retry("The database is unavailable"),
 }
 # Every POST/PATCH: a cookie session must send the CSRF token; the state may forbid it.
 WRITE_ERRORS = {
@@ -119,9 +130,17 @@ RUN_ROW = _record(
         "max_steps": _maybe("integer"),
         "tokens_seen": {"type": "integer"},
         "progress": {"type": "number", "minimum": 0, "maximum": 1},
-        "eta_s": _maybe("number"),
+        "eta_s": {
+            **_maybe("number"),
+            "description": "Seconds left while training, from the rate since the training "
+            "loop began; null when not training or finished.",
+        },
         "ppl_bound": _maybe("number"),
         "nll_bound": _maybe("number"),
+        "ppl_pending": {
+            "type": "boolean",
+            "description": "True until the run's first evaluation: ppl_bound is null.",
+        },
         "objective": {
             "type": "string",
             "enum": ["diffusion", "ar"],
@@ -299,6 +318,7 @@ def _paths() -> dict[str, Any]:
                 tag="frontier",
             )
         },
+        **_sweep_paths(ok, ok_list),
         "/api/evaluate": {
             "post": _op(
                 "Queue an evaluation of a checkpoint", created, body="SubmitEvaluate", tag="jobs"
@@ -363,10 +383,61 @@ def _paths() -> dict[str, Any]:
     }
 
 
+def _sweep_paths(ok: dict, ok_list: dict) -> dict[str, Any]:
+    sweep_id = _param("sweep_id", ID, "path")
+    conflict = {"409": _json(_ref("Error"), "Not possible in the sweep's state")}
+    created = {"201": _json(_ref("SweepSubmitted"), "Created, first trials queued")}
+    paths: dict[str, Any] = {
+        "/api/sweeps": {
+            "get": _op("Sweeps, newest first", ok_list, tag="sweeps"),
+            "post": _op(
+                "Create a sweep (a search over training specs) and queue its first trials",
+                created,
+                body="SubmitSweep",
+                tag="sweeps",
+            ),
+        },
+        "/api/sweeps/{sweep_id}": {
+            "get": _op(
+                "A sweep: its trials, best so far, parameters and their importance",
+                ok,
+                params=[sweep_id],
+                tag="sweeps",
+            )
+        },
+        "/api/sweeps/{sweep_id}/export": {
+            "get": _op("The sweep's spec, as a file holds it", ok, params=[sweep_id], tag="sweeps")
+        },
+        "/api/sweeps/{sweep_id}/extend": {
+            "post": _op(
+                "Raise the trial cap; a finished sweep runs again",
+                {**ok, **conflict},
+                params=[sweep_id],
+                body="ExtendSweep",
+                tag="sweeps",
+            )
+        },
+    }
+    for action, summary in SWEEP_ACTIONS.items():
+        paths[f"/api/sweeps/{{sweep_id}}/{action}"] = {
+            "post": _op(summary, {**ok, **conflict}, params=[sweep_id], write=True, tag="sweeps")
+        }
+    return paths
+
+
+SWEEP_ACTIONS = {
+    "pause": "Pause a sweep: no new trials, running ones go on",
+    "resume": "Resume a paused sweep",
+    "stop": "Stop a sweep: no new trials, running ones cancelled",
+    "retry-failed": "Queue the failed runs of a sweep's trials again",
+}
+
+
 @cache
 def document() -> dict[str, Any]:
     models = [SubmitTrain, SubmitGenerate, SubmitEvaluate, PatchJob, Submitted, Error]
     models += [SubmitFrontier, FrontierSubmitted, TrainSpec, GenerateSpec, EvalSpec]
+    models += [SubmitSweep, ExtendSweep, SweepSubmitted]
     _, schemas = models_json_schema([(m, "validation") for m in models], ref_template=REF)
     return {
         "openapi": "3.1.0",

@@ -6,7 +6,8 @@ heartbeat and reconciler, and, at shutdown, stop running jobs cleanly so they ar
 again instead of waiting for them to finish.
 
 A drained worker (`text-diffusion workers drain`) exits rather than idling: draining is
-for taking a worker away, and an exit is what a script or an operator waits for.
+for taking a worker away, and an exit is what a script or an operator waits for. A worker
+that `text-diffusion up` started exits when `up` is gone (`worker.lifeline`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from celery import signals
 from shared import workers
 from shared.models import WorkerState
 from shared.queue import make_celery
-from worker import maintenance, runner
+from shared.settings import get_settings
+from worker import lifeline, maintenance, runner
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,12 @@ app = make_celery(main="worker")
 app.conf.imports = ("worker.tasks",)
 
 _maintenance: maintenance.Maintenance | None = None
+
+
+@signals.worker_init.connect
+def _on_init(**_kwargs) -> None:
+    # Before the worker consumes anything: a supervisor already gone stops it here.
+    lifeline.start_from_env(get_settings())
 
 
 @signals.worker_ready.connect

@@ -21,14 +21,17 @@ import traceback
 
 from shared import jobs
 from shared.db import retry_on_disconnect, session_scope
-from shared.models import Job, JobKind
+from shared.models import Job
 from shared.settings import get_settings
 from worker.bodies import body_for
 from worker.bodies.errors import JobInputError
+from worker.roots import confine_job_reads
 from worker.stopping import (
     EXIT_DONE,
     EXIT_FAILED,
+    EXIT_PRUNED,
     EXIT_STOPPED,
+    Pruned,
     StopControl,
     Stopped,
     watch_parent,
@@ -83,11 +86,15 @@ def main(argv: list[str], *, parent: int | None = None) -> int:
     job_id, attempt, worker = int(argv[0]), int(argv[1]), argv[2]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     watch_parent(os.getppid() if parent is None else parent)
-    claim = jobs.Claim(job_id, attempt, worker, JobKind.TRAIN)  # kind is read from the row
+    claim = jobs.Claim(job_id, attempt, worker)
     stop = StopControl(claim)
     stop.install()
     try:
+        confine_job_reads()
         run_body(claim, stop)
+    except Pruned:
+        log.info("job %s pruned by its sweep", job_id)
+        return EXIT_PRUNED
     except Stopped:
         log.info("job %s stopped on request", job_id)
         return EXIT_STOPPED

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from celery.worker import state as celery_state
 
-from shared import jobs, workers
+from shared import jobs, sweeps, workers
 from shared.models import WorkerState
 from shared.queue import prune_processed
 from shared.settings import get_settings
@@ -72,6 +72,7 @@ class Maintenance(threading.Thread):
                 if since_reconcile >= reconcile_every:
                     since_reconcile = 0.0
                     jobs.reconcile()
+                    sweeps.top_up_all()
                     prune_processed(settings)
             except Exception:  # the database or broker is away; try again next beat
                 log.warning("worker maintenance failed", exc_info=True)

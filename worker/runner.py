@@ -35,12 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from shared import jobs
+from shared import jobs, sweeps
 from shared.settings import get_settings
 from worker.forkserver import ROOT, WarmProcess, WarmProcessGone, warm_process
 from worker.stopping import (
     EXIT_DONE,
     EXIT_FAILED,
+    EXIT_PRUNED,
     EXIT_STOPPED,
     read_slowest_step,
     step_time_path,
@@ -189,6 +190,9 @@ def record(c: jobs.Claim, o: Outcome) -> str:
     if o.returncode == EXIT_DONE:
         jobs.succeed(c)
         return "succeeded"
+    if o.returncode == EXIT_PRUNED and not o.cancelled:
+        jobs.mark_pruned(c)
+        return "pruned"
     if o.cancelled or (o.returncode == EXIT_STOPPED and jobs.cancel_requested(c.job_id)):
         jobs.mark_cancelled(c)
         return "cancelled"
@@ -233,4 +237,16 @@ def run(job_id: int, worker: str, *, warm: bool | None = None) -> str:
     finally:
         pid_file.unlink(missing_ok=True)
         step_time_path(c.job_id, c.attempt).unlink(missing_ok=True)
-    return record(c, outcome)
+    state = record(c, outcome)
+    if state in ("succeeded", "failed", "cancelled", "pruned"):
+        _next_trials(c.job_id)
+    return state
+
+
+def _next_trials(job_id: int) -> None:
+    """A sweep trial's run ended: queue the sweep's next trials (`shared.sweeps`). A
+    failure here costs only latency: the reconciler tops every sweep up too."""
+    try:
+        sweeps.after_job(job_id)
+    except Exception:
+        log.exception("job %s: could not top up its sweep", job_id)

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 EXIT_DONE = 0
 EXIT_FAILED = 1  # an exception: the job failed; its text is in the log's `.error` file
 EXIT_STOPPED = 3  # stopped on request (cancel flag, SIGTERM); state was saved
+EXIT_PRUNED = 4  # a sweep trial's pruner stopped it; state was saved
 
 # The database is asked for the cancel flag at most this often (a cheap indexed read).
 CHECK_EVERY_S = 1.0
@@ -49,6 +50,10 @@ def read_slowest_step(job_id: int, attempt: int) -> float:
 
 class Stopped(Exception):
     """Raised inside a job body that saw a stop request."""
+
+
+class Pruned(Stopped):
+    """Raised inside a sweep trial's training body that its pruner stopped."""
 
 
 class StopControl:
@@ -113,23 +118,35 @@ class StopControl:
             raise Stopped()
 
 
+# How often a watcher asks whether the process it watches is still there.
+WATCH_EVERY_S = 0.5
+
+
+def process_gone(pid: int) -> bool:
+    """True once process `pid` has ended (a zombie not yet reaped still counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's (a reused pid would be too: rare)
+        return False
+    return False
+
+
+def watched_gone(parent: int, also: int | None = None) -> bool:
+    """Whether `parent` is no longer our parent (it died: we were re-parented), or process
+    `also` has ended."""
+    return os.getppid() != parent or (also is not None and process_gone(also))
+
+
 def watch_parent(parent: int, also: int | None = None) -> None:
     """Kill our process group when process `parent` (who started us) is gone, or process
     `also` (a launcher's parent, say) has ended."""
 
-    def gone(pid: int) -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:  # alive, someone else's (a reused pid would be too: rare)
-            return False
-        return False
-
     def loop() -> None:
         while True:
-            if os.getppid() != parent or (also is not None and gone(also)):
+            if watched_gone(parent, also):
                 os.killpg(os.getpgrp(), signal.SIGKILL)
-            time.sleep(0.5)
+            time.sleep(WATCH_EVERY_S)
 
     threading.Thread(target=loop, name="parent-watch", daemon=True).start()

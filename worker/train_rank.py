@@ -22,10 +22,10 @@ from accelerate.utils import parse_flag_from_env
 
 from shared import jobs
 from shared.contracts.specs import TrainSpec
-from shared.models import JobKind
 from worker.bodies.train import DatabaseCallback
 from worker.diffusion.training import BaseCallback, Callback, Trainer
 from worker.launch import JOB_PID_ENV, rank_error_file, read_launch_file
+from worker.roots import confine_job_reads
 from worker.stopping import StopControl, watch_parent
 
 log = logging.getLogger("worker.train_rank")
@@ -47,13 +47,14 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # The launcher and the job's process: if either is killed, so are we.
     watch_parent(os.getppid(), also=int(os.environ[JOB_PID_ENV]))
+    confine_job_reads()
     launch = read_launch_file(output_dir)
     spec = TrainSpec.model_validate(launch["spec"])
     # Joins the process group (gloo when the launch set ACCELERATE_USE_CPU, else NCCL).
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
     callbacks: list[Callback]
     if state.is_main_process:
-        claim = jobs.Claim(launch["job_id"], launch["attempt"], launch["worker"], JobKind.TRAIN)
+        claim = jobs.Claim(launch["job_id"], launch["attempt"], launch["worker"])
         stop = StopControl(claim)  # the cancel flag, lost ownership, SIGTERM
         stop.install()
         callbacks = [DatabaseCallback(claim, launch["run_id"], spec, stop)]

@@ -25,6 +25,8 @@ Strategy = Literal["random", "confidence", "margin", "entropy", "threshold"]  # 
 MaskMode = Literal["grid", "uniform"]  # masking.mask_batch
 MixedPrecision = Literal["auto", "no", "bf16", "fp16"]
 LrDecay = Literal["linear", "cosine", "constant"]
+# Training mask-ratio distributions (masking.RatioDraw; TrainSpec.t_distribution).
+TDistribution = Literal["uniform", "clipped", "bell"]
 TrainObjective = Literal["diffusion", "ar"]  # training.Trainer: DiffusionObjective, CausalObjective
 # The unmasking strategy a generation job uses unless told otherwise.
 DEFAULT_STRATEGY: Strategy = "entropy"
@@ -42,6 +44,25 @@ DEVICE_HELP = (
     "cuda: needs a GPU (the gpu queue; fails on a worker without one). cpu: the cpu queue, "
     "and GPUs are hidden from the job. auto: the cpu queue, on whatever device the worker has."
 )
+
+# The sampler settings only iterative unmasking reads: an AR checkpoint samples token by
+# token, so for it these are neither asked for, stored nor shown. Grid field -> the
+# setting it gives each sample set (`SamplerSpec`).
+DIFFUSION_ONLY = {
+    "steps": "steps",
+    "schedules": "schedule",
+    "strategies": "strategy",
+    "threshold": "threshold",
+    "block_length": "block_length",
+}
+
+
+def applicable_settings(settings: dict[str, Any], objective: str) -> dict[str, Any]:
+    """A sample set's sampler settings without those its objective does not read."""
+    if objective != "ar":
+        return dict(settings)
+    return {k: v for k, v in settings.items() if k not in DIFFUSION_ONLY.values()}
+
 
 # Bounds of the sampler settings, shared by `SamplerSpec` (one value) and `SamplerGrid`
 # (lists of values, each checked against the same bound).

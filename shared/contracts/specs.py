@@ -42,6 +42,7 @@ from .options import (
     SpecModel,
     Steps,
     Strategy,
+    TDistribution,
     Temperature,
     TrainObjective,
     check_each,
@@ -161,6 +162,49 @@ class TrainSpec(SpecModel):
     )
     tensorboard: bool = False
     device: Device = Field("auto", description=DEVICE_HELP)
+    # The training recipe (issue 17): each option is measured in BENCHMARKS.md ("Training
+    # recipe"); a default is on only where the ablation found a win on the held-out bound.
+    head_warmup_steps: int = Field(
+        0,
+        ge=0,
+        le=10**6,
+        description="Steps at the start that train only the MLM head (its transform and "
+        "output bias; the body and the tied embeddings are held still). The body's own "
+        "learning-rate warm-up starts after them. The packaged MiniLM's head transform "
+        "starts untrained.",
+    )
+    stratified_t: bool = Field(
+        False,
+        description="Spread each batch's mask ratios evenly over their distribution (MDLM's "
+        "antithetic sampling: row i at quantile (u + i/B) mod 1 of one uniform u). Off: "
+        "uniform mode draws each row's ratio independently and grid mode uses one ratio per "
+        "batch. Diffusion only.",
+    )
+    t_distribution: TDistribution = Field(
+        "uniform",
+        description="Mask ratios trained on. uniform: over (eps, 1] (grid mode: every grid "
+        "ratio equally). clipped: uniform over [t_low, t_high] (BD3-LM). bell: a normal around "
+        "0.5 (sd 0.2) cut to (eps, 1]. The loss is not reweighted; the bound is always "
+        "evaluated over the whole range (0, 1]. Diffusion only.",
+    )
+    t_low: float = Field(
+        0.3,
+        gt=0.0,
+        le=1.0,
+        description="Lowest mask ratio trained on when t_distribution is clipped.",
+    )
+    t_high: float = Field(
+        0.8,
+        gt=0.0,
+        le=1.0,
+        description="Highest mask ratio trained on when t_distribution is clipped.",
+    )
+    complementary_masks: bool = Field(
+        False,
+        description="Train each block twice per step with complementary masks (LaViDa), so "
+        "every maskable token gets a loss in one of the pair: a batch holds batch_size/2 "
+        "blocks, two rows each (the same compute per step). Diffusion only.",
+    )
 
     @field_validator("eval_ratios")
     @classmethod
@@ -193,6 +237,40 @@ class TrainSpec(SpecModel):
                 "ctx": {"error": ValueError(message)},
             }
             raise ValidationError.from_exception_data(type(self).__name__, [error])
+        return self
+
+    @model_validator(mode="after")
+    def _recipe_fits(self) -> TrainSpec:
+        name = type(self).__name__
+        if self.t_low >= self.t_high:
+            _field_error(
+                name,
+                "t_high",
+                self.t_high,
+                f"t_high ({self.t_high}) must exceed t_low ({self.t_low})",
+            )
+        if self.objective == "ar":
+            if self.complementary_masks:
+                _field_error(name, "complementary_masks", True, "AR training masks nothing")
+            if self.t_distribution != "uniform":
+                _field_error(
+                    name, "t_distribution", self.t_distribution, "AR training masks nothing"
+                )
+        if self.complementary_masks and self.batch_size % 2:
+            _field_error(
+                name,
+                "complementary_masks",
+                True,
+                f"needs an even batch_size (two rows per block), got {self.batch_size}",
+            )
+        clipped = self.t_distribution == "clipped" and self.masking.mode == "grid"
+        if clipped and not any(self.t_low <= r <= self.t_high for r in self.masking.grid):
+            _field_error(
+                name,
+                "t_low",
+                self.t_low,
+                f"no grid ratio lies in [t_low, t_high] = [{self.t_low}, {self.t_high}]",
+            )
         return self
 
     @model_validator(mode="after")
@@ -230,7 +308,8 @@ class GenerateSpec(SpecModel):
     """A generation job: one checkpoint, some prompts, a grid of sampler settings."""
 
     checkpoint: int | str = Field(
-        description="A checkpoint's id in the database, or its artifact URL."
+        description="A checkpoint: its id in the database, its artifact URL (file://...), or on a "
+        "local store its directory."
     )
     prompts: list[str] = Field([""], description="Prefixes to continue ('' for none).")
     grid: SamplerGrid = Field(default_factory=SamplerGrid)
@@ -461,7 +540,8 @@ class EvalSpec(SpecModel):
     """An evaluation job: CE(t) per mask ratio and the ELBO bound of one checkpoint."""
 
     checkpoint: int | str = Field(
-        description="A checkpoint's id in the database, or its artifact URL."
+        description="A checkpoint: its id in the database, its artifact URL (file://...), or on a "
+        "local store its directory."
     )
     dataset: str | None = Field(
         None, description="Default: the validation split of the checkpoint's training data."

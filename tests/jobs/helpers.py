@@ -29,6 +29,7 @@ from shared.contracts.specs import TrainSpec
 from shared.models import Worker, WorkerState
 from shared.settings import get_settings
 from tests.corpus import paragraphs
+from tests.processes import stop_tree
 
 REPO = Path(__file__).resolve().parents[2]  # the repository root
 T = TypeVar("T")
@@ -197,15 +198,8 @@ class WorkerProcess:
         self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            with suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                with suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        """SIGTERM (a warm shutdown), then SIGKILL to everything it started."""
+        stop_tree(self.proc, signal.SIGTERM, 20)
 
 
 def replayed_steps(job_id: int, work_dirs: list[Path] | None = None) -> list[int]:

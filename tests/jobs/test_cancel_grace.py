@@ -69,4 +69,4 @@ def test_a_cancel_waits_for_the_final_save_of_a_slow_step(job_env, monkeypatch):
 def runner_claim(job_id: int) -> jobs.Claim:
     """The claim of the running attempt 1 (what the supervisor holds)."""
     job = job_reads.get_job(job_id)
-    return jobs.Claim(job_id, 1, job.worker, job.kind)
+    return jobs.Claim(job_id, 1, job.worker)

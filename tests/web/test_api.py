@@ -296,6 +296,19 @@ def checkpoint(web_env, tmp_path):
         return ckpt.id
 
 
+def test_a_checkpoint_is_named_by_id_url_or_directory(api, checkpoint, tmp_path):
+    """The three names a user sees for one checkpoint all submit a job pinned to its id."""
+    folder = tmp_path / "ckpt"
+    for ref in (checkpoint, str(checkpoint), folder.as_uri(), str(folder), f"{folder}/"):
+        r = api.post("/api/generate", json={"spec": {"checkpoint": ref, "num_samples": 1}})
+        assert r.status_code == 201, (ref, r.text)
+        assert api.get(f"/api/jobs/{r.json['job_id']}").json["spec"]["checkpoint"] == checkpoint
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    r = api.post("/api/generate", json={"spec": {"checkpoint": str(other)}})
+    assert r.status_code == 422 and "spec.checkpoint" in r.text
+
+
 def test_submit_generate_and_evaluate(api, checkpoint):
     spec = {
         "checkpoint": checkpoint,

@@ -20,6 +20,7 @@ import time
 import pytest
 
 from tests.jobs.helpers import FAST_SETTINGS, REPO, write_dataset
+from tests.processes import stop_tree
 from tests.web.conftest import chromium
 
 PASSWORD = "browser-test-password"
@@ -58,12 +59,10 @@ def server(tmp_path):
             time.sleep(0.2)
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        print("---- text-diffusion up ----\n" + (tmp_path / "up.log").read_text()[-6000:])
+        stop_tree(proc, signal.SIGINT, 60)  # and its worker, whatever happened
+        print("---- text-diffusion up ----\n" + (tmp_path / "up.log").read_text()[-2000:])
+        logs = data_dir / "up.log"  # the worker's and the server's logs
+        print("---- DATA_DIR/up.log ----\n" + (logs.read_text()[-6000:] if logs.exists() else ""))
 
 
 @pytest.fixture
@@ -183,7 +182,7 @@ def test_newcomer_flow_in_a_real_browser(server, page):
     form = page.locator("form#generate")
     form.locator('[name="prompts"]').fill("In the beginning <script>alert(1)</script>")
     form.locator('[name="length"]').fill("12")  # the tiny model has 64 positions
-    form.locator('[name="judge"]').fill("none")  # judging: test_judge_browser.py
+    form.locator('[name="judge"]').select_option("")  # no judge: judging is tested apart
     count = page.inner_text("#grid-count")
     assert "1 sample set" in count, count
     record = form.locator('[name="record_trajectory"]')

@@ -62,8 +62,12 @@ def test_two_runs_render_with_curves_settings_bounds_and_samples(client):
     row = r'<tr data-run="(\d+)">\s*<td>[^<]*</td>\s*<td class="num">400</td>\s*'
     bounds = {int(x): y for x, y in re.findall(row + r'<td class="num">([\d.]+)</td>', html)}
     assert float(bounds[b]) - float(bounds[a]) == pytest.approx(0.3, abs=2e-3)
-    assert '<th class="num">distinct_<wbr>2</th>' in html  # may wrap after the _
-    assert f'href="/sample-sets/{set_b}"' in html
+    # Sample metrics: one row per metric, a column per run (as wide as the runs, however
+    # many metrics), the sample sets' links first.
+    metrics = html.split('id="sample-metrics"', 1)[1].split("</table>", 1)[0]
+    assert '<tr data-metric="distinct_2"><th>distinct_<wbr>2</th>' in metrics  # may wrap at _
+    assert metrics.index('data-metric="sample_set"') < metrics.index('data-metric="distinct_2"')
+    assert f'href="/sample-sets/{set_b}"' in metrics
 
     # Samples side by side, each against the first run asked for (b).
     assert html.count('class="card sample-pair"') == 1
@@ -214,3 +218,27 @@ def test_the_compare_queries_use_indexes(client):
                 assert not re.match(r"SCAN (eval_points|loss_points)\b", step), (statement, plan)
             if "FROM eval_points" in statement:  # the unique (run_id, step, ratio) index
                 assert any(re.match(r"SEARCH eval_points USING .*INDEX", p) for p in plan), plan
+
+
+def test_an_ar_runs_samples_pair_with_each_diffusion_setting_without_its_labels(client):
+    diffusion = add_run("diff")
+    ar = add_run("ar", spec_overrides={"objective": "ar"})
+    shared = {"sampling": "topk", "temperature": 0.7, "seed": 0}
+    for steps in (4, 16):
+        settings = {**shared, "steps": steps, "strategy": "confidence", "schedule": "linear"}
+        add_sample_set(diffusion, [f"In the beginning at {steps} steps"], settings=settings)
+    # Stored as an AR set was before its unmasking settings were dropped: still not shown.
+    add_sample_set(ar, ["In the beginning God"], settings={**shared, "steps": 10})
+    html = client.get(f"/compare?runs={diffusion},{ar}").text
+    pairs = html.split('class="card sample-pair"')[1:]
+    assert len(pairs) == 2  # the AR sample beside each of the diffusion run's settings
+    for pair, steps in zip(pairs, (16, 4), strict=True):  # newest first
+        header = pair.split("</p>", 1)[0]
+        assert "sampling topk" in header and "temperature 0.7" in header
+        assert "steps" not in header and "strategy" not in header
+        col_d, col_ar = (
+            pair.split(f'<div class="sample-col" data-run="{i}">', 1)[1].split("</div>", 1)[0]
+            for i in (diffusion, ar)
+        )
+        assert f"steps {steps} · strategy confidence · schedule linear" in col_d
+        assert '<p class="help own-settings">AR, token by token</p>' in col_ar

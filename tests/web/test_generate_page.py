@@ -3,13 +3,15 @@ limit, errors beside their fields, and one queued job on success."""
 
 from __future__ import annotations
 
+import html
+import json
 import re
 import typing
 
 from sqlalchemy import func, select, update
 
 from shared.contracts.limits import MAX_GRID
-from shared.contracts.options import Sampling, Schedule, Strategy
+from shared.contracts.options import DIFFUSION_ONLY, PackagedJudge, Sampling, Schedule, Strategy
 from shared.db import session_scope
 from shared.models import Checkpoint, Job, JobKind, JobStatus
 from shared.storage import ArtifactStore
@@ -228,3 +230,66 @@ def test_the_page_counts_sets_as_the_grid_is_edited_in_a_browser(browser):
     )
     assert "error" in count.get_attribute("class")
     assert errors == []
+
+
+def test_checkpoints_say_their_objective_and_the_judge_is_picked_from_a_list(client):
+    diffusion = add_run("diff-run", steps=200)
+    ar = add_run("ar-run", steps=200, spec_overrides={"objective": "ar"})  # the newest
+    d_last = checkpoints(diffusion)[-1]
+    a_first, a_last = checkpoints(ar)
+    r = client.get("/generate")
+    page = Page(r.text)
+    # The newest diffusion checkpoint, not the newest of all (an AR one) by default.
+    assert page.values["checkpoint"] == str(d_last)
+    assert f'<option value="{a_last}">ar-run · step 200 · AR (checkpoint {a_last}' in r.text
+    assert f'<option value="{d_last}" selected>diff-run · step 200 · diffusion' in r.text
+    # The judge: none, the packaged judges, the AR checkpoints; no free text.
+    judge = r.text.split('data-field="judge"', 1)[1].split("</select>", 1)[0]
+    options = re.findall(r'<option value="([^"]*)"[^>]*>([^<]*)</option>', judge)
+    assert options[0] == ("", "none")
+    packaged = [v for v, label in options if label.endswith("(packaged)")]
+    assert packaged == list(typing.get_args(PackagedJudge))
+    assert [int(v) for v, label in options if label.startswith("AR checkpoint")] == [
+        a_last,
+        a_first,
+    ]
+    assert len(options) == 1 + len(packaged) + 2  # no diffusion checkpoint is offered
+    assert page.fields["judge"]["inputs"]["judge"] == "select"
+    # The page's script learns which checkpoints are AR from the form's data.
+    ar_ids = re.search(r'id="generate" data-ar-checkpoints="([^"]*)"', r.text).group(1)
+    assert sorted(json.loads(html.unescape(ar_ids))) == [a_first, a_last]
+    for name in DIFFUSION_ONLY:
+        assert f'data-field="grid.{name}"' in r.text
+        field = r.text.split(f'data-field="grid.{name}"', 1)[1].split(">", 1)[0]
+        assert "data-diffusion-only" in field and "hidden" not in field
+    # An AR checkpoint picked: those fields are hidden from the start and not counted.
+    shown = client.get(f"/generate?checkpoint={a_last}").text
+    for name in DIFFUSION_ONLY:
+        field = shown.split(f'data-field="grid.{name}"', 1)[1].split(">", 1)[0]
+        assert "hidden" in field, name
+    assert '<p id="ar-grid-note" class="help">' in shown
+
+
+def test_on_an_ar_checkpoint_the_unmasking_fields_are_neither_checked_nor_stored(client, tmp_path):
+    ar = add_run("ar-run", spec_overrides={"objective": "ar"})
+    ckpt = real_checkpoint(ar, tmp_path)
+    page = Page(client.get(f"/generate?checkpoint={ckpt}").text)
+    data = page.form_data(
+        "generate",
+        judge=str(ckpt),
+        num_samples="2",
+        # Left as a user may leave them before picking the AR checkpoint: bad, or a grid.
+        **{
+            "grid.steps": "many",
+            "grid.strategies": ["confidence", "random"],
+            "grid.schedules": [],
+            "grid.threshold": "2",
+        },
+    )
+    r = client.post("/generate", data=data)
+    assert r.status_code == 302, Page(r.text).fields
+    with session_scope() as s:
+        spec = s.scalars(select(Job).where(Job.kind == JobKind.GENERATE)).one().spec
+    assert not set(spec["grid"]) & set(DIFFUSION_ONLY), spec["grid"]
+    assert spec["grid"]["samplings"] == ["topk"] and spec["num_samples"] == 2
+    assert spec["judge"].endswith("checkpoint-final")  # the AR checkpoint, as its URL

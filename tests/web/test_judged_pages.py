@@ -80,30 +80,34 @@ def test_pages_show_bound_vs_exact_and_judge_ppl_beside_entropy(client):
 
     compare = _text(client.get(f"/compare?runs={ids['diffusion']},{ids['ar']}").text)
     assert "AR: exactly 21.5" in compare and "diffusion: bound ≤" in compare
-    assert re.search(r"judge ppl 30(\.0)? entropy 2\.5 MAUVE 0\.8", compare)
+    assert re.search(r"judge ppl 30(\.0)? token entropy 2\.5 MAUVE 0\.8", compare)
 
     judged = _text(client.get(f"/sample-sets/{ids['ar_set']}").text)
-    assert re.search(r"judge ppl 30(\.0)? entropy 2\.5 MAUVE 0\.8", judged)
+    assert re.search(r"judge ppl 30(\.0)? token entropy 2\.5 MAUVE 0\.8", judged)
     plain = _text(client.get(f"/sample-sets/{ids['plain']}").text)
     # No judge: the column is empty (a dash), entropy beside it, MAUVE's reason in full.
-    assert "judge ppl — entropy 2.5 MAUVE —" in plain
+    assert "judge ppl — token entropy 2.5 MAUVE —" in plain
     assert "MAUVE needs at least 100 samples" in plain
     listing = _text(client.get("/sample-sets").text)
-    assert listing.count("judge ppl") == 4 and listing.count("entropy 2.5") == 4
+    assert listing.count("judge ppl") == 4 and listing.count("token entropy 2.5") == 4
 
 
-def test_word_entropy_is_not_shown_as_a_second_entropy(client):
-    """`entropy` in the stored metrics is the pooled word-level one; the judged token entropy
-    beside the judge perplexity is the only figure labelled "entropy"."""
+def test_the_two_entropies_are_named_apart(client):
+    """`entropy` in the stored metrics is the pooled word-level one ("word entropy"); the
+    judged one beside the judge perplexity is the "token entropy": no bare "entropy"."""
     ids = _seed()
     _set_metrics(ids["ar_set"], _judged(30.0, 0.8, entropy=4.75))
     compare = _text(client.get(f"/compare?runs={ids['diffusion']},{ids['ar']}").text)
     page = _text(client.get(f"/sample-sets/{ids['ar_set']}").text)
     run = _text(client.get(f"/runs/{ids['ar']}").text)
+    listing = _text(client.get("/sample-sets").text)
     for text in (page, run):
-        assert "word_entropy 4.75" in text, text
-        assert len(re.findall(r"\bentropy [\d.]+", text)) == 1, text
-    assert re.search(r"word_\s?entropy", compare), compare
+        assert "word entropy 4.75" in text, text
+        assert "token entropy 2.5" in text, text
+    for text in (page, run, compare, listing):
+        assert not re.search(r"(?<!token )(?<!word )(?<!unigram )\bentropy [\d.]+", text), text
+        assert "word_entropy" not in text
+    assert "word entropy" in compare and "word entropy" in listing
 
 
 def test_frontier_page_and_api(client):
@@ -227,8 +231,9 @@ def test_cli_frontier_through_the_api(server, token, tmp_path, capsys):  # noqa:
     assert "POST /api/frontiers" in seen and "GET /api/frontiers/fr-1" in seen
     with session_scope() as s:
         (job,) = s.scalars(select(Job).where(Job.spec["frontier"].as_string() == "remote-fr"))
-        # An AR checkpoint: sampled once per temperature, token by token.
-        assert job.spec["grid"]["steps"] == [32] and job.spec["judge"] == ckpt.url
+        # An AR checkpoint: sampled once per temperature, token by token, with no
+        # unmasking settings stored.
+        assert "steps" not in job.spec["grid"] and job.spec["judge"] == ckpt.url
 
 
 def test_the_api_and_the_form_take_the_objective(client, api):

@@ -8,6 +8,7 @@ scripts in headless chromium against the app served on a free port.
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
 from typing import Any
 
@@ -195,8 +196,18 @@ def test_the_form_has_an_input_and_help_for_every_spec_field(client):
     assert page.values["preset"] == "minilm"
     assert set(page.fields) >= {"preset", "name", "tags", "queue", "priority"}
     assert "Default: the spec&#39;s device&#39;s queue." in r.text
-    # grouped
-    for key in ("model-data", "optimisation", "schedule", "masking", "scratch", "hardware"):
+    # grouped, the objective (diffusion or AR) first of all
+    spec_form = r.text.split('id="new-run"', 1)[1]
+    assert re.search(r'data-field="([^"]+)"', spec_form).group(1) == "objective"
+    for key in (
+        "objective",
+        "model-data",
+        "optimisation",
+        "schedule",
+        "masking",
+        "scratch",
+        "hardware",
+    ):
         assert key in page.groups
     assert "How training picks which tokens to mask." in r.text
 

@@ -29,6 +29,7 @@ from schemathesis.checks import (
 
 from shared import workers
 from shared.models import JobStatus
+from tests.jobs.helpers import reset_process_caches
 from tests.web.conftest import TOKEN
 from tests.web.seed import add_run, add_sample_set
 
@@ -43,8 +44,15 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
-def fuzz_app(app, web_env):
-    """The app over a database with runs, jobs of every state, sample sets and a worker."""
+def fuzz_app(web_env, monkeypatch):
+    """The app over a database with runs, jobs of every state, sample sets and a worker.
+    `ignored_auth` sends a wrong token with many requests, all from one address: the token
+    throttle (tested in test_login_throttle.py) is opened wide, or it would answer 429."""
+    monkeypatch.setenv("TOKEN_FAILURES_PER_CLIENT", "100000")
+    reset_process_caches()
+    from web import create_app
+
+    app = create_app({"TESTING": True})
     ids: dict[str, list[int]] = {"run_id": [], "set_id": []}
     for i, status in enumerate([*JobStatus, JobStatus.SUCCEEDED]):
         run_id = add_run(f"fuzz-{i}", status=status, steps=100, eval_every=50, log_every=10)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, update
@@ -12,7 +13,7 @@ from sqlalchemy import select, update
 from shared import job_reads, jobs, submit
 from shared.contracts.specs import TrainSpec
 from shared.db import session_scope
-from shared.models import Checkpoint, Job, JobStatus, Run
+from shared.models import Checkpoint, Job, JobStatus, Run, utcnow
 from shared.settings import get_settings
 from tests.web.conftest import csrf_token
 from tests.web.seed import add_run, add_sample_set, ce
@@ -261,3 +262,78 @@ def test_curves_are_downsampled_keeping_first_and_last(api):
     assert len(default) <= MAX_POINTS and default[0] == 1 and default[-1] == 1000
     everything = api.get(f"/api/runs/{run_id}/curves?max_points=5000").json["eval"]["steps"]
     assert everything == list(range(1, 1001))
+
+
+def _set_running(run_id: int, *, loaded_s: float, training_s: float, start_step: int = 0) -> None:
+    """The run's job started `loaded_s + training_s` ago; its training loop `training_s` ago
+    (what the worker writes to the summary once the model and data are loaded)."""
+    now = utcnow()
+    with session_scope() as s:
+        s.execute(
+            update(Job)
+            .where(Job.run_id == run_id)
+            .values(started_at=now - timedelta(seconds=loaded_s + training_s))
+        )
+        began = (now - timedelta(seconds=training_s)).isoformat()
+        s.execute(
+            update(Run)
+            .where(Run.id == run_id)
+            .values(summary={"train_started_at": began, "train_start_step": start_step})
+        )
+
+
+def test_the_eta_counts_training_time_only_and_a_finished_run_has_none(client, api):
+    # Half done after 10 s of training, following 90 s of loading: about 10 s left, where
+    # the job's start would say 100 s.
+    run_id = add_run("eta", status=JobStatus.RUNNING, steps=100, progress_step=50)
+    _set_running(run_id, loaded_s=90, training_s=10)
+    eta = api.get(f"/api/runs/{run_id}").json["eta_s"]
+    assert 9 <= eta <= 13
+    # Resumed at step 40: 10 steps in 10 s, 50 to go.
+    _set_running(run_id, loaded_s=90, training_s=10, start_step=40)
+    assert 49 <= api.get(f"/api/runs/{run_id}").json["eta_s"] <= 55
+    # A new attempt still loading: the mark is the last attempt's, so no estimate yet.
+    with session_scope() as s:
+        s.execute(update(Job).where(Job.run_id == run_id).values(started_at=utcnow()))
+    assert api.get(f"/api/runs/{run_id}").json["eta_s"] is None
+
+    done = add_run("done", steps=100)
+    assert api.get(f"/api/runs/{done}").json["eta_s"] is None
+    status = client.get(f"/runs/{done}").text.split('id="status"', 1)[1].split("</section>")[0]
+    assert '<span class="eta"></span>' in status
+
+
+def test_before_its_first_evaluation_a_run_says_so_instead_of_an_empty_label(client, api):
+    run_id = add_run(
+        "ar-early",
+        status=JobStatus.RUNNING,
+        steps=100,
+        progress_step=5,
+        spec_overrides={"objective": "ar"},
+    )
+    row = api.get(f"/api/runs/{run_id}").json
+    assert row["ppl_pending"] is True and row["ppl_bound"] is None
+    html = client.get(f"/runs/{run_id}").text
+    values = re.findall(r'<span class="ppl-value"[^>]*>(.*?)</span></span>', html)
+    assert len(values) == 2  # the header and the AR card
+    for v in values:
+        assert '<span class="ppl-kind" hidden>AR: exactly</span>' in v
+        assert v.endswith('<span class="bound">pending first evaluation')
+    assert '<small class="nll" hidden>' in html
+    assert "pending first evaluation" in client.get("/runs").text
+
+    with session_scope() as s:
+        s.execute(
+            update(Run)
+            .where(Run.id == run_id)
+            .values(summary={"ppl_bound": 130.2, "nll_bound": 4.87})
+        )
+    assert api.get(f"/api/runs/{run_id}").json["ppl_pending"] is False
+    html = client.get(f"/runs/{run_id}").text
+    values = re.findall(r'<span class="ppl-value"[^>]*>(.*?)</span></span>', html)
+    assert len(values) == 2
+    for v in values:
+        assert v.endswith('<span class="ppl-kind">AR: exactly</span> <span class="bound">130')
+    # A run that ended without an evaluation is not "pending".
+    failed = add_run("failed-early", status=JobStatus.FAILED, steps=100, progress_step=5)
+    assert '<span class="bound">not evaluated</span>' in client.get(f"/runs/{failed}").text

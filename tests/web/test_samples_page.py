@@ -179,3 +179,21 @@ def test_the_trajectory_viewer_replays_passes_in_a_browser(browser):
     )
     assert view.locator("button.play").text_content() == "▶ play"
     assert page.evaluate("typeof window.xss") == "undefined" and errors == []
+
+
+def test_an_ar_runs_sets_carry_no_unmasking_labels(client, api):
+    ar = add_run("ar-run", spec_overrides={"objective": "ar"})
+    settings = {"schedule": "linear", "sampling": "topk", "temperature": 0.7, "steps": 10}
+    settings |= {"strategy": "entropy", "threshold": 0.9, "block_length": None, "seed": 0}
+    set_id = add_sample_set(ar, ["In the beginning God"], settings=settings)
+    page = client.get(f"/sample-sets/{set_id}").text
+    header = page.split("<h1>", 1)[1].split("</h1>", 1)[0]
+    assert "AR, token by token · topk · T=0.7 · seed 0" in header
+    table = page.split('id="settings"', 1)[1].split("</table>", 1)[0]
+    listing = client.get(f"/sample-sets?run_id={ar}").text
+    run_page = client.get(f"/runs/{ar}").text.split('id="lineage"', 1)[1].split("</table>")[0]
+    for text in (header, table, listing, run_page):
+        for label in ("steps", "strategy", "schedule", "threshold", "block_length", "entropy ·"):
+            assert label not in text, (label, text)
+    assert "sampling" in table and "temperature" in table
+    assert "steps" not in api.get(f"/api/sample-sets/{set_id}").json["settings"]

@@ -1,5 +1,6 @@
 """Hardening of the dashboard and its API: where models and datasets may come from, bounds
-on what a run stores, login throttling, security headers and the session cookie.
+on what a run stores, security headers and the session cookie (login throttling:
+test_login_throttle.py).
 
 Every refused submission is a 422 naming the field, and nothing is stored.
 """
@@ -14,7 +15,6 @@ from sqlalchemy import func, select, update
 from shared.db import session_scope
 from shared.models import Checkpoint, Job, Run
 from tests.jobs.helpers import reset_process_caches
-from tests.services import redis_url, require_or_skip
 from tests.web.conftest import PASSWORD, csrf_token
 from tests.web.seed import add_run
 
@@ -213,86 +213,6 @@ def test_readable_unicode_names_and_tags_are_kept(api, web_env):
         assert (run.name, run.tags) == ("Prüfung – 日本", ["é", "a b"])
 
 
-# ----------------------------------------------------------------------------- login
-
-
-def _login(client, password: str, user: str = "admin", ip: str = "10.0.0.1"):
-    env = {"REMOTE_ADDR": ip}
-    token = csrf_token(client.get("/login", environ_base=env).text)
-    return client.post(
-        "/login",
-        data={"username": user, "password": password, "csrf_token": token},
-        environ_base=env,
-    )
-
-
-def _throttled_app(web_env, monkeypatch, **settings):
-    for key, value in {"LOGIN_WINDOW_SECONDS": "2", **settings}.items():
-        monkeypatch.setenv(key, value)
-    reset_process_caches()
-    from web import create_app
-
-    return create_app({"TESTING": True})
-
-
-def test_failed_logins_are_throttled_per_client(web_env, monkeypatch):
-    app = _throttled_app(web_env, monkeypatch, LOGIN_FAILURES_PER_CLIENT="5")
-    c = app.test_client()
-    statuses = [_login(c, "wrong").status_code for _ in range(8)]
-    assert statuses == [401] * 5 + [429] * 3
-    r = _login(c, PASSWORD)
-    assert r.status_code == 429  # even the right password, until the window passes
-    assert "Too many failed logins" in r.text and "up to 1 minute." in r.text
-    assert 1 <= int(r.headers["Retry-After"]) <= 2
-    assert c.get("/api/runs").status_code == 401
-    # Another client is not affected.
-    other = app.test_client()
-    assert _login(other, PASSWORD, ip="10.0.0.2").status_code == 302
-    time.sleep(2.2)
-    assert _login(c, PASSWORD).status_code == 302
-
-
-def test_failed_logins_are_throttled_per_account(web_env, monkeypatch):
-    app = _throttled_app(
-        web_env, monkeypatch, LOGIN_FAILURES_PER_CLIENT="100", LOGIN_FAILURES_PER_ACCOUNT="6"
-    )
-    c = app.test_client()
-    # From many addresses, as a botnet would: the account is throttled.
-    statuses = [_login(c, "wrong", ip=f"10.1.0.{i}").status_code for i in range(8)]
-    assert statuses == [401] * 6 + [429] * 2
-    assert _login(c, PASSWORD, ip="10.2.0.1").status_code == 429
-    # Wrong names are another account: theirs fill up, admin's does not.
-    assert _login(c, "x", user="root", ip="10.3.0.1").status_code == 401
-    time.sleep(2.2)
-    assert _login(c, PASSWORD, ip="10.2.0.1").status_code == 302
-
-
-def test_successful_logins_are_not_counted(web_env, monkeypatch):
-    app = _throttled_app(web_env, monkeypatch, LOGIN_FAILURES_PER_CLIENT="3")
-    c = app.test_client()
-    for _ in range(6):
-        assert _login(c, PASSWORD).status_code == 302
-
-
-def test_throttle_is_kept_in_redis_and_shared_by_web_servers(web_env, monkeypatch):
-    import uuid
-
-    url = require_or_skip("Redis", redis_url())
-    app_a = _throttled_app(
-        web_env,
-        monkeypatch,
-        LOGIN_FAILURES_PER_CLIENT="4",
-        REDIS_URL=url,
-        REDIS_KEY_PREFIX=f"td-test-{uuid.uuid4().hex[:8]}:",
-    )
-    from web import create_app
-
-    app_b = create_app({"TESTING": True})
-    assert [_login(app_a.test_client(), "wrong").status_code for _ in range(2)] == [401, 401]
-    assert [_login(app_b.test_client(), "wrong").status_code for _ in range(3)] == [401, 401, 429]
-    assert _login(app_a.test_client(), PASSWORD).status_code == 429
-
-
 # ----------------------------------------------------------------------------- headers
 
 
@@ -358,14 +278,28 @@ def test_the_server_header_names_neither_werkzeug_nor_python(app):
 # ----------------------------------------------------------------------------- cookie
 
 
+def _login(client, password: str):
+    token = csrf_token(client.get("/login").text)
+    data = {"username": "admin", "password": password, "csrf_token": token}
+    return client.post("/login", data=data)
+
+
+def _cookie(response, name: str) -> str:
+    (cookie,) = [c for c in response.headers.getlist("Set-Cookie") if c.startswith(name + "=")]
+    return cookie
+
+
 def test_session_cookie_lifetime_and_secure_flag(web_env, monkeypatch):
     from web import create_app
 
     c = create_app({"TESTING": True}).test_client()
     r = _login(c, PASSWORD)
-    cookie = r.headers["Set-Cookie"]
+    cookie = _cookie(r, "session")
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert "Secure" not in cookie
+    device = _cookie(r, "td_device")  # web/devices.py: only sent to /login
+    assert "HttpOnly" in device and "SameSite=Strict" in device and "Path=/login" in device
+    assert "Secure" not in device
     assert c.application.permanent_session_lifetime.total_seconds() == 12 * 3600
 
     monkeypatch.setenv("SESSION_COOKIE_SECURE", "true")
@@ -374,9 +308,9 @@ def test_session_cookie_lifetime_and_secure_flag(web_env, monkeypatch):
     app = create_app({"TESTING": True})
     assert app.permanent_session_lifetime.total_seconds() == 2 * 3600
     r = _login(app.test_client(), PASSWORD)
-    cookie = r.headers["Set-Cookie"]
-    assert "; Secure" in cookie
-    expires = r.headers["Set-Cookie"].split("Expires=")[1].split(";")[0]
+    cookie = _cookie(r, "session")
+    assert "; Secure" in cookie and "; Secure" in _cookie(r, "td_device")
+    expires = cookie.split("Expires=")[1].split(";")[0]
     from email.utils import parsedate_to_datetime
 
     left = parsedate_to_datetime(expires).timestamp() - time.time()

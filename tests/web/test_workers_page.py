@@ -104,6 +104,24 @@ def test_a_queue_without_workers_says_so(client):
     assert "No worker has reported yet" in html
 
 
+def test_a_gpu_queue_served_only_by_cpu_workers_says_it_runs_on_the_cpu(client):
+    """`up` on a laptop: its one worker takes both queues and has no GPU."""
+    workers.register("celery@laptop", ["cpu", "gpu"], "cpu")
+    html = client.get("/workers").text
+    gpu = html.split('data-queue="gpu"', 1)[1].split("</section>", 1)[0]
+    assert '<span class="online">1</span> worker online' in gpu
+    assert "No GPU behind this queue: its worker has none" in gpu and "runs on the CPU" in gpu
+    cpu = html.split('data-queue="cpu"', 1)[1].split("</section>", 1)[0]
+    assert "No GPU" not in cpu
+    api = client.get("/api/workers").json
+    notes = {q["name"]: q["note"] for q in api["queues"]}
+    assert notes["cpu"] is None and "runs on the CPU" in notes["gpu"]
+
+    workers.register("gpu-box@a100", ["gpu"], "cuda")  # a real GPU worker joins: no note
+    gpu = client.get("/workers").text.split('data-queue="gpu"', 1)[1].split("</section>", 1)[0]
+    assert '<span class="online">2</span> workers online' in gpu and "No GPU" not in gpu
+
+
 def test_changing_priority_reorders_the_queue(client):
     workers.register("cpu-1@laptop", ["cpu"], "cpu")
     first = _queue_train("first")

@@ -8,19 +8,12 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 from shared.contracts.grid import SamplerSpec
-from shared.contracts.options import (
-    MaskMode,
-    MixedPrecision,
-    Sampling,
-    Schedule,
-    Strategy,
-    TrainObjective,
-)
 from shared.contracts.presets import PRESETS
 from shared.contracts.specs import TrainSpec
+from text_diffusion.specflags import add_spec_flags, deep_merge, spec_values
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +30,18 @@ def _ratios(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated ratios, got {text!r}") from exc
 
 
+CHECKPOINT_HELP = "a checkpoint: its directory, its id in the database, or its URL (file://...)"
+
+
 # --------------------------------------------------------------------------- train
+# The masking flags' names before they were built from `TrainSpec` (still accepted).
+TRAIN_ALIASES = {
+    "masking.mode": ["mask-mode"],
+    "masking.grid": ["mask-grid"],
+    "masking.prefix_length": ["prefix-length"],
+}
+
+
 def add_train_parser(sub) -> None:
     p = sub.add_parser(
         "train",
@@ -53,97 +57,48 @@ def add_train_parser(sub) -> None:
         help="the quick-test preset: distilroberta-base on wikitext-2 (needs the hub)",
     )
     p.add_argument("--spec", type=Path, help="a TrainSpec JSON file (flags still override it)")
-    p.add_argument("--model", help="hub name, local directory, packaged model, or 'scratch'")
-    p.add_argument(
-        "--objective",
-        choices=get_args(TrainObjective),
-        help="ar: the same model trained left to right, the baseline (default diffusion)",
-    )
-    p.add_argument("--dataset", help="builtin:kjv, a local file/folder, or a hub dataset")
-    p.add_argument("--dataset-config", help="hub dataset config, e.g. wikitext-2-raw-v1")
-    p.add_argument("--text-column")
-    p.add_argument("--max-texts", type=int, help="use only the first N texts")
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--minutes", type=float, help="wall-clock budget; LR decays over it")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--grad-accum", type=int)
-    p.add_argument("--seq-len", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--head-lr", type=float)
-    p.add_argument("--warmup-steps", type=int)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--mask-mode", choices=get_args(MaskMode))
-    p.add_argument("--mask-grid", type=_ratios, help="grid mode ratios, e.g. 0.1,0.5,1.0")
-    p.add_argument("--prefix-length", type=int, help="leading positions never masked")
-    p.add_argument("--mixed-precision", choices=get_args(MixedPrecision))
-    p.add_argument("--seed", type=int)
-    p.add_argument("--eval-every", type=int)
-    p.add_argument("--eval-batches", type=int)
-    p.add_argument("--eval-ratios", type=_ratios)
-    p.add_argument("--save-every", type=int)
-    p.add_argument("--log-every", type=int)
-    p.add_argument("--tensorboard", action="store_true", default=None)
-    p.add_argument(
-        "--num-processes",
-        type=int,
-        help="train in N processes through `accelerate launch` (one per GPU; on the CPU, "
-        "gloo); the batch is split between them",
-    )
+    flags = add_spec_flags(p, TrainSpec, skip={"preset"}, aliases=TRAIN_ALIASES)
     p.add_argument("--output-dir", type=Path, help="default: runs/PRESET-TIMESTAMP; resumes")
     p.add_argument("--samples", type=int, default=3, help="samples to print after training")
     p.add_argument("--prompt", default="And God said", help="prefix of those samples")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(handler=run_train)
+    p.set_defaults(handler=run_train, spec_flags=flags)
 
 
 def spec_from_args(args: argparse.Namespace) -> TrainSpec:
+    """The preset, then the --spec file, then the flags given (nested fields merged)."""
     from text_diffusion.errors import UserError
 
     base: dict[str, Any] = {}
     if args.spec:
         base = json.loads(args.spec.read_text())
     preset = "quick-test" if args.quick_test else base.pop("preset", None) or args.preset
-    overrides = {
-        **base,
-        "model": args.model,
-        "objective": args.objective,
-        "dataset": args.dataset,
-        "dataset_config": args.dataset_config,
-        "text_column": args.text_column,
-        "max_texts": args.max_texts,
-        "max_steps": args.max_steps,
-        "minutes": args.minutes,
-        "batch_size": args.batch_size,
-        "grad_accum": args.grad_accum,
-        "seq_len": args.seq_len,
-        "lr": args.lr,
-        "head_lr": args.head_lr,
-        "warmup_steps": args.warmup_steps,
-        "weight_decay": args.weight_decay,
-        "mixed_precision": args.mixed_precision,
-        "seed": args.seed,
-        "eval_every": args.eval_every,
-        "eval_batches": args.eval_batches,
-        "eval_ratios": args.eval_ratios,
-        "save_every": args.save_every,
-        "log_every": args.log_every,
-        "tensorboard": args.tensorboard,
-        "num_processes": args.num_processes,
-    }
-    masking = {
-        "mode": args.mask_mode,
-        "grid": args.mask_grid,
-        "prefix_length": args.prefix_length,
-    }
-    masking = {k: v for k, v in masking.items() if v is not None}
-    if masking:
-        overrides["masking"] = masking
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    base = {k: v for k, v in base.items() if v is not None}  # a file's null: not given
+    data = deep_merge(deep_merge(PRESETS[preset], base), spec_values(args, args.spec_flags))
+    return TrainSpec.from_preset_data(preset, data)
+
+
+def checkpoint_dir(ref: str) -> str:
+    """A local directory for `--checkpoint`: a checkpoint id of this machine's database, an
+    artifact URL (`file://`, `s3://`: fetched), a directory, or else a model name as given."""
+    from text_diffusion.errors import UserError
+
+    if not (ref.isascii() and ref.isdigit()) and "://" not in ref:
+        return ref
+    from shared.contracts.specs import SpecError
+    from shared.db import session_scope
+    from shared.storage import ArtifactStore
+    from shared.submit import resolve_checkpoint
+
     try:
-        return TrainSpec.from_preset(preset, **overrides)
-    except ValueError as exc:
-        if type(exc) is ValueError:  # unknown preset; pydantic errors are handled upstream
-            raise UserError(str(exc)) from exc
-        raise
+        if "://" not in ref:
+            with session_scope() as s:
+                ref = resolve_checkpoint(s, ref).url
+        return str(ArtifactStore().get_dir(ref))
+    except SpecError as exc:
+        raise UserError(str(exc)) from exc
 
 
 class ProgressBar:
@@ -298,7 +253,7 @@ def _train_launched(args: argparse.Namespace, spec: TrainSpec, output: Path) -> 
 # --------------------------------------------------------------------------- evaluate
 def _evaluate_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="per-mask-ratio loss and the ELBO bound of a checkpoint")
-    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
     p.add_argument("--dataset", help="default: the checkpoint's training dataset")
     p.add_argument("--dataset-config")
     p.add_argument("--ratios", type=_ratios, help="default 0.1,0.15,0.2,0.3,...,1.0")
@@ -321,9 +276,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from worker.diffusion.evaluation import bound_of, evaluate_ratios
     from worker.diffusion.modeling import inference_device, load_checkpoint
 
-    causal = is_causal_checkpoint(args.checkpoint)
+    path = checkpoint_dir(args.checkpoint)
+    causal = is_causal_checkpoint(path)
     load = load_causal_checkpoint if causal else load_checkpoint
-    model, tokenizer, meta = load(args.checkpoint)
+    model, tokenizer, meta = load(path)
     model.to(inference_device())
     spec = TrainSpec.model_validate(meta["spec"]) if "spec" in meta else TrainSpec()
     val = data_lib.evaluation_texts(spec, args.dataset, args.dataset_config)
@@ -353,37 +309,16 @@ def _sizes(args: argparse.Namespace) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- generate
 def add_sampler_flags(p: argparse.ArgumentParser) -> None:
-    d = SamplerSpec()
-    p.add_argument("--steps", type=int, default=d.steps, help="denoising passes")
-    p.add_argument("--schedule", choices=get_args(Schedule), default=d.schedule)
-    p.add_argument("--sampling", choices=get_args(Sampling), default=d.sampling)
-    p.add_argument("--temperature", type=float, default=d.temperature)
-    p.add_argument("--top-k", type=int, default=d.top_k)
-    p.add_argument("--top-p", type=float, default=d.top_p)
-    p.add_argument(
-        "--strategy", choices=get_args(Strategy), default=d.strategy, help="what to unmask"
-    )
-    p.add_argument("--threshold", type=float, default=d.threshold, help="for --strategy threshold")
-    p.add_argument("--block-length", type=int, help="semi-autoregressive blocks of N tokens")
+    p.set_defaults(spec_flags=add_spec_flags(p, SamplerSpec))
 
 
 def sampler_from_args(args: argparse.Namespace) -> SamplerSpec:
-    return SamplerSpec(
-        steps=args.steps,
-        schedule=args.schedule,
-        sampling=args.sampling,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        strategy=args.strategy,
-        threshold=args.threshold,
-        block_length=args.block_length,
-    )
+    return SamplerSpec.model_validate(spec_values(args, args.spec_flags))
 
 
 def _generate_parser(sub) -> None:
     p = sub.add_parser("generate", help="generate text by iterative unmasking")
-    p.add_argument("--checkpoint", required=True, help="a checkpoint directory (or model name)")
+    p.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP + " (or a model name)")
     p.add_argument("--prefix", action="append", help="prompt text; repeat for several")
     p.add_argument("--template", action="append", help="infill: text with [MASK] or [MASK:n]")
     p.add_argument("--num-samples", type=int, default=5)
@@ -411,7 +346,7 @@ def run_generate(args: argparse.Namespace) -> int:
     if args.num_samples < 1 or args.length < 1:
         raise UserError("--num-samples and --length must be at least 1")
     sampler = sampler_from_args(args)
-    model, tokenizer, generate = load_for_generation(args.checkpoint)
+    model, tokenizer, generate = load_for_generation(checkpoint_dir(args.checkpoint))
     if args.template and getattr(model.config, "is_decoder", False):
         raise UserError("--template (infilling) needs a diffusion checkpoint; this one is AR")
     model.to(inference_device())
@@ -465,7 +400,7 @@ def _viz_parser(sub) -> None:
     s.add_argument("--out", type=Path, default=Path("schedules.png"))
     s.set_defaults(handler=run_viz_schedules)
     t = vs.add_parser("trajectory", help="one generation, step by step")
-    t.add_argument("--checkpoint", required=True)
+    t.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
     t.add_argument("--prefix", default="")
     t.add_argument("--length", type=int, default=32)
     t.add_argument("--seed", type=int, default=0)
@@ -501,7 +436,7 @@ def run_viz_trajectory(args: argparse.Namespace) -> int:
     from worker.diffusion.modeling import load_checkpoint
     from worker.diffusion.viz import plot_trajectory, render_trajectory
 
-    model, tokenizer, _ = load_checkpoint(args.checkpoint)
+    model, tokenizer, _ = load_checkpoint(checkpoint_dir(args.checkpoint))
     (sample,) = generate(
         model,
         tokenizer,

@@ -16,14 +16,11 @@ import json
 import os
 from typing import Any
 
+from shared.contracts.specs import FrontierSpec
 from text_diffusion.errors import TOKEN_ENV, UserError
+from text_diffusion.specflags import add_spec_flags, spec_values
 
 from . import remote
-from .argtypes import csv_list
-
-
-def _ref(text: str) -> int | str:
-    return int(text) if text.isascii() and text.isdigit() else text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,20 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     fs = f.add_subparsers(dest="frontier_command", required=True, metavar="ACTION")
 
     s = fs.add_parser("submit", help="a generation job per checkpoint over a sampler grid")
-    s.add_argument("--checkpoints", type=csv_list(_ref), required=True, help="ids or URLs, a,b")
-    s.add_argument("--steps", type=csv_list(int), help="denoising passes (default 8,16,32)")
-    s.add_argument("--strategies", type=csv_list(str), help="default entropy,confidence,random")
-    s.add_argument("--temperatures", type=csv_list(float), help="default 0.7")
-    s.add_argument("--prompt", action="append", help="repeat for several (default: none)")
-    s.add_argument("--length", type=int, help="tokens per sample (default 32)")
-    s.add_argument("--num-samples", type=int, help="per prompt and point (default 100)")
-    s.add_argument("--judge", help="an AR run's checkpoint, a MODEL_ROOT directory, a hub name")
-    s.add_argument("--name", help="default frontier-<time>")
-    s.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    s.add_argument("--queue", choices=["cpu", "gpu"])
+    flags = add_spec_flags(s, FrontierSpec, rename={"prompts": "prompt"})
+    s.add_argument("--queue", choices=["cpu", "gpu"], help="overrides the device's queue")
     s.add_argument("--priority", type=int, default=0)
     remote.add_url_argument(s)
-    s.set_defaults(handler=frontier_submit)
+    s.set_defaults(handler=frontier_submit, spec_flags=flags)
 
     ls = fs.add_parser("list", help="frontiers, newest first")
     remote.add_url_argument(ls)
@@ -64,21 +52,9 @@ def _api(args: argparse.Namespace):
 
 
 def frontier_submit(args: argparse.Namespace) -> int:
-    from shared.contracts.specs import FrontierSpec, SpecError
+    from shared.contracts.specs import SpecError
 
-    given = {
-        "checkpoints": args.checkpoints,
-        "steps": args.steps,
-        "strategies": args.strategies,
-        "temperatures": args.temperatures,
-        "prompts": args.prompt,
-        "length": args.length,
-        "num_samples": args.num_samples,
-        "judge": args.judge,
-        "name": args.name,
-        "device": args.device,
-    }
-    spec = FrontierSpec.model_validate({k: v for k, v in given.items() if v is not None})
+    spec = FrontierSpec.model_validate(spec_values(args, args.spec_flags))
     if remote.url(args):
         body: dict[str, Any] = {"spec": spec.model_dump(mode="json"), "priority": args.priority}
         if args.queue:

@@ -1,19 +1,16 @@
-"""Commands over the job system: submit, jobs, worker(s), db, up. None of them imports torch."""
+"""Commands over the job system: submit, jobs, worker(s), db. None of them imports torch.
+`up`, which starts a worker beside the dashboard, is in `up.py`."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
+from text_diffusion.specflags import add_spec_flags, spec_values
+
 from . import diffusion, remote
-from .argtypes import csv_list
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,12 +28,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     dsub.add_parser("upgrade", help="migrate DATABASE_URL to the newest schema").set_defaults(
         handler=run_db_upgrade
     )
-    u = sub.add_parser("up", help="database, worker and web page in one command (Ctrl-C stops)")
-    u.add_argument("--host", help="default WEB_HOST")
-    u.add_argument("--port", type=int, help="default WEB_PORT")
-    u.add_argument("--queues", default="cpu,gpu")
-    u.add_argument("--no-worker", action="store_true", help="web page only")
-    u.set_defaults(handler=run_up)
 
 
 def _user_error(exc: Exception):
@@ -47,11 +38,6 @@ def _user_error(exc: Exception):
 
 # --------------------------------------------------------------------------- submit
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--device",
-        choices=["auto", "cpu", "cuda"],
-        help="cuda: a GPU job, sent to the gpu queue; cpu or auto (default): the cpu queue",
-    )
     p.add_argument("--queue", choices=["cpu", "gpu"], help="overrides the device's queue")
     p.add_argument("--priority", type=int, default=0)
     p.add_argument("--wait", action="store_true", help="show progress until the job ends")
@@ -59,6 +45,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _submit_parsers(sub) -> None:
+    from shared.contracts.specs import EvalSpec, GenerateSpec
+
     s = sub.add_parser("submit", help="queue a job for the workers")
     ss = s.add_subparsers(dest="kind", required=True, metavar="KIND")
     # The same flags as `text-diffusion train`, built by the same function.
@@ -69,34 +57,20 @@ def _submit_parsers(sub) -> None:
     t.set_defaults(handler=submit_train)
 
     g = ss.add_parser("generate", help="a grid of sampler settings over one checkpoint")
-    g.add_argument("--checkpoint", required=True, help="checkpoint id or artifact URL")
-    g.add_argument("--prompt", action="append", help="repeat for several (default: none)")
-    g.add_argument("--schedules", type=csv_list(str), default=["linear"])
-    g.add_argument("--samplings", type=csv_list(str), default=["topk"])
-    g.add_argument("--temperatures", type=csv_list(float), default=[0.7])
-    g.add_argument("--steps", type=csv_list(int), default=[10])
-    g.add_argument("--strategies", type=csv_list(str), default=["entropy"])
-    g.add_argument("--seeds", type=csv_list(int), default=[0])
-    g.add_argument("--top-k", type=int, default=50)
-    g.add_argument("--top-p", type=float, default=0.9)
-    g.add_argument("--length", type=int, default=32)
-    g.add_argument("--num-samples", type=int, default=4)
-    g.add_argument("--judge", help="a causal LM scoring the samples (an AR run's checkpoint, ...)")
+    flags = add_spec_flags(
+        g, GenerateSpec, skip=GENERATE_SKIP, flatten={"grid"}, rename={"prompts": "prompt"}
+    )
     _common(g)
-    g.set_defaults(handler=submit_generate)
+    g.set_defaults(handler=submit_generate, spec_flags=flags)
 
     e = ss.add_parser("evaluate", help="per-mask-ratio loss and the bound of a checkpoint")
-    e.add_argument("--checkpoint", required=True, help="checkpoint id or artifact URL")
-    e.add_argument("--dataset", help="default: the run's validation split")
-    e.add_argument("--ratios", type=csv_list(float))
-    e.add_argument("--batches", type=int, default=8)
-    e.add_argument("--batch-size", type=int, default=16)
+    flags = add_spec_flags(e, EvalSpec)
     _common(e)
-    e.set_defaults(handler=submit_evaluate)
+    e.set_defaults(handler=submit_evaluate, spec_flags=flags)
 
 
-def _checkpoint_ref(text: str) -> int | str:
-    return int(text) if text.isdigit() else text
+# Set by `frontier submit` for the jobs it makes, never typed.
+GENERATE_SKIP = {"frontier"}
 
 
 def _submitted(job, args) -> int:
@@ -108,10 +82,7 @@ def submit_train(args: argparse.Namespace) -> int:
     from shared.contracts.specs import SpecError
 
     jobs = remote.backend(args)
-
     spec = diffusion.spec_from_args(args)
-    if args.device:
-        spec = spec.model_copy(update={"device": args.device})
     try:
         job = jobs.submit_train(spec, name=args.name, queue=args.queue, priority=args.priority)
     except SpecError as exc:
@@ -123,25 +94,7 @@ def submit_generate(args: argparse.Namespace) -> int:
     from shared.contracts.specs import GenerateSpec, SpecError
 
     jobs = remote.backend(args)
-
-    spec = GenerateSpec(
-        checkpoint=_checkpoint_ref(args.checkpoint),
-        prompts=args.prompt or [""],
-        grid={
-            "schedules": args.schedules,
-            "samplings": args.samplings,
-            "temperatures": args.temperatures,
-            "steps": args.steps,
-            "strategies": args.strategies,
-            "seeds": args.seeds,
-            "top_k": args.top_k,
-            "top_p": args.top_p,
-        },
-        length=args.length,
-        num_samples=args.num_samples,
-        device=args.device or "auto",
-        judge=args.judge,
-    )
+    spec = GenerateSpec.model_validate(spec_values(args, args.spec_flags))
     try:
         job = jobs.submit_generate(spec, queue=args.queue, priority=args.priority)
     except SpecError as exc:
@@ -150,19 +103,10 @@ def submit_generate(args: argparse.Namespace) -> int:
 
 
 def submit_evaluate(args: argparse.Namespace) -> int:
-    from shared.contracts.grid import DEFAULT_GRID
     from shared.contracts.specs import EvalSpec, SpecError
 
     jobs = remote.backend(args)
-
-    spec = EvalSpec(
-        checkpoint=_checkpoint_ref(args.checkpoint),
-        dataset=args.dataset,
-        ratios=args.ratios or list(DEFAULT_GRID),
-        batches=args.batches,
-        batch_size=args.batch_size,
-        device=args.device or "auto",
-    )
+    spec = EvalSpec.model_validate(spec_values(args, args.spec_flags))
     try:
         job = jobs.submit_evaluate(spec, queue=args.queue, priority=args.priority)
     except SpecError as exc:
@@ -286,7 +230,7 @@ def jobs_reconcile(args: argparse.Namespace) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------- worker, db, up
+# --------------------------------------------------------------------------- worker, db
 def run_worker(args: argparse.Namespace) -> int:
     from shared.queue import QUEUES
     from worker.app import app
@@ -377,55 +321,4 @@ def run_db_upgrade(args: argparse.Namespace) -> int:
 
     db.upgrade()
     print(f"database at {db.head_revision()}: {db.database_url().render_as_string()}")
-    return 0
-
-
-def _stop(proc: subprocess.Popen, grace_s: float) -> None:
-    """SIGTERM the worker (it stops and requeues its jobs), SIGKILL its group if it lingers."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-
-
-def run_up(args: argparse.Namespace) -> int:
-    from werkzeug.serving import make_server
-
-    from shared import db
-    from shared.settings import get_settings
-    from web import create_app
-    from web.security import RequestHandler
-
-    settings = get_settings()
-    db.upgrade()
-    host, port = args.host or settings.web_host, args.port or settings.web_port
-    server = make_server(host, port, create_app(), threaded=True, request_handler=RequestHandler)
-    worker = None
-    if not args.no_worker:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "text_diffusion.cli", "worker", "--queues", args.queues],
-            cwd=Path(__file__).resolve().parents[2],
-            start_new_session=True,  # Ctrl-C reaches us only; we stop it in order
-        )
-    broker = settings.redis_url or f"embedded ({settings.broker_dir})"
-    print(f"database: {db.database_url().render_as_string()}")
-    print(f"broker:   {broker}")
-    print(f"text-diffusion is up at http://{host}:{server.port}/  (Ctrl-C stops everything)")
-    sys.stdout.flush()
-    previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        print("stopping ...")
-        server.server_close()
-        if worker is not None:
-            _stop(worker, settings.cancel_grace_seconds + 20)
-        print("stopped")
     return 0

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, get_args
 
 from flask import flash, redirect, render_template, request, url_for
 from pydantic import ValidationError
 
 from shared import submit
 from shared.contracts.limits import MAX_GRID, MAX_ID, MAX_SAMPLES
+from shared.contracts.options import DIFFUSION_ONLY, PackagedJudge
 from shared.contracts.specs import GenerateSpec, SpecError
 from shared.db import read_scope
 from web import forms
@@ -48,22 +49,61 @@ LAYOUT = [
 ]
 # The grid's dimensions: a sample set per combination of their values.
 DIMS = [f.name for f in FIELDS if f.parent == "grid" and f.kind in ("multi", "list")]
+# The inputs an AR checkpoint does not read: hidden while one is picked, not parsed.
+DIFFUSION_ONLY_FIELDS = [f"grid.{name}" for name in DIFFUSION_ONLY]
+OBJECTIVE_LABELS = {"ar": "AR", "diffusion": "diffusion"}
 NAMES = [f.name for f in FIELDS] + [key for key, _, _ in LAYOUT]
 
 
 def _checkpoint_field(checkpoints: list[dict[str, Any]]) -> forms.FormField:
-    """The checkpoint input as a select of the stored checkpoints."""
+    """The checkpoint input as a select of the stored checkpoints, each labelled with its
+    objective."""
     base = next(f for f in FIELDS if f.name == "checkpoint")
     choices = tuple(
         (
             str(c["id"]),
-            f"{c['run_name']} · step {c['step']} (checkpoint {c['id']}, run {c['run_id']})",
+            f"{c['run_name']} · step {c['step']} · {OBJECTIVE_LABELS[c['objective']]} "
+            f"(checkpoint {c['id']}, run {c['run_id']})",
         )
         for c in checkpoints
     )
     return dataclasses.replace(
         base, kind="choice", choices=choices, description="The checkpoint to sample from."
     )
+
+
+def _judge_field(checkpoints: list[dict[str, Any]]) -> forms.FormField:
+    """The judge as a select: none, the packaged judges, the AR runs' checkpoints (the judge
+    field's other values, a directory or a hub name, are for the API and the CLI)."""
+    base = next(f for f in FIELDS if f.name == "judge")
+    packaged = tuple((name, f"{name} (packaged)") for name in get_args(PackagedJudge))
+    ar = tuple(
+        (
+            str(c["id"]),
+            f"AR checkpoint {c['id']}: {c['run_name']} · step {c['step']} (run {c['run_id']})",
+        )
+        for c in checkpoints
+        if c["objective"] == "ar"
+    )
+    return dataclasses.replace(
+        base,
+        kind="choice",
+        choices=packaged + ar,
+        optional=True,
+        description="A causal LM that scores every sample set (judge perplexity, beside the "
+        "samples' token entropy): a packaged judge, or an AR run's checkpoint.",
+    )
+
+
+def default_checkpoint(checkpoints: list[dict[str, Any]]) -> str:
+    """The newest diffusion checkpoint (what this page is mostly for), else the newest."""
+    diffusion = [c for c in checkpoints if c["objective"] != "ar"]
+    picked = (diffusion or checkpoints)[:1]
+    return str(picked[0]["id"]) if picked else ""
+
+
+def _is_ar(checkpoints: list[dict[str, Any]], picked: Any) -> bool:
+    return any(str(c["id"]) == str(picked) and c["objective"] == "ar" for c in checkpoints)
 
 
 def _distinct(text: str) -> int:
@@ -77,11 +117,13 @@ def _distinct(text: str) -> int:
     return len(seen)
 
 
-def counts(shown: dict[str, Any]) -> dict[str, int]:
+def counts(shown: dict[str, Any], ar: bool = False) -> dict[str, int]:
     """Sample sets (the product of the grid's dimensions), prompts, samples per prompt, from
-    the inputs as shown: the count the page's script (static/forms.js) keeps up to date."""
+    the inputs as shown: the count the page's script (static/forms.js) keeps up to date. On
+    an AR checkpoint (`ar`) the unmasking dimensions do not count."""
+    dims = [d for d in DIMS if not (ar and d in DIFFUSION_ONLY_FIELDS)]
     sets = math.prod(
-        len(shown[d]) if isinstance(shown[d], list) else _distinct(shown[d]) for d in DIMS
+        len(shown[d]) if isinstance(shown[d], list) else _distinct(shown[d]) for d in dims
     )
     prompts = max(1, sum(1 for line in shown["prompts"].split("\n") if line.strip()))
     samples = shown["num_samples"].strip()
@@ -92,22 +134,29 @@ def _render(
     fields: list[forms.FormField],
     values: dict[str, Any],
     errors: dict[str, str],
-    count: dict[str, int],
-    no_checkpoints: bool,
+    checkpoints: list[dict[str, Any]],
     status: int = 200,
 ):
+    ar = _is_ar(checkpoints, values["checkpoint"])
+    attrs: dict[str, dict[str, str]] = {d: {"data-dim": ""} for d in DIMS}  # forms.js multiplies
+    for name in DIFFUSION_ONLY_FIELDS:
+        attrs.setdefault(name, {})["data-diffusion-only"] = ""
+        if ar:
+            attrs[name]["hidden"] = ""
     return (
         render_template(
             "generate.html",
             groups=forms.group_fields(fields, LAYOUT),
             job_fields=JOB_FIELDS,
-            field_attrs={d: {"data-dim": ""} for d in DIMS},  # forms.js multiplies these
+            field_attrs=attrs,
             values=values,
             errors=errors,
-            count=count,
+            count=counts(values, ar),
             max_grid=MAX_GRID,
             max_samples=MAX_SAMPLES,
-            no_checkpoints=no_checkpoints,
+            no_checkpoints=not checkpoints,
+            ar=ar,
+            ar_checkpoints=[c["id"] for c in checkpoints if c["objective"] == "ar"],
         ),
         status,
     )
@@ -117,10 +166,11 @@ def _render(
 def generate():
     with read_scope() as s:
         checkpoints = list_checkpoints(s)
-    fields = [_checkpoint_field(checkpoints) if f.name == "checkpoint" else f for f in FIELDS]
+    special = {"checkpoint": _checkpoint_field(checkpoints), "judge": _judge_field(checkpoints)}
+    fields = [special.get(f.name, f) for f in FIELDS]
     if request.method == "POST":
-        return _submit(fields, not checkpoints)
-    picked = request.args.get("checkpoint") or (str(checkpoints[0]["id"]) if checkpoints else "")
+        return _submit(fields, checkpoints)
+    picked = request.args.get("checkpoint") or default_checkpoint(checkpoints)
     # The spec's defaults, with the picked checkpoint and an empty prompt box.
     data = {
         **GenerateSpec(checkpoint=1).model_dump(mode="json"),
@@ -130,7 +180,7 @@ def generate():
     values = forms.display_values(fields, data) | forms.display_values(
         JOB_FIELDS, {"queue": None, "priority": 0}
     )
-    return _render(fields, values, {}, counts(values), not checkpoints)
+    return _render(fields, values, {}, checkpoints)
 
 
 def _checkpoint_id(text: Any) -> int:
@@ -141,10 +191,14 @@ def _checkpoint_id(text: Any) -> int:
     return int(text)
 
 
-def _submit(fields: list[forms.FormField], no_checkpoints: bool):
+def _submit(fields: list[forms.FormField], checkpoints: list[dict[str, Any]]):
     form = request.form
     shown = forms.posted_values(fields, form) | forms.posted_values(JOB_FIELDS, form)
-    values, errors = forms.parse_form(fields, form)
+    parsed = fields
+    if _is_ar(checkpoints, form.get("checkpoint")):
+        # Not read by an AR checkpoint: left out, so neither checked nor stored.
+        parsed = [f for f in fields if f.name not in DIFFUSION_ONLY_FIELDS]
+    values, errors = forms.parse_form(parsed, form)
     job, job_errors = forms.parse_form(JOB_FIELDS, form)
     errors |= job_errors
     if "checkpoint" in values:
@@ -178,4 +232,4 @@ def _submit(fields: list[forms.FormField], no_checkpoints: bool):
     if "" in errors:  # GenerateSpec's own check, the samples per job: shown on the grid
         whole = errors.pop("")
         errors["grid"] = f"{errors['grid']}; {whole}" if "grid" in errors else whole
-    return _render(fields, shown, errors, counts(shown), no_checkpoints, 422)
+    return _render(fields, shown, errors, checkpoints, 422)

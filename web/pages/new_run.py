@@ -45,6 +45,8 @@ JOB_FIELDS = [
     for f in forms.schema_fields(SubmitTrain.model_json_schema(), skip={"preset", "spec"})
 ]
 LAYOUT = [
+    # The most consequential choice first: it decides what the rest of the form trains.
+    ("objective", "Objective", ["objective"]),
     (
         "model-data",
         "Model & data",
@@ -90,6 +92,18 @@ LAYOUT = [
         ],
     ),
     ("masking", "Masking", ["masking"]),
+    (
+        "recipe",
+        "Training recipe",
+        [
+            "head_warmup_steps",
+            "stratified_t",
+            "t_distribution",
+            "t_low",
+            "t_high",
+            "complementary_masks",
+        ],
+    ),
     ("scratch", "Scratch architecture", ["scratch"]),
     ("hardware", "Device", ["device", "num_processes"]),
 ]

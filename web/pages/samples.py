@@ -50,10 +50,11 @@ SUMMARY = (
 ORDERS = ("asc", "desc")
 
 
-def settings_summary(settings: dict[str, Any] | None) -> str:
-    """'linear · topk k=50 · T=0.7 · steps=10 · entropy · seed 0'."""
+def settings_summary(settings: dict[str, Any] | None, objective: str = "diffusion") -> str:
+    """'linear · topk k=50 · T=0.7 · steps=10 · entropy · seed 0'; an AR run's set:
+    'AR, token by token · topk k=50 · T=0.7 · seed 0' (it has no unmasking settings)."""
     settings = settings or {}
-    parts = []
+    parts = ["AR, token by token"] if objective == "ar" else []
     for key, label in SUMMARY:
         if key in settings:
             part = f"{label}{settings[key]}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import exists, func, literal_column, select
@@ -101,18 +102,31 @@ def train_jobs(s: Session, run_ids: list[int]) -> dict[int, Job]:
 
 
 def _progress(run: Run, job: Job | None) -> tuple[float, float | None]:
-    """(fraction done, seconds left or None) from the job's progress and its elapsed time."""
+    """(fraction done, seconds left or None).
+
+    The rate is measured from when the training loop began (`train_started_at` and
+    `train_start_step` in the run's summary, written by the worker once the model and data
+    are loaded), so loading time does not inflate it, and the estimate holds steady as the
+    run goes. None when the run is not training, has no step done in this attempt yet, or
+    is finished (a done run has no time left to show).
+    """
     if run.status == JobStatus.SUCCEEDED:
-        return 1.0, 0.0
+        return 1.0, None
     progress = job.progress if job is not None else 0.0
     if not progress and run.max_steps:
         progress = min(1.0, run.step / run.max_steps)
-    eta = None
-    started = job.started_at if job is not None else run.started_at
-    if run.status == JobStatus.RUNNING and started is not None and 0.0 < progress < 1.0:
-        elapsed = (utcnow() - started).total_seconds()
-        eta = max(0.0, elapsed * (1.0 - progress) / progress)
-    return progress, eta
+    summary = run.summary or {}
+    began = summary.get("train_started_at")
+    if run.status != JobStatus.RUNNING or not run.max_steps or not isinstance(began, str):
+        return progress, None
+    began_at = datetime.fromisoformat(began)
+    if job is not None and job.started_at is not None and began_at < job.started_at:
+        return progress, None  # a new attempt is still loading: the mark is the last one's
+    done = run.step - int(summary.get("train_start_step") or 0)
+    if done <= 0:
+        return progress, None
+    elapsed = (utcnow() - began_at).total_seconds()
+    return progress, max(0.0, elapsed * (run.max_steps - run.step) / done)
 
 
 def run_row(run: Run, job: Job | None) -> dict[str, Any]:
@@ -132,6 +146,8 @@ def run_row(run: Run, job: Job | None) -> dict[str, Any]:
         "eta_s": None if eta is None else round(eta, 1),
         "ppl_bound": summary.get("ppl_bound"),
         "nll_bound": summary.get("nll_bound"),
+        # No evaluation yet: the page says so instead of an empty "bound ≤".
+        "ppl_pending": summary.get("ppl_bound") is None,
         # diffusion: ppl_bound is the ELBO bound; ar: the exact perplexity, same tokens.
         "objective": (run.spec or {}).get("objective", "diffusion"),
         "settings": {k: settings.get(k) for k in KEY_SETTINGS},

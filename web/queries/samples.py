@@ -1,4 +1,8 @@
-"""Sample sets (one per sampler combination of a generation job) and their samples."""
+"""Sample sets (one per sampler combination of a generation job) and their samples.
+
+A set's `settings` are shown as its objective reads them: an AR run's sets have none of
+the unmasking settings (`applicable_settings`), even those stored before they were dropped.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Any
 from sqlalchemy import exists, func, literal_column, select
 from sqlalchemy.orm import Session
 
+from shared.contracts.options import applicable_settings
 from shared.models import Checkpoint, Run, Sample, SampleSet
 from web.errors import NotFound
 from web.queries.common import iso
@@ -35,11 +40,13 @@ QUALITY_KEYS = frozenset(
 def list_sample_sets(
     s: Session, *, run_id: int | None = None, checkpoint_id: int | None = None, limit: int = 200
 ) -> list[dict[str, Any]]:
+    objective = Run.spec["objective"].as_string()
     q = (
-        select(SampleSet, Checkpoint.run_id, Checkpoint.step, func.count(Sample.id))
+        select(SampleSet, Checkpoint.run_id, Checkpoint.step, objective, func.count(Sample.id))
         .join(Checkpoint, Checkpoint.id == SampleSet.checkpoint_id)
+        .join(Run, Run.id == Checkpoint.run_id)
         .outerjoin(Sample, Sample.sample_set_id == SampleSet.id)
-        .group_by(SampleSet.id, Checkpoint.run_id, Checkpoint.step)
+        .group_by(SampleSet.id, Checkpoint.run_id, Checkpoint.step, objective)
         .order_by(SampleSet.id.desc())
         .limit(limit)
     )
@@ -55,12 +62,13 @@ def list_sample_sets(
             "run_id": run,
             "step": step,
             "combination": ss.combination,
-            "settings": ss.settings,
+            "objective": objective or "diffusion",
+            "settings": applicable_settings(ss.settings or {}, objective or "diffusion"),
             "metrics": ss.metrics or {},
             "samples": n,
             "created_at": iso(ss.created_at),
         }
-        for ss, run, step, n in s.execute(q)
+        for ss, run, step, objective, n in s.execute(q)
     ]
 
 
@@ -86,6 +94,7 @@ def sample_set_detail(s: Session, set_id: int) -> dict[str, Any]:
     if ss is None:
         raise NotFound(f"no sample set with id {set_id}")
     ckpt = ss.checkpoint
+    objective = (ckpt.run.spec or {}).get("objective", "diffusion")
     return {
         "id": ss.id,
         "job_id": ss.job_id,
@@ -93,7 +102,8 @@ def sample_set_detail(s: Session, set_id: int) -> dict[str, Any]:
         "run_id": ckpt.run_id,
         "step": ckpt.step,
         "combination": ss.combination,
-        "settings": ss.settings,
+        "objective": objective,
+        "settings": applicable_settings(ss.settings or {}, objective),
         "metrics": ss.metrics or {},
         # Held-out human text measured the same way (same judge, tokenizer, length).
         "human": _human(s, (ss.metrics or {}).get("human_reference_id")),

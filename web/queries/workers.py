@@ -80,6 +80,20 @@ def _train_key(spec: dict[str, Any] | None) -> tuple[str | None, int | None]:
     return spec.get("preset"), steps if isinstance(steps, int) else None
 
 
+def gpu_note(queue: str, serving: list[Worker]) -> str | None:
+    """What serves the gpu queue when none of its online workers has a GPU (`up` on a
+    laptop takes both queues): say so, rather than let "1 worker online" imply a GPU."""
+    if queue != "gpu" or not serving:
+        return None
+    if any((w.device or "").startswith("cuda") for w in serving):
+        return None
+    who = "its worker has" if len(serving) == 1 else f"its {len(serving)} workers have"
+    return (
+        f"No GPU behind this queue: {who} none, so a job here runs on the CPU "
+        "(one that asks for device cuda fails)."
+    )
+
+
 def workers_and_queues(s: Session) -> dict[str, Any]:
     """Workers with their state, and each queue's running and queued jobs.
 
@@ -114,9 +128,10 @@ def workers_and_queues(s: Session) -> dict[str, Any]:
     ).all()
     queues = []
     for name in sorted({j.queue for j in owed} | {"cpu", "gpu"}):
-        online = sum(
-            1 for w in workers if name in (w.queues or []) and states[w.name] == WorkerState.ONLINE
-        )
+        serving = [
+            w for w in workers if name in (w.queues or []) and states[w.name] == WorkerState.ONLINE
+        ]
+        online = len(serving)
         running = [j for j in owed if j.queue == name and j.status == JobStatus.RUNNING]
         queued = [j for j in owed if j.queue == name and j.status == JobStatus.QUEUED]
         busy = 0.0
@@ -135,6 +150,7 @@ def workers_and_queues(s: Session) -> dict[str, Any]:
             {
                 "name": name,
                 "workers_online": online,
+                "note": gpu_note(name, serving),
                 "running": len(running),
                 "queued": len(queued),
                 "jobs": rows,

@@ -92,6 +92,16 @@ td.setProgress = (cell, progress, eta) => {
   if (e) e.textContent = eta === null || eta === undefined ? "" : td.duration(eta);
 };
 
+// A run's perplexity as the pages' `ppl` macro shows it: the kind and the number, or a
+// note while the run has no evaluation yet.
+td.setPpl = (el, run) => {
+  if (!el) return;
+  el.querySelector(".ppl-kind").hidden = run.ppl_pending;
+  el.querySelector(".bound").textContent = !run.ppl_pending
+    ? td.num(run.ppl_bound)
+    : LIVE.has(run.status) ? "pending first evaluation" : "not evaluated";
+};
+
 // Runs table: refresh status, progress, ETA, step and bound while any run is live.
 td.liveRuns = (tableSel, url) => {
   const table = document.querySelector(tableSel);
@@ -106,7 +116,7 @@ td.liveRuns = (tableSel, url) => {
       td.setBadge(row.querySelector(".status"), run.status);
       td.setProgress(row.querySelector(".prog"), run.progress, run.eta_s);
       row.querySelector(".step").textContent = `${run.step}/${run.max_steps ?? "?"}`;
-      row.querySelector(".bound").textContent = td.num(run.ppl_bound);
+      td.setPpl(row.querySelector(".ppl-value"), run);
     }
   }, 3000, live);
 };
@@ -179,11 +189,11 @@ td.lineChart = (el, { x, series, xLabel = "", yLabel = "", height = 260, logX = 
 
 // Stored metric names shown under another label, as the pages' `metric_label` filter does:
 // `entropy` is the pooled word-level entropy, not the judged token entropy.
-td.METRIC_LABELS = { entropy: "word_entropy" };
+td.METRIC_LABELS = { entropy: "word entropy" };
 td.metricLabel = (name) => td.METRIC_LABELS[name] || name;
 
 // A sample set's judged quality, as the pages' `quality` macro draws it: judge perplexity
-// always beside the samples' entropy, then MAUVE or why there is none.
+// always beside the samples' token entropy, then MAUVE or why there is none.
 td.QUALITY_KEYS = ["judge", "judge_ppl", "unigram_entropy", "entropy_tokens", "mauve", "mauve_reason",
   "mauve_featurizer", "mauve_references", "mauve_length", "objective", "repetition", "mauve_at_floor",
   "human_reference_id"];
@@ -205,7 +215,7 @@ td.quality = (m) => {
     { class: "quality", "data-quality": "" },
     td.el("span", { class: "metric q-judge", title: m.judge ? `judge: ${m.judge}` : "no judge was given" }, "judge ppl ", td.el("b", {}, dash(m.judge_ppl))),
     " ",
-    td.el("span", { class: "metric q-entropy" }, "entropy ", td.el("b", {}, td.num(m.unigram_entropy))),
+    td.el("span", { class: "metric q-entropy", title: `mean unigram entropy of the generated tokens (${m.entropy_tokens}'s tokens)` }, "token entropy ", td.el("b", {}, td.num(m.unigram_entropy))),
     ...repeats,
     " ",
     td.el("span", { class: "metric q-mauve", title: m.mauve_reason || "" }, "MAUVE ", ...mauve),

@@ -1,6 +1,7 @@
 // Forms of the new-run and generate pages: the preset picker reloads the form, and the
 // generate page counts the sample sets its grid will create as the user edits it (the
-// server checks the same product with GenerateSpec(...).grid.size()).
+// server checks the same product with GenerateSpec(...).grid.size()) and hides the
+// unmasking fields while an AR checkpoint is picked.
 "use strict";
 
 // Distinct entries of a comma/space separated list, as the server splits and dedupes them.
@@ -13,9 +14,11 @@ td.listCount = (text) => {
 td.promptCount = (text) => Math.max(1, text.split("\n").filter((l) => l.trim() !== "").length);
 
 // The product of the grid's dimensions: checked boxes of a checkbox group, entries of a list.
+// A hidden dimension (an unmasking one, on an AR checkpoint) is not part of the job.
 td.gridSize = (form) => {
   let n = 1;
   for (const dim of form.querySelectorAll("[data-dim]")) {
+    if (dim.hidden) continue;
     const boxes = dim.querySelectorAll("input[type=checkbox]");
     n *= boxes.length
       ? [...boxes].filter((b) => b.checked).length
@@ -52,6 +55,16 @@ td.onReady(() => {
   const out = document.querySelector("#grid-count");
   if (out) {
     const form = out.closest("form");
+    // An AR checkpoint (the page lists them in data-ar-checkpoints) does not read the
+    // fields marked data-diffusion-only: hide them, as the server ignores them.
+    const arIds = JSON.parse(form.dataset.arCheckpoints || "[]").map(String);
+    const picked = form.querySelector('[name="checkpoint"]');
+    const showObjective = () => {
+      const ar = arIds.includes(picked.value);
+      for (const el of form.querySelectorAll("[data-diffusion-only]")) el.hidden = ar;
+      document.getElementById("ar-grid-note").hidden = !ar;
+    };
+    if (picked) picked.addEventListener("change", showObjective);
     const update = () => td.gridSummary(form, out);
     form.addEventListener("input", update);
     form.addEventListener("change", update);

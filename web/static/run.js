@@ -200,7 +200,11 @@ td.onReady(() => {
     td.setProgress(statusBox.querySelector(".prog"), run.progress, run.eta_s);
     statusBox.querySelector(".step").textContent = String(run.step);
     statusBox.querySelector(".tokens").textContent = td.num(run.tokens_seen);
-    statusBox.querySelector(".bound").textContent = td.num(run.ppl_bound);
+    // The header and the AR card show the same figure.
+    for (const el of document.querySelectorAll(".ppl-value")) td.setPpl(el, run);
+    const nll = statusBox.querySelector(".nll");
+    nll.hidden = run.nll_bound === null;
+    nll.querySelector("span").textContent = td.num(run.nll_bound);
     const resumed = run.summary.resumed_from_step;
     statusBox.querySelector(".resumed-note").hidden = !resumed;
     statusBox.querySelector(".resumed").textContent = resumed ? String(resumed) : "";

@@ -47,6 +47,7 @@ td.onReady(() => {
       td.el("span", { class: "online" }, q.workers_online),
       q.workers_online === 1 ? " worker online" : " workers online");
     const section = td.el("section", { class: "card queue", "data-queue": q.name }, td.el("h3", {}, q.name), stats);
+    if (q.note) section.append(td.el("p", { class: "note help" }, q.note));
     if (!q.jobs.length) {
       section.append(td.el("p", { class: "empty" }, "Nothing queued."));
       return section;

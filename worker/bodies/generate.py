@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from shared import jobs
+from shared.contracts.options import applicable_settings
 from shared.contracts.specs import GenerateSpec, TrainSpec
 from shared.models import Job
 from worker import results
@@ -134,6 +135,7 @@ def run_generate(claim: jobs.Claim, job: Job, stop: StopControl) -> None:
             }
             for s, judged in zip(samples, per_sample, strict=True)
         ]
-        results.add_sample_set(job.id, ckpt.id, combo.index, combo.settings(), metrics, rows)
+        settings = applicable_settings(combo.settings(), metrics["objective"])
+        results.add_sample_set(job.id, ckpt.id, combo.index, settings, metrics, rows)
         jobs.set_progress(claim, (k + 1) / len(combinations))
     jobs.set_result(claim, {"sample_sets": len(combinations), "checkpoint": ckpt.id})

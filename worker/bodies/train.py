@@ -16,16 +16,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shared import jobs, submit
+from shared import jobs, submit, sweeps
 from shared.contracts.specs import TrainSpec
-from shared.models import Job
+from shared.models import Job, utcnow
 from shared.settings import get_settings
 from shared.storage import ArtifactStore
 from worker import launch, results
 from worker.bodies.errors import named_inputs
 from worker.bodies.run_state import publish_state, restore_state, results_file
 from worker.diffusion.training import BaseCallback, Trainer
-from worker.stopping import StopControl, Stopped
+from worker.stopping import Pruned, StopControl, Stopped
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class DatabaseCallback(BaseCallback):
         self.last_flush = time.monotonic()
         self.progress: dict[str, Any] = {}
         self.last_loss: float | None = None
+        self.pruned = False  # set when this run is a sweep trial its pruner stopped
 
     def flush(self) -> None:
         skipped = results.add_loss_points(self.run_id, self.pending, self.progress)
@@ -65,6 +66,9 @@ class DatabaseCallback(BaseCallback):
                 "device": info["device"],
                 "num_processes": info["num_processes"],
                 "resumed_from_step": info["start_step"],
+                # Where the run's ETA is measured from: loading the model and data is over.
+                "train_started_at": utcnow().isoformat(),
+                "train_start_step": info["start_step"],
             },
         )
 
@@ -102,6 +106,8 @@ class DatabaseCallback(BaseCallback):
                 "exact": bool(bound.get("exact", False)),
             },
         )
+        # A sweep trial reports its metric (`SweepSpec.metric`: val_nll); its pruner may stop it.
+        self.pruned = sweeps.report(self.run_id, step, bound["nats_per_token"]) or self.pruned
 
     def on_checkpoint(self, step: int, path: Path) -> None:
         self.flush()
@@ -111,7 +117,7 @@ class DatabaseCallback(BaseCallback):
         results.put_checkpoint(self.run_id, step, url, {"loss": self.last_loss})
 
     def should_stop(self) -> bool:
-        return self.stop.should_stop()
+        return self.pruned or self.stop.should_stop()
 
     def on_train_end(self, summary: dict[str, Any]) -> None:
         self.flush()
@@ -150,6 +156,8 @@ def run_train(claim: jobs.Claim, job: Job, stop: StopControl) -> None:
         else:
             callback = DatabaseCallback(claim, job.run_id, spec, stop)
             summary = Trainer(spec, output_dir, [callback]).train()
+            if callback.pruned:
+                raise Pruned()
     if summary["stopped_by"] == "callback":
         raise Stopped()
     jobs.set_result(claim, {"bound": summary["bound"], "steps": summary["steps"]})

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
+from .confine import OutsideRoot, model_dir
 from .masking import IGNORE_INDEX
 from .modeling import ModelSourceError, encode, lm_head, quiet_transformers
 from .objectives import Objective
@@ -96,7 +97,10 @@ def load_causal_checkpoint(directory: str | Path):
 
     from .modeling import SPEC_FILE
 
-    directory = Path(directory)
+    try:
+        directory = model_dir(Path(directory))  # confined to the model roots, file by file
+    except OutsideRoot as exc:
+        raise ModelSourceError(str(exc)) from exc
     if not is_causal_checkpoint(directory):
         raise ModelSourceError(f"{directory} does not hold a causal LM checkpoint")
     tokenizer = AutoTokenizer.from_pretrained(directory)

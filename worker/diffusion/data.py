@@ -25,6 +25,7 @@ import torch
 
 from shared.contracts.specs import TrainSpec
 
+from .confine import OutsideRoot, dataset_files
 from .hub import ensure_hub_reachable
 
 BUILDERS = {".txt": "text", ".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -67,7 +68,12 @@ BUILTIN = {"kjv": _load_kjv}
 
 
 def _local_files(path: Path) -> tuple[str, list[str]]:
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    """(builder, files) of a local file or folder, each file resolved and confined to the
+    data root (`confine.dataset_files`) now, as it is about to be read."""
+    try:
+        files = dataset_files(path)
+    except OutsideRoot as exc:
+        raise DatasetSourceError(str(exc)) from exc
     files = [p for p in files if p.suffix.lower() in BUILDERS]
     if not files:
         raise DatasetSourceError(

@@ -34,6 +34,7 @@ from transformers import (
 
 from shared.contracts.specs import ScratchModelSpec
 
+from .confine import OutsideRoot, model_dir
 from .hub import ensure_hub_reachable
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,10 @@ def resolve_model_source(name: str) -> str:
     """
     path = Path(name).expanduser()
     if path.is_dir():
+        try:
+            path = model_dir(path)  # confined to the model roots, file by file, now
+        except OutsideRoot as exc:
+            raise ModelSourceError(str(exc)) from exc
         if not (path / "config.json").is_file():
             raise ModelSourceError(f"{path} is a directory but holds no config.json")
         return str(path)

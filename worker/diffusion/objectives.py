@@ -22,9 +22,9 @@ from abc import ABC, abstractmethod
 import torch
 from torch import nn
 
-from shared.contracts.specs import MaskingSpec
+from shared.contracts.specs import MaskingSpec, TrainSpec
 
-from .masking import IGNORE_INDEX, diffusion_loss, mask_tokens
+from .masking import IGNORE_INDEX, RatioDraw, diffusion_loss, mask_tokens
 from .modeling import encode, lm_head
 
 
@@ -59,23 +59,39 @@ class Objective(nn.Module, ABC):
 
 class DiffusionObjective(Objective):
     """Masked diffusion: mask a drawn share of each block, cross-entropy at the masked
-    positions only (logits are computed nowhere else)."""
+    positions only (logits are computed nowhere else).
+
+    draw: how the ratios are drawn (`masking.RatioDraw`); complementary: the first B/2
+    blocks of each micro-batch, each twice with complementary masks (B rows, so a step
+    costs the same)."""
 
     def __init__(
-        self, model: nn.Module, masking: MaskingSpec, special_ids: torch.Tensor, mask_token_id: int
+        self,
+        model: nn.Module,
+        masking: MaskingSpec,
+        special_ids: torch.Tensor,
+        mask_token_id: int,
+        draw: RatioDraw | None = None,
+        complementary: bool = False,
     ) -> None:
         super().__init__(model)
         self.masking = masking
         self.special_ids = special_ids  # (S,) never masked; a plain attribute, not state
         self.mask_token_id = mask_token_id
+        self.draw = draw or RatioDraw()
+        self.complementary = complementary
 
     def inputs(self, ids, generator):
+        if self.complementary:
+            ids = ids[: len(ids) // 2]  # (B/2, T): each becomes two rows
         batch = mask_tokens(
             ids,
             self.masking,
             special_ids=self.special_ids,
             mask_token_id=self.mask_token_id,
             generator=generator,
+            draw=self.draw,
+            complementary=self.complementary,
         )
         rows = {
             "input_ids": batch.input_ids,  # (B, T) with masks applied
@@ -84,3 +100,22 @@ class DiffusionObjective(Objective):
             "weights": batch.weights,  # (B, T) loss weights, 0 where not masked
         }
         return rows, {"mask_ratio": float(batch.ratios.mean())}
+
+
+def objective_for(
+    spec: TrainSpec, model: nn.Module, special_ids: torch.Tensor, mask_token_id: int
+) -> Objective:
+    """The objective `spec` trains: AR (`causal.CausalObjective`) or masked diffusion with
+    the spec's recipe."""
+    if spec.objective == "ar":
+        from .causal import CausalObjective  # causal imports this module
+
+        return CausalObjective(model, special_ids, spec.masking.prefix_length)
+    return DiffusionObjective(
+        model,
+        spec.masking,
+        special_ids,
+        mask_token_id,
+        draw=RatioDraw.of(spec),
+        complementary=spec.complementary_masks,
+    )

@@ -34,8 +34,16 @@ def resolve_mixed_precision(setting: str) -> str:
     return "bf16" if cpu_has_native_bf16() else "no"
 
 
-def lr_factor(spec: TrainSpec, step: int, progress: float) -> float:
-    """Linear warm-up over steps, then decay over progress in [0, 1] down to 10%."""
+def lr_factor(spec: TrainSpec, step: int, progress: float, head: bool = False) -> float:
+    """Linear warm-up over steps, then decay over progress in [0, 1] down to 10%.
+
+    With `head_warmup_steps` H the body (head=False) is held still (factor 0) for the first
+    H steps and its warm-up runs over steps H .. H + warmup_steps; the head's starts at 0.
+    """
+    if not head:
+        if step < spec.head_warmup_steps:
+            return 0.0
+        step -= spec.head_warmup_steps
     warm = min(1.0, (step + 1) / spec.warmup_steps) if spec.warmup_steps else 1.0
     p = min(max(progress, 0.0), 1.0)
     if spec.lr_decay == "linear":
@@ -48,7 +56,8 @@ def lr_factor(spec: TrainSpec, step: int, progress: float) -> float:
 
 
 def param_groups(model: nn.Module, spec: TrainSpec) -> list[dict[str, Any]]:
-    """AdamW groups: no decay on biases and norms; the MLM head at `head_lr`.
+    """AdamW groups: no decay on biases and norms; the MLM head at `head_lr`. Each group
+    says whether it is the head's (`head`), for `lr_factor`.
 
     The head's output matrix is tied to the word embeddings, which belong to the body.
     """
@@ -69,6 +78,7 @@ def param_groups(model: nn.Module, spec: TrainSpec) -> list[dict[str, Any]]:
                 "params": params,
                 "lr": lr,
                 "base_lr": lr,
+                "head": is_head,
                 "weight_decay": 0.0 if no_decay else spec.weight_decay,
             }
         )

@@ -39,11 +39,11 @@ from torch import nn
 from shared.contracts.specs import TrainSpec
 
 from . import data as data_lib
-from .causal import CausalObjective, causal_from_masked, evaluate_causal
+from .causal import causal_from_masked, evaluate_causal
 from .evaluation import RatioResult, bound_of, evaluate_ratios, unigram_entropy
 from .masking import IGNORE_INDEX, seeded_generator, special_ids
 from .modeling import build_scratch, init_output_bias, load_pretrained, save_checkpoint
-from .objectives import DiffusionObjective, Objective
+from .objectives import Objective, objective_for
 from .optim import lr_factor, param_groups, resolve_mixed_precision
 
 STATE_DIR = "state"  # latest resumable training state (Accelerate format)
@@ -162,12 +162,7 @@ class Trainer:
         optimizer = torch.optim.AdamW(
             param_groups(model, spec), betas=(0.9, 0.98), eps=1e-6, fused=True
         )
-        if spec.objective == "ar":
-            objective = CausalObjective(model, self.special_ids, spec.masking.prefix_length)
-        else:
-            objective = DiffusionObjective(
-                model, spec.masking, self.special_ids, self.tokenizer.mask_token_id
-            )
+        objective = objective_for(spec, model, self.special_ids, self.tokenizer.mask_token_id)
         self.objective, self.optimizer = self.accelerator.prepare(objective, optimizer)
         self.state = TrainerState()
 
@@ -269,8 +264,10 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         spec, acc = self.spec, self.accelerator
         factor = lr_factor(spec, self.state.step, self._progress())
-        for group in self.optimizer.param_groups:
-            group["lr"] = group["base_lr"] * factor
+        for group in self.optimizer.param_groups:  # head and body (older states: no "head")
+            group["lr"] = group["base_lr"] * lr_factor(
+                spec, self.state.step, self._progress(), head=group.get("head", False)
+            )
         total, scored = 0.0, 0
         averages: dict[str, float] = {}
         for micro in range(spec.grad_accum):

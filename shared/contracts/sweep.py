@@ -1,0 +1,211 @@
+"""What a sweep is: a base training spec, a search space over its fields, a method, a
+metric, caps, early stopping. Written by hand in YAML or JSON, in the shape W&B Sweeps
+uses (`method`, `metric`, `parameters`, `early_terminate`), so a file written for one
+reads almost unchanged here:
+
+    name: tiny-lr
+    base: {preset: tiny, max_steps: 200}
+    method: tpe                         # grid | random | tpe (W&B's "bayes" reads as tpe)
+    metric: {name: val_nll, goal: minimize}
+    parameters:
+      lr: {min: 1.0e-4, max: 1.0e-2, distribution: log_uniform_values}
+      masking.mode: {values: [uniform, grid]}
+      batch_size: {value: 16}
+    run_cap: 24                         # trials (configurations), each on `seeds` seeds
+    concurrency: 2
+    early_terminate: {type: hyperband, min_iter: 1, eta: 3}
+
+A parameter names a `TrainSpec` field, dotted for a nested one (`masking.mode`,
+`scratch.hidden`). Every corner of the space is validated as a TrainSpec before anything
+is stored, so a bad space is refused naming `parameters.<name>`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from shared.contracts.presets import PRESETS
+from shared.contracts.specs import TrainSpec
+
+Method = Literal["grid", "random", "tpe"]
+Goal = Literal["minimize", "maximize"]
+# val_nll: the held-out NLL in nats per token at the run's last evaluation: the diffusion
+# bound, or an AR run's exact NLL (one metric, so both objectives sweep alike).
+MetricName = Literal["val_nll"]
+Distribution = Literal["uniform", "int_uniform", "log_uniform_values", "int_log_uniform_values"]
+Scalar = bool | int | float | str
+
+MAX_TRIALS = 10_000
+MAX_GRID = 10_000  # grid points of a grid sweep
+MAX_SEEDS = 16
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Parameter(_Model):
+    """One axis: a fixed `value`, a list of `values`, or a `min`..`max` range."""
+
+    value: Scalar | None = None
+    values: list[Scalar] | None = Field(None, min_length=1, max_length=1000)
+    min: int | float | None = None  # an int pair makes an integer range by default
+    max: int | float | None = None
+    distribution: Distribution | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Parameter:
+        kinds = [self.value is not None, self.values is not None, self.min is not None]
+        if sum(kinds) != 1:
+            raise ValueError("give exactly one of value, values, or min and max")
+        if self.min is not None:
+            if self.max is None:
+                raise ValueError("a range needs both min and max")
+            if not (math.isfinite(self.min) and math.isfinite(self.max)) or self.min >= self.max:
+                raise ValueError(f"min ({self.min}) must be below max ({self.max})")
+            if self.distribution is None:
+                both_int = isinstance(self.min, int) and isinstance(self.max, int)
+                self.distribution = "int_uniform" if both_int else "uniform"
+            if self.distribution.endswith("log_uniform_values") and self.min <= 0:
+                raise ValueError(f"a log range needs min > 0, not {self.min}")
+        elif self.max is not None or self.distribution is not None:
+            raise ValueError("max and distribution belong to a min..max range")
+        return self
+
+    @property
+    def is_int(self) -> bool:
+        return bool(self.distribution and self.distribution.startswith("int_"))
+
+    def corners(self) -> list[Scalar]:
+        """The values that bound this axis: every listed value, or a range's two ends."""
+        if self.value is not None:
+            return [self.value]
+        if self.values is not None:
+            return list(self.values)
+        assert self.min is not None and self.max is not None
+        ends = [self.min, self.max]
+        return [int(v) for v in ends] if self.is_int else ends
+
+
+class Metric(_Model):
+    name: MetricName = "val_nll"
+    goal: Goal = "minimize"
+
+
+class EarlyTerminate(_Model):
+    """Asynchronous successive halving over evaluations (Optuna's pruners): `min_iter`
+    evaluations before the first cut, keep 1/`eta` at each rung; `hyperband` runs several
+    such brackets with different first cuts."""
+
+    type: Literal["hyperband", "successive_halving"] = "hyperband"
+    min_iter: int = Field(1, ge=1, le=1000)
+    eta: int = Field(3, ge=2, le=10)
+
+
+class SweepSpec(_Model):
+    name: str = Field(..., min_length=1, max_length=200)
+    base: dict[str, Any] = Field(
+        default_factory=lambda: {"preset": "tiny"},
+        description="A training spec: `preset` plus any TrainSpec fields it overrides.",
+    )
+    method: Method = "tpe"
+    metric: Metric = Field(default_factory=Metric)
+    parameters: dict[str, Parameter] = Field(..., min_length=1, max_length=64)
+    run_cap: int = Field(24, ge=1, le=MAX_TRIALS, description="Trials (configurations) at most.")
+    concurrency: int = Field(2, ge=1, le=256, description="Trials running at once.")
+    seeds: int = Field(1, ge=1, le=MAX_SEEDS, description="Runs per trial, on seeds base+0..N-1.")
+    budget_minutes: float | None = Field(
+        None, gt=0, le=60 * 24 * 30, description="Start no trial after this much wall clock."
+    )
+    early_terminate: EarlyTerminate | None = None
+    queue: str | None = Field(None, max_length=64)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aliases(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("method") == "bayes":  # W&B's name for it
+            data = {**data, "method": "tpe"}
+        return data
+
+    @model_validator(mode="after")
+    def _space_fits(self) -> SweepSpec:
+        base = self.base_spec()
+        for name, param in self.parameters.items():
+            _check_axis(base, name, param)
+        if self.method == "grid":
+            unranged = [n for n, p in self.parameters.items() if p.min is not None]
+            if unranged:
+                raise _error(
+                    ("parameters", unranged[0]), "a grid sweep takes values, not a min..max range"
+                )
+            if grid_size(self) > MAX_GRID:
+                raise _error(("parameters",), f"the grid has more than {MAX_GRID} points")
+        return self
+
+    def base_spec(self) -> TrainSpec:
+        data = dict(self.base)
+        preset = data.pop("preset", "tiny")
+        if preset not in PRESETS:
+            raise _error(("base", "preset"), f"choose one of {', '.join(PRESETS)}")
+        try:
+            return TrainSpec.from_preset_data(preset, data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise _error(("base", *first["loc"]), first["msg"]) from None
+
+    def trial_spec(self, params: dict[str, Any], seed_index: int = 0) -> TrainSpec:
+        """The base spec with `params` applied (dotted names into nested fields) and the
+        trial's `seed_index`-th seed."""
+        spec = self.base_spec()
+        data = spec.model_dump(mode="json")
+        for name, value in params.items():
+            _set_dotted(data, name, value)
+        data["seed"] = int(data["seed"]) + seed_index
+        return TrainSpec.model_validate(data)
+
+
+def grid_size(spec: SweepSpec) -> int:
+    return math.prod(len(p.corners()) for p in spec.parameters.values())
+
+
+def grid_points(spec: SweepSpec) -> list[dict[str, Any]]:
+    names = list(spec.parameters)
+    axes = [spec.parameters[n].corners() for n in names]
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*axes)]
+
+
+def _set_dotted(data: dict[str, Any], name: str, value: Any) -> None:
+    *parents, leaf = name.split(".")
+    node = data
+    for part in parents:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[leaf] = value
+
+
+def _check_axis(base: TrainSpec, name: str, param: Parameter) -> None:
+    """Refuse an axis whose name is no TrainSpec field or whose corners do not validate."""
+    top = name.split(".", 1)[0]
+    if top not in TrainSpec.model_fields or top in ("preset", "seed"):
+        hint = " (seeds are the `seeds` setting)" if top == "seed" else ""
+        raise _error(("parameters", name), f"{name!r} is not a TrainSpec field to sweep{hint}")
+    for value in param.corners():
+        data = base.model_dump(mode="json")
+        _set_dotted(data, name, value)
+        try:
+            TrainSpec.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise _error(("parameters", name), f"{value!r}: {first['msg']}") from None
+
+
+def _error(loc: tuple[Any, ...], message: str) -> ValidationError:
+    return ValidationError.from_exception_data(
+        "SweepSpec",
+        [{"type": "value_error", "loc": loc, "input": None, "ctx": {"error": ValueError(message)}}],
+    )

@@ -1,0 +1,205 @@
+"""Sweeps over the job system's own rows: trials asked under a lock, never more than the
+concurrency at once, never twice; a finished run's metric told; the pruner's decisions;
+pause, resume, extend, stop. Runs are driven through the real job state machine (claim,
+succeed, fail) on SQLite and PostgreSQL; no worker is needed to decide what runs next."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import func, select
+
+from shared import jobs, submit, sweeps
+from shared.contracts.specs import SpecError
+from shared.contracts.sweep import SweepSpec
+from shared.db import session_scope
+from shared.models import Job, JobStatus, Run, Sweep, SweepStatus, SweepTrial
+from worker import results
+
+
+def _spec(dataset, **overrides) -> SweepSpec:
+    values = {
+        "name": "lr-sweep",
+        "base": {
+            "preset": "tiny",
+            "dataset": str(dataset),
+            "max_steps": 40,
+            "eval_every": 10,
+            "scratch": {"layers": 1, "hidden": 32, "heads": 2, "vocab_size": 400},
+        },
+        "method": "random",
+        "parameters": {"lr": {"min": 1e-4, "max": 1e-2, "distribution": "log_uniform_values"}},
+        "run_cap": 5,
+        "concurrency": 2,
+        **overrides,
+    }
+    return SweepSpec.model_validate(values)
+
+
+def _runs(sweep_id: int, status: JobStatus | None = None) -> list[Run]:
+    with session_scope() as s:
+        q = (
+            select(Run)
+            .join(SweepTrial, Run.sweep_trial_id == SweepTrial.id)
+            .where(SweepTrial.sweep_id == sweep_id)
+            .order_by(Run.id)
+        )
+        if status is not None:
+            q = q.where(Run.status == status)
+        rows = s.scalars(q).all()
+        s.expunge_all()
+        return list(rows)
+
+
+def _job_of(run_id: int) -> int:
+    with session_scope() as s:
+        return s.scalar(select(Job.id).where(Job.run_id == run_id))
+
+
+def _finish(run: Run, nll: float | None, *, ok: bool = True) -> None:
+    """Run `run`'s job through the state machine as a worker would, then top up."""
+    job_id = _job_of(run.id)
+    claim = jobs.claim(job_id, "test-worker")
+    assert claim is not None
+    if ok:
+        results.merge_run_summary(run.id, {"nll_bound": nll})
+        jobs.succeed(claim)
+    else:
+        jobs.fail(claim, "boom")
+    sweeps.after_job(job_id)
+
+
+def _status(sweep_id: int) -> SweepStatus:
+    with session_scope() as s:
+        return SweepStatus(s.get(Sweep, sweep_id).status)
+
+
+def test_trials_run_at_the_concurrency_until_the_cap_then_the_sweep_finishes(job_env):
+    sweep_id, _ = sweeps.create(_spec(job_env))
+    finished = 0
+    while True:
+        queued = _runs(sweep_id, JobStatus.QUEUED)
+        if not queued:
+            break
+        assert len(queued) <= 2  # never more than `concurrency` at once
+        _finish(queued[0], nll=5.0 - finished * 0.1)
+        finished += 1
+    runs = _runs(sweep_id)
+    assert len(runs) == 5 and finished == 5
+    assert all(1e-4 <= r.spec["lr"] <= 1e-2 for r in runs)
+    assert len({r.spec["lr"] for r in runs}) == 5  # five configurations, not one five times
+    assert _status(sweep_id) == SweepStatus.FINISHED
+    with session_scope() as s:
+        numbers = s.scalars(select(SweepTrial.number).where(SweepTrial.sweep_id == sweep_id)).all()
+    assert sorted(numbers) == [0, 1, 2, 3, 4]
+
+
+def test_a_grid_sweep_runs_every_point_exactly_once(job_env):
+    spec = _spec(
+        job_env,
+        method="grid",
+        parameters={"lr": {"values": [1e-3, 2e-3, 3e-3]}, "warmup_steps": {"values": [0, 4]}},
+        run_cap=100,
+        concurrency=3,
+    )
+    sweep_id, _ = sweeps.create(spec)
+    while queued := _runs(sweep_id, JobStatus.QUEUED):
+        _finish(queued[0], nll=4.0)
+    points = sorted((r.spec["lr"], r.spec["warmup_steps"]) for r in _runs(sweep_id))
+    assert points == sorted((lr, w) for lr in (1e-3, 2e-3, 3e-3) for w in (0, 4))
+    assert _status(sweep_id) == SweepStatus.FINISHED
+
+
+def test_concurrent_top_ups_never_ask_a_trial_twice(job_env):
+    sweep_id, _ = sweeps.create(_spec(job_env, run_cap=6, concurrency=6))
+    # Six top-ups at once (as workers finishing jobs together, and the reconciler, do).
+    threads = [threading.Thread(target=sweeps.top_up, args=(sweep_id,)) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with session_scope() as s:
+        trials = s.scalar(select(func.count()).where(SweepTrial.sweep_id == sweep_id))
+    assert trials == 6 and len(_runs(sweep_id)) == 6
+
+
+def test_seeds_make_runs_per_trial_and_the_trial_value_is_their_mean(job_env):
+    sweep_id, _ = sweeps.create(_spec(job_env, run_cap=1, concurrency=1, seeds=3))
+    runs = _runs(sweep_id)
+    assert len(runs) == 3 and len({r.sweep_trial_id for r in runs}) == 1
+    assert sorted(r.spec["seed"] for r in runs) == [0, 1, 2]
+    for run, nll in zip(runs, (4.0, 5.0, 6.0), strict=True):
+        _finish(run, nll)
+    with session_scope() as s:
+        trial = s.scalars(select(SweepTrial).where(SweepTrial.sweep_id == sweep_id)).one()
+        view = sweeps.trial_view(_spec(job_env, seeds=3), trial)
+    assert view.state == "complete" and view.value == pytest.approx(5.0)
+    assert view.spread == pytest.approx(1.0)
+
+
+def test_the_pruner_stops_a_trial_that_is_behind_at_its_rung(job_env):
+    spec = _spec(
+        job_env,
+        run_cap=8,
+        concurrency=8,
+        early_terminate={"type": "successive_halving", "min_iter": 1, "eta": 2},
+    )
+    sweep_id, _ = sweeps.create(spec)
+    runs = _runs(sweep_id)
+    assert len(runs) == 8
+    # Seven trials, each better than the last, report at every evaluation and finish: none
+    # is cut. Then an eighth reports far worse at its first rung.
+    for i, run in enumerate(runs[:7]):
+        value = 4.0 - i * 0.1
+        assert [sweeps.report(run.id, step, value) for step in (10, 20, 30, 40)] == [False] * 4
+        _finish(run, value)
+    worst = runs[7]
+    pruned = [sweeps.report(worst.id, step, 9.0) for step in (10, 20, 30, 40)]
+    assert pruned == [True] * 4  # cut at its first rung, and it stays cut
+    with session_scope() as s:
+        trial = s.get(SweepTrial, worst.sweep_trial_id)
+        assert trial.system_attrs[sweeps.PRUNED_AT] == 10
+
+
+def test_a_run_outside_a_sweep_is_never_pruned(job_env):
+    job = submit.submit_train(_spec(job_env).base_spec())
+    assert sweeps.report(job.run_id, 10, 99.0) is False
+
+
+def test_pause_resume_extend_stop(job_env):
+    sweep_id, _ = sweeps.create(_spec(job_env, run_cap=2, concurrency=1))
+    sweeps.pause(sweep_id)
+    _finish(_runs(sweep_id, JobStatus.QUEUED)[0], 4.0)
+    assert _runs(sweep_id, JobStatus.QUEUED) == []  # paused: no new trial
+    sweeps.resume(sweep_id)
+    _finish(_runs(sweep_id, JobStatus.QUEUED)[0], 4.0)
+    assert _status(sweep_id) == SweepStatus.FINISHED
+    sweeps.extend(sweep_id, 1)
+    assert _status(sweep_id) == SweepStatus.RUNNING and len(_runs(sweep_id)) == 3
+    sweeps.stop(sweep_id)
+    assert _status(sweep_id) == SweepStatus.STOPPED
+    assert [r.status for r in _runs(sweep_id)][-1] == JobStatus.CANCELLED
+    with pytest.raises(sweeps.SweepError, match="stopped"):
+        sweeps.resume(sweep_id)
+
+
+def test_failed_trials_are_retried_with_the_same_configuration(job_env):
+    sweep_id, _ = sweeps.create(_spec(job_env, run_cap=1, concurrency=1))
+    run = _runs(sweep_id)[0]
+    _finish(run, None, ok=False)
+    assert _status(sweep_id) == SweepStatus.FINISHED
+    assert sweeps.retry_failed(sweep_id) == [_job_of(run.id)]
+    assert _runs(sweep_id, JobStatus.QUEUED)[0].id == run.id
+    assert _status(sweep_id) == SweepStatus.RUNNING
+
+
+def test_a_refused_source_stores_no_sweep(job_env):
+    spec = _spec(job_env)
+    bad = spec.model_copy(update={"base": {**spec.base, "dataset": "/etc/passwd"}})
+    with pytest.raises(SpecError) as exc:
+        sweeps.create(bad)
+    assert exc.value.field == "dataset"
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Sweep)) == 0
+        assert s.scalar(select(func.count()).select_from(Run)) == 0

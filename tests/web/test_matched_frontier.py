@@ -85,3 +85,11 @@ def test_lines_over_temperature_read_at_human_diversity_one_judge_per_line(clien
     page = client.get("/frontier?name=qd").text
     assert 'id="chart-diversity"' in page and 'id="frontier-matched"' in page
     assert "human text (100 held-out snippets)" in page and "never reaches human" in page
+
+    # The runs list and compare show that matched number (the packaged judge's line), not
+    # a raw perplexity, for the run's judged sets.
+    runs = client.get("/runs").text
+    assert "samples: judge ppl <b>40</b> at human diversity" in runs
+    compare = client.get(f"/compare?runs={run},{add_run('other')}").text
+    assert 'data-metric="matched"' in compare
+    assert "samples: judge ppl <b>40</b> at human diversity" in compare

@@ -19,7 +19,7 @@ from worker.diffusion.confine import Roots, set_roots
 def job_roots(settings: Settings) -> Roots:
     models = [settings.model_root, settings.cache_dir]
     store = ArtifactStore()
-    if ArtifactStore.is_local(store.base_url):
+    if store.base_url.startswith("file://"):  # a local store (ArtifactStore.is_local is gone)
         models.append(Path(store.root))
     return Roots(datasets=(settings.dataset_root,), models=tuple(models))
 

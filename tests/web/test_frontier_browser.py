@@ -48,7 +48,7 @@ def test_a_frontier_with_a_temperature_axis_grows_live_beside_human_text(server,
     assert form.locator('[name="judge"]').input_value() == "smollm2-135m"
     form.locator(f'input[name="checkpoints"][value="{diff_ckpt}"]').check()
     form.locator('[name="steps"]').fill("")
-    for box in form.locator('input[name="strategies"]:checked').all():
+    for box in form.locator('input[name="strategies"]').all():
         box.uncheck()
     form.locator('button[type="submit"]').click()
     page.wait_for_selector("#form-errors")

@@ -190,7 +190,7 @@ def test_cli_lists_shows_and_refuses_frontiers(app, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[1].split("\t")[:6] == ["line", "steps", "T", "passes", "s/sample", "judge ppl"]
     ar_row = out[2].split("\t")
-    assert ar_row[0] == f"run {ids['ar']} · AR" and ar_row[5:8] == ["30", "2.5", "0.8"]
+    assert ar_row[0] == f"run {ids['ar']} · AR" and ar_row[5:9] == ["30", "2.5", "—", "0.8"]
     assert out[3].split("\t")[1] == "4" and out[3].endswith(str(ids["d4"]))
     assert main(["frontier", "show", "nope"]) == 2
     assert "no frontier named 'nope'" in capsys.readouterr().err

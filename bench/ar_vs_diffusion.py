@@ -258,9 +258,10 @@ def timed(fn, *args, **kwargs):
 
 
 def params(checkpoint: str) -> int:
-    from worker.diffusion.modeling import load_checkpoint, num_parameters
+    from worker.diffusion.modeling import load_checkpoint
 
-    return num_parameters(load_checkpoint(checkpoint)[0])
+    # parameters() yields a shared tensor once: the tied output matrix is counted once.
+    return sum(p.numel() for p in load_checkpoint(checkpoint)[0].parameters())
 
 
 def main() -> None:

@@ -93,3 +93,16 @@ def test_lines_over_temperature_read_at_human_diversity_one_judge_per_line(clien
     compare = client.get(f"/compare?runs={run},{add_run('other')}").text
     assert 'data-metric="matched"' in compare
     assert "samples: judge ppl <b>40</b> at human diversity" in compare
+
+
+def test_runs_judged_by_different_judges_say_which(client):
+    a, b = add_run("a"), add_run("b")
+    ref_a = _reference("smollm2-135m", entropy=2.5, ppl=100.0)
+    ref_b = _reference("checkpoint 9 (run 3, step 30)", entropy=2.3, ppl=40.0)
+    for t, h, ppl in ((0.5, 2.0, 20.0), (1.0, 3.0, 80.0)):
+        _point(a, t, "smollm2-135m", ref_a, h, ppl)
+        _point(b, t, "checkpoint 9 (run 3, step 30)", ref_b, h, ppl)
+    compare = client.get(f"/compare?runs={a},{b}").text
+    assert "(judge smollm2-135m)" in compare and "(judge checkpoint 9 (run 3, step 30))" in compare
+    runs = client.get("/runs").text
+    assert "(judge smollm2-135m)" in runs and "(judge checkpoint 9 (run 3, step 30))" in runs

@@ -36,7 +36,11 @@ td.onReady(() => {
 
   // Draw `series` (label, values over xs, color, ...) into element `el`; `extra(u)` paints
   // on top (reference levels). Returns the chart, or null when there is nothing to draw.
-  const plot = (key, el, xs, series, xLabel, yLabel, extra) => {
+  // Perplexities span orders of magnitude (a tiny model's 30,000 beside human text's 700):
+  // drawn on a log scale, padded by a factor.
+  const logPadded = (u, min, max) => (min === null || max === null ? [min, max] : [min / 1.25, max * 1.25]);
+
+  const plot = (key, el, xs, series, xLabel, yLabel, extra, logY = false) => {
     if (charts[key]) charts[key].destroy();
     charts[key] = null;
     el.replaceChildren();
@@ -52,7 +56,7 @@ td.onReady(() => {
     const opts = {
       width: Math.max(320, el.clientWidth || 700),
       height,
-      scales: { x: { time: false, range: padded }, y: { range: padded } },
+      scales: { x: { time: false, range: padded }, y: logY ? { distr: 3, range: logPadded } : { range: padded } },
       axes: [{ label: xLabel }, { label: yLabel }],
       series: [
         { label: xLabel },
@@ -138,7 +142,7 @@ td.onReady(() => {
     $("diversity-note").textContent = lines.length
       ? `${lines.length} line${lines.length === 1 ? "" : "s"} over temperature; ${read} reach human text's diversity (table below). Each judge's sets are on lines of their own.`
       : "No judged point yet (a frontier with judge 'none' has none).";
-    const chart = plot("diversity", $("chart-diversity"), xs, all, LABELS[xKey], LABELS.judge_ppl);
+    const chart = plot("diversity", $("chart-diversity"), xs, all, LABELS[xKey], `${LABELS.judge_ppl}, log scale`, null, true);
     if (chart) openOnClick(chart, all, ids);
   };
 
@@ -167,7 +171,8 @@ td.onReady(() => {
     $("frontier-note").textContent = drawn
       ? `${drawn} line${drawn === 1 ? "" : "s"}${levels.length ? "; dashed: the AR baseline's level" : ""}; click a point to open its sample set.`
       : `No point has ${LABELS[yKey]} yet${yKey === "judge_ppl" ? " (a frontier without a judge has none)" : ""}.`;
-    const chart = plot("cost", $("chart-frontier"), xs, series, LABELS[xKey], LABELS[yKey], baseline);
+    const logY = yKey === "judge_ppl";
+    const chart = plot("cost", $("chart-frontier"), xs, series, LABELS[xKey], logY ? `${LABELS[yKey]}, log scale` : LABELS[yKey], baseline, logY);
     if (chart) openOnClick(chart, series, setIds);
   };
 

@@ -42,6 +42,12 @@ class ArtifactStore:
             raise ValueError(f"bad artifact key {key!r}")
         return f"{self.base_url}/{key}"
 
+    @staticmethod
+    def is_local(url: str) -> bool:
+        """True for a store on this machine's file system (`worker.roots` confines reads
+        to it)."""
+        return isinstance(fsspec.core.url_to_fs(url)[0], LocalFileSystem)
+
     # ------------------------------------------------------------------ operations
     def put_dir(self, local: Path, key: str) -> str:
         """Copy the folder `local` to `key`, replacing what was there; return its URL.

@@ -270,6 +270,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from shared.contracts.grid import SamplerSpec
+    from shared.settings import get_settings
     from worker.diffusion import data
     from worker.diffusion.ar_generate import generate_causal
     from worker.diffusion.generate import generate
@@ -324,7 +325,7 @@ def main() -> None:
     judge = (
         (ar_model, ar_tokenizer)
         if args.judge == "ar"
-        else load_judge(args.judge, cache_dir=args.out / "judges")
+        else load_judge(args.judge, cache_dir=get_settings().judge_cache_dir)
     )
     length = min(args.length, base.seq_len - 2)
     n = args.samples

@@ -83,7 +83,8 @@ def parse_args() -> argparse.Namespace:
     # 32: half a training block, so that the frontier fits in about half an hour on 2 cores;
     # the scheduled strategies then make at most 32 passes (64 steps = one token per pass).
     p.add_argument("--length", type=int, default=32, help="tokens per sample")
-    p.add_argument("--temperatures", default="0.7,1.0", help="top-k 50 sampling, both; two or more")
+    # Up to 1.3: a line is read at human text's entropy only if it gets there.
+    p.add_argument("--temperatures", default="0.7,1.0,1.3", help="top-k 50, both; two or more")
     p.add_argument(
         "--judge", default="smollm2-135m", help="a packaged judge, a causal model dir, or 'ar'"
     )
@@ -404,7 +405,8 @@ def main() -> None:
             save(payload, args, started, complete=False)  # a partial frontier survives a stop
     path = save(payload, args, started, complete=True)
     for m in payload["matched"]:
-        print(f"  matched {m['model']} {m['strategy']} {m['steps'] or ''}: {m['judge_ppl']}")
+        read = f"{m['judge_ppl']:.1f}" if m["judge_ppl"] is not None else m["reason"]
+        print(f"  at human diversity: {m['model']} {m['strategy']} {m['steps'] or ''}: {read}")
     print(f"bound ratio {payload['bound_ratio']:.2f}; wrote {path}")
 
 

@@ -37,8 +37,9 @@ td.onReady(() => {
   // Draw `series` (label, values over xs, color, ...) into element `el`; `extra(u)` paints
   // on top (reference levels). Returns the chart, or null when there is nothing to draw.
   // Perplexities span orders of magnitude (a tiny model's 30,000 beside human text's 700):
-  // drawn on a log scale, padded by a factor.
-  const logPadded = (u, min, max) => (min === null || max === null ? [min, max] : [min / 1.25, max * 1.25]);
+  // drawn on a log scale from the power of ten below the lowest to the one above the highest.
+  const decades = (u, min, max) => (min === null || max === null || min <= 0 ? [min, max]
+    : [10 ** Math.floor(Math.log10(min) - 1e-9), 10 ** Math.ceil(Math.log10(max) + 1e-9)]);
 
   const plot = (key, el, xs, series, xLabel, yLabel, extra, logY = false) => {
     if (charts[key]) charts[key].destroy();
@@ -56,8 +57,8 @@ td.onReady(() => {
     const opts = {
       width: Math.max(320, el.clientWidth || 700),
       height,
-      scales: { x: { time: false, range: padded }, y: logY ? { distr: 3, range: logPadded } : { range: padded } },
-      axes: [{ label: xLabel }, { label: yLabel }],
+      scales: { x: { time: false, range: padded }, y: logY ? { distr: 3, log: 10, range: decades } : { range: padded } },
+      axes: [{ label: xLabel }, { label: yLabel, size: 70 }],
       series: [
         { label: xLabel },
         ...series.map((s) => ({
@@ -142,7 +143,7 @@ td.onReady(() => {
     $("diversity-note").textContent = lines.length
       ? `${lines.length} line${lines.length === 1 ? "" : "s"} over temperature; ${read} reach human text's diversity (table below). Each judge's sets are on lines of their own.`
       : "No judged point yet (a frontier with judge 'none' has none).";
-    const chart = plot("diversity", $("chart-diversity"), xs, all, LABELS[xKey], `${LABELS.judge_ppl}, log scale`, null, true);
+    const chart = plot("diversity", $("chart-diversity"), xs, all, LABELS[xKey], "judge ppl (log; lower is better)", null, true);
     if (chart) openOnClick(chart, all, ids);
   };
 
@@ -172,7 +173,7 @@ td.onReady(() => {
       ? `${drawn} line${drawn === 1 ? "" : "s"}${levels.length ? "; dashed: the AR baseline's level" : ""}; click a point to open its sample set.`
       : `No point has ${LABELS[yKey]} yet${yKey === "judge_ppl" ? " (a frontier without a judge has none)" : ""}.`;
     const logY = yKey === "judge_ppl";
-    const chart = plot("cost", $("chart-frontier"), xs, series, LABELS[xKey], logY ? `${LABELS[yKey]}, log scale` : LABELS[yKey], baseline, logY);
+    const chart = plot("cost", $("chart-frontier"), xs, series, LABELS[xKey], logY ? "judge ppl (log; lower is better)" : LABELS[yKey], baseline, logY);
     if (chart) openOnClick(chart, series, setIds);
   };
 

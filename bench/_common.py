@@ -29,6 +29,18 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def cpu_flags() -> list[str]:
+    """The SIMD flags that decide training speed (avx*, amx*, fma), from /proc/cpuinfo."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = line.split(":", 1)[1].split()
+                return sorted(f for f in flags if f.startswith(("avx", "amx", "fma")))
+    except OSError:
+        pass
+    return []
+
+
 def machine() -> dict[str, Any]:
     """Where a number was measured: platform, CPU model, core count, torch version and threads."""
     import os

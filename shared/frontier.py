@@ -10,7 +10,7 @@ written, and the jobs are inserted in one transaction: a bad one stores nothing.
 from __future__ import annotations
 
 from shared import submit
-from shared.contracts.specs import FrontierSpec
+from shared.contracts.frontier import FrontierSpec
 from shared.models import Job, utcnow
 
 

@@ -36,6 +36,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from shared.kinds import STORED
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -79,10 +81,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
-class JobKind(enum.StrEnum):
-    TRAIN = "train"
-    GENERATE = "generate"
-    EVALUATE = "evaluate"
+# The kinds of job a row may hold: those of the job-kind table (`shared.kinds`), whose
+# migration widened the `ck_jobs_job_kind` constraint.
+JobKind = enum.StrEnum("JobKind", {name.upper(): name for name in STORED})
 
 
 class JobStatus(enum.StrEnum):

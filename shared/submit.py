@@ -130,8 +130,12 @@ def judge_source(source: str) -> str:
     if source == sources.SCRATCH or source in sources.PACKAGED_MODELS:
         raise SpecError("judge", f"{source!r} is a masked LM; a judge must be a causal LM")
     resolved = sources.resolve_model(source, get_settings().model_root, field="judge")
-    if Path(resolved).is_dir() and not sources.is_causal_config(Path(resolved)):
+    directory = Path(resolved)
+    if directory.is_dir() and not sources.is_causal_config(directory):
         raise SpecError("judge", f"{source!r} does not hold a causal LM (see its config.json)")
+    if directory.is_dir() and not sources.has_weights(directory):
+        names = " or ".join(sources.WEIGHT_FILES[::2])
+        raise SpecError("judge", f"{source!r} holds no weights ({names})")
     return resolved
 
 

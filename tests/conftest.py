@@ -21,7 +21,7 @@ def pytest_configure(config):
     config._td_session_mark = processes.mark_session()
     # The packaged judge's conversion (20-100 s) is kept in pytest's cache folder, and every
     # process a test starts (workers, `up`) inherits this, so it happens once per checkout.
-    if config.cache is not None:
+    if getattr(config, "cache", None) is not None:  # absent under -p no:cacheprovider
         os.environ.setdefault("JUDGE_CACHE_DIR", str(config.cache.mkdir("judges")))
 
 

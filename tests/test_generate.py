@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 
 from shared.contracts.grid import SamplerSpec
-from worker.diffusion.generate import STRATEGIES, generate, get_strategy, infill
+from shared.contracts.options import Strategy
+from worker.diffusion.generate import generate, get_strategy, infill
 
 PROMPTS = ["The old farmer", "A", "My brother walked to the city gate in the morning"]
 
@@ -71,7 +74,7 @@ def test_infilling_keeps_known_tokens(tiny_model):
         infill(model, tok, ["nothing to fill"], SamplerSpec())
 
 
-@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+@pytest.mark.parametrize("strategy", get_args(Strategy))
 @pytest.mark.parametrize("sampling", ["greedy", "topk", "nucleus"])
 def test_every_strategy_finishes(tiny_model, strategy, sampling):
     model, tok = tiny_model

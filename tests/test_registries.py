@@ -15,12 +15,15 @@ from shared.contracts.options import (
 )
 from worker.diffusion.sampling import SAMPLERS
 from worker.diffusion.schedules import SCHEDULES, get_schedule
-from worker.diffusion.strategies import STRATEGIES, get_strategy
+from worker.diffusion.strategies import RANDOM, STRATEGIES, get_strategy
+
+# The ranked strategies, and `random`: the denoising loop's re-masking mode.
+WITH_RANDOM = {**STRATEGIES, RANDOM: None}
 
 
 @pytest.mark.parametrize(
     ("registry", "declared"),
-    [(STRATEGIES, Strategy), (SCHEDULES, Schedule), (SAMPLERS, Sampling)],
+    [(WITH_RANDOM, Strategy), (SCHEDULES, Schedule), (SAMPLERS, Sampling)],
     ids=["strategies", "schedules", "samplers"],
 )
 def test_registry_keys_are_the_declared_names(registry, declared):

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from shared.contracts.frontier import FrontierSpec
 from shared.contracts.grid import SamplerSpec
-from shared.contracts.specs import EvalSpec, FrontierSpec, GenerateSpec, TrainSpec
+from shared.contracts.specs import EvalSpec, GenerateSpec, TrainSpec
 from text_diffusion.cli import build_parser
 from text_diffusion.commands import diffusion
 from text_diffusion.specflags import field_schemas, spec_values

@@ -85,3 +85,17 @@ def test_a_grid_sweep_takes_values_and_lists_every_point_once():
     )
     points = grid_points(spec)
     assert grid_size(spec) == 6 and len({tuple(sorted(p.items())) for p in points}) == 6
+
+
+def test_a_boolean_or_nan_is_no_number_in_a_sweep():
+    """`min: true` would be read as 1, NaN as a value: refused naming the field."""
+    for parameter, where in [
+        ({"min": True, "max": 5}, "min"),
+        ({"values": [0.1, float("nan")]}, "values"),
+    ]:
+        with pytest.raises(ValidationError) as raised:
+            SweepSpec(name="s", parameters={"lr": parameter})
+        assert where in [str(p) for p in raised.value.errors()[0]["loc"]]
+    with pytest.raises(ValidationError) as raised:
+        SweepSpec(name="s", parameters={"lr": {"values": [0.1]}}, run_cap=True)
+    assert raised.value.errors()[0]["loc"] == ("run_cap",)

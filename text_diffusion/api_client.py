@@ -3,8 +3,8 @@
     client = ApiClient("http://gpu-box:8000", token=os.environ["TD_API_TOKEN"])
     client.post("/api/runs", {"preset": "tiny"})      # -> {"job_id": 3, "run_id": 2, ...}
 
-`RemoteJobs` offers the functions of `shared.jobs` that the CLI calls (submit_*, get_job,
-list_jobs, cancel, retry) over HTTP, so the commands run unchanged against a server
+`RemoteJobs` offers the functions of `shared.jobs` that the CLI calls (submit_train, submit,
+get_job, list_jobs, cancel, retry) over HTTP, so the commands run unchanged against a server
 instead of the database. Every failure is an `ApiClientError` that says what to do:
 a server that does not answer, a missing or refused token, the fields a spec got wrong.
 """
@@ -168,13 +168,13 @@ class RemoteJobs:
         body.update(queue=queue, priority=priority)
         return self._submitted("train", self.api.post("/api/runs", _drop_none(body)))
 
-    def submit_generate(self, spec, *, queue: str | None = None, priority: int = 0) -> Submitted:
-        body = {"spec": spec.model_dump(mode="json"), "queue": queue, "priority": priority}
-        return self._submitted("generate", self.api.post("/api/generate", _drop_none(body)))
+    def submit(self, kind: str, spec, *, queue: str | None = None, priority: int = 0) -> Submitted:
+        """A job of a routed kind of the table (`shared.kinds`): POST /api/<route>."""
+        from shared.kinds import get
 
-    def submit_evaluate(self, spec, *, queue: str | None = None, priority: int = 0) -> Submitted:
         body = {"spec": spec.model_dump(mode="json"), "queue": queue, "priority": priority}
-        return self._submitted("evaluate", self.api.post("/api/evaluate", _drop_none(body)))
+        path = f"/api/{get(kind).route}"
+        return self._submitted(kind, self.api.post(path, _drop_none(body)))
 
     def get_job(self, job_id: int) -> RemoteJob:
         return RemoteJob.from_json(self.api.get(f"/api/jobs/{job_id}"))

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .commands import diffusion, frontier, jobs, up
+from .commands import diffusion, frontier, jobs, sweep, up
 from .errors import UserError
 
 __all__ = ["UserError", "build_parser", "main"]
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.register(sub)
     up.register(sub)
     frontier.register(sub)
+    sweep.register(sub)
     return parser
 
 

@@ -8,20 +8,23 @@ bodies are described by the OpenAPI document at /api/openapi.json.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, jsonify, request
 from pydantic import BaseModel, ValidationError
 
-from shared import jobs, submit
+from shared import jobs, kinds, submit
+from shared.contracts.frontier import FrontierSpec
 from shared.contracts.limits import FRONTIER_NAME, MAX_FRONTIER_CHARS, MAX_ID
 from shared.contracts.presets import PRESETS
-from shared.contracts.specs import EvalSpec, FrontierSpec, GenerateSpec, SpecError, TrainSpec
+from shared.contracts.specs import GenerateSpec, SpecError, TrainSpec
 from shared.contracts.sweep import SweepSpec
 from shared.db import read_scope
 from shared.frontier import submit_frontier
+from shared.kinds import Kind
 from web import args
-from web.api_models import PatchJob, SubmitEvaluate, SubmitFrontier, SubmitGenerate, SubmitTrain
+from web.api_models import PatchJob, SubmitFrontier, SubmitTrain, submit_model
 from web.errors import ApiError, spec_error
 from web.guard import limit_json_depth
 from web.queries.compare import compare as compare_runs
@@ -39,13 +42,13 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 # After the login guard, before any view parses the body.
 bp.before_request(limit_json_depth)
 
-SCHEMAS: dict[str, type[BaseModel]] = {
-    "train": TrainSpec,
-    "generate": GenerateSpec,
-    "evaluate": EvalSpec,
-    "frontier": FrontierSpec,
-    "sweep": SweepSpec,
-}
+# Specs that are not a job kind's (those are read from `shared.kinds` when asked for).
+SCHEMAS: dict[str, type[BaseModel]] = {"frontier": FrontierSpec, "sweep": SweepSpec}
+
+
+def schemas() -> dict[str, type[BaseModel]]:
+    """GET /api/schema/<name>: every job kind's spec, and the others."""
+    return {**{k.name: k.spec for k in kinds.KINDS.values()}, **SCHEMAS}
 
 
 @bp.before_request  # after the app's login guard: a stranger gets 401, not 404
@@ -93,10 +96,8 @@ def _body(model: type[BaseModel]) -> Any:
         raise ApiError(422, "invalid request body", validation_fields(exc)) from None
 
 
-def _submitted(job, sample_sets: int | None = None):
-    body = {"job_id": job.id, "run_id": job.run_id, "queue": job.queue}
-    if sample_sets is not None:
-        body["sample_sets"] = sample_sets
+def _submitted(job, **extra: Any):
+    body = {"job_id": job.id, "run_id": job.run_id, "queue": job.queue, **extra}
     return jsonify(body), 201
 
 
@@ -214,26 +215,29 @@ def retry_job(job_id: int):
     return _query(get_job_row, job_id)
 
 
-@bp.post("/generate")
-def submit_generate():
-    body = _body(SubmitGenerate)
-    check_refs(body.spec)
-    try:
-        job = submit.submit_generate(body.spec, queue=body.queue, priority=body.priority)
-    except SpecError as exc:
-        raise spec_error(exc) from None
-    return _submitted(job, sample_sets=body.spec.grid.size())
+def _submit_view(kind: Kind) -> Callable[[], Any]:
+    """The view of `POST /api/<route>` for a routed job kind: validate, check, submit."""
+    model = submit_model(kind)
+
+    def view():
+        body = _body(model)
+        check_refs(body.spec)
+        try:
+            job = kind.submit_function()(body.spec, queue=body.queue, priority=body.priority)
+        except SpecError as exc:
+            raise spec_error(exc) from None
+        return _submitted(job, **(kind.answer(body.spec) if kind.answer else {}))
+
+    return view
 
 
-@bp.post("/evaluate")
-def submit_evaluate():
-    body = _body(SubmitEvaluate)
-    check_refs(body.spec)
-    try:
-        job = submit.submit_evaluate(body.spec, queue=body.queue, priority=body.priority)
-    except SpecError as exc:
-        raise spec_error(exc) from None
-    return _submitted(job)
+@bp.record
+def _kind_routes(state) -> None:
+    """A route per routed job kind of the table, as it stands when the app is made."""
+    for kind in kinds.routed():
+        state.add_url_rule(
+            f"/{kind.route}", f"submit_{kind.name}", _submit_view(kind), methods=["POST"]
+        )
 
 
 @bp.post("/frontiers")
@@ -303,9 +307,9 @@ def presets():
 
 @bp.get("/schema/<kind>")
 def schema(kind: str):
-    model = SCHEMAS.get(kind)
+    model = schemas().get(kind)
     if model is None:
-        raise ApiError(404, f"no schema {kind!r}; choose one of {', '.join(SCHEMAS)}")
+        raise ApiError(404, f"no schema {kind!r}; choose one of {', '.join(schemas())}")
     return model.model_json_schema()
 
 

@@ -3,13 +3,25 @@ OpenAPI document, so the description and the checks are the same code."""
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    create_model,
+    field_validator,
+)
 
+from shared import kinds
+from shared.contracts.frontier import FrontierSpec
 from shared.contracts.labels import MAX_NAME_CHARS, MAX_TAG_CHARS, MAX_TAGS, check_name, check_tag
-from shared.contracts.specs import EvalSpec, FrontierSpec, GenerateSpec
+from shared.contracts.strict import no_boolean_numbers
 from shared.contracts.sweep import SweepSpec
+from shared.kinds import Kind
 
 Queue = Literal["cpu", "gpu"]
 Name = Annotated[str, Field(max_length=MAX_NAME_CHARS), AfterValidator(check_name)]
@@ -17,7 +29,14 @@ Tag = Annotated[str, Field(max_length=MAX_TAG_CHARS), AfterValidator(check_tag)]
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: unknown fields refused, and no boolean or NaN for a number."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        return no_boolean_numbers(value, cls.model_fields[info.field_name].annotation)
 
 
 class SubmitTrain(_Body):
@@ -36,18 +55,22 @@ class SubmitTrain(_Body):
     priority: int = Field(0, ge=-1000, le=1000, description="Higher runs first.")
 
 
-class SubmitGenerate(_Body):
-    """Queue one generation job: a sample set per combination of the grid."""
+@cache
+def submit_model(kind: Kind) -> type[BaseModel]:
+    """The body of `POST /api/<route>` for a job kind of the table (`shared.kinds`):
+    `Submit<Kind>` with its spec, a queue and a priority."""
+    return create_model(
+        f"Submit{kind.name.title()}",
+        __base__=_Body,
+        __doc__=f"Queue a {kind.name} job: {kind.help}.",
+        spec=(kind.spec, ...),
+        queue=(Queue | None, Field(None, description="Default: the spec's device's queue.")),
+        priority=(int, Field(0, ge=-1000, le=1000, description="Higher runs first.")),
+    )
 
-    spec: GenerateSpec
-    queue: Queue | None = None
-    priority: int = Field(0, ge=-1000, le=1000)
 
-
-class SubmitEvaluate(_Body):
-    spec: EvalSpec
-    queue: Queue | None = None
-    priority: int = Field(0, ge=-1000, le=1000)
+SubmitGenerate = submit_model(kinds.get("generate"))
+SubmitEvaluate = submit_model(kinds.get("evaluate"))
 
 
 class SubmitFrontier(_Body):

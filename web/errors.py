@@ -27,7 +27,6 @@ from werkzeug.exceptions import HTTPException
 
 from shared.contracts.specs import SpecError
 from shared.errors import JobError, JobNotFound
-from web.auth import ApiAuthError
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +102,10 @@ def with_retry_after(response, seconds: int):
 
 
 def register(app: Flask) -> None:
+    # Imported here: the CLI reads `NotFound` from this module, and the login machinery
+    # (sessions, the database) would only slow its error path.
+    from web.auth import ApiAuthError
+
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)
     @app.errorhandler(PoolTimeout)

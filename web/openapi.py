@@ -9,23 +9,23 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
+from shared import kinds
 from shared.contracts.limits import FRONTIER_NAME_PATTERN, MAX_FRONTIER_CHARS, MAX_ID
-from shared.contracts.specs import EvalSpec, GenerateSpec, TrainSpec
+from shared.kinds import Kind
 from shared.models import JobKind, JobStatus
 from web import __doc__ as web_doc
-from web.api import SCHEMAS
+from web.api import schemas
 from web.api_models import (
     Error,
     ExtendSweep,
     FrontierSubmitted,
     PatchJob,
-    SubmitEvaluate,
     SubmitFrontier,
-    SubmitGenerate,
     SubmitSweep,
     Submitted,
     SubmitTrain,
     SweepSubmitted,
+    submit_model,
 )
 from web.args import MAX_PAGE, MAX_QUERY_CHARS, ORDERS
 from web.queries.compare import MAX_COMPARE
@@ -291,13 +291,16 @@ def _paths() -> dict[str, Any]:
                 "Retry a failed or cancelled job", job, params=[job_id], write=True, tag="jobs"
             )
         },
-        "/api/generate": {
-            "post": _op(
-                "Queue a generation grid over a checkpoint",
-                created,
-                body="SubmitGenerate",
-                tag="jobs",
-            )
+        **{
+            f"/api/{k.route}": {
+                "post": _op(
+                    f"Queue a {k.name} job: {k.help}",
+                    created,
+                    body=submit_model(k).__name__,
+                    tag="jobs",
+                )
+            }
+            for k in kinds.routed()
         },
         "/api/frontiers": {
             "get": _op("Speed-quality frontiers, newest first", ok_list, tag="frontier"),
@@ -319,11 +322,6 @@ def _paths() -> dict[str, Any]:
             )
         },
         **_sweep_paths(ok, ok_list),
-        "/api/evaluate": {
-            "post": _op(
-                "Queue an evaluation of a checkpoint", created, body="SubmitEvaluate", tag="jobs"
-            )
-        },
         "/api/checkpoints": {
             "get": _op(
                 "Checkpoints, newest first",
@@ -373,7 +371,7 @@ def _paths() -> dict[str, Any]:
                 params=[
                     _param(
                         "kind",
-                        {"type": "string", "enum": list(SCHEMAS)},
+                        {"type": "string", "enum": list(schemas())},
                         "path",
                     )
                 ],
@@ -433,10 +431,16 @@ SWEEP_ACTIONS = {
 }
 
 
-@cache
 def document() -> dict[str, Any]:
-    models = [SubmitTrain, SubmitGenerate, SubmitEvaluate, PatchJob, Submitted, Error]
-    models += [SubmitFrontier, FrontierSubmitted, TrainSpec, GenerateSpec, EvalSpec]
+    """The document for the job-kind table as it stands (`shared.kinds`)."""
+    return _document(tuple(kinds.KINDS.values()))
+
+
+@cache
+def _document(table: tuple[Kind, ...]) -> dict[str, Any]:
+    models = [SubmitTrain, PatchJob, Submitted, Error, SubmitFrontier, FrontierSubmitted]
+    models += [submit_model(k) for k in table if k.route is not None]
+    models += [k.spec for k in table]
     models += [SubmitSweep, ExtendSweep, SweepSubmitted]
     _, schemas = models_json_schema([(m, "validation") for m in models], ref_template=REF)
     return {

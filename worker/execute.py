@@ -20,6 +20,7 @@ import sys
 import traceback
 
 from shared import jobs
+from shared.contracts.specs import SpecError
 from shared.db import retry_on_disconnect, session_scope
 from shared.models import Job
 from shared.settings import get_settings
@@ -72,7 +73,7 @@ def run_body(claim: jobs.Claim, stop: StopControl) -> None:
 def error_text(exc: Exception, trace: str) -> str:
     """The job's error: one line first, then the traceback unless the line says it all (an
     input error: its traceback stays in the log)."""
-    if isinstance(exc, JobInputError):
+    if isinstance(exc, JobInputError | SpecError):  # the input, checked again here
         return f"{exc}\n(the traceback is in the job's log)"
     first = (str(exc).strip().splitlines() or [""])[0]
     return f"{type(exc).__name__}: {first}\n\n{trace}" if first else trace

@@ -59,14 +59,26 @@ class SamplerSpec(SpecModel):
 class SamplerGrid(SpecModel):
     """Lists of sampler settings; a generation job runs every combination of them."""
 
-    schedules: list[Schedule] = Field(["linear"], description="Unmasking schedules.")
-    samplings: list[Sampling] = Field(["topk"], description="Token sampling rules.")
-    temperatures: list[float] = Field(
-        [0.7], description=f"Sampling temperatures, each in {interval(Temperature)}."
+    schedules: list[Schedule] = Field(
+        ["linear"], max_length=MAX_GRID, description="Unmasking schedules."
     )
-    steps: list[int] = Field([10], description=f"Denoising passes, each in {interval(Steps)}.")
-    strategies: list[Strategy] = Field([DEFAULT_STRATEGY], description="What to unmask first.")
-    seeds: list[int] = Field([0], description="Base seeds; sample j uses seed + j.")
+    samplings: list[Sampling] = Field(
+        ["topk"], max_length=MAX_GRID, description="Token sampling rules."
+    )
+    temperatures: list[float] = Field(
+        [0.7],
+        max_length=MAX_GRID,
+        description=f"Sampling temperatures, each in {interval(Temperature)}.",
+    )
+    steps: list[int] = Field(
+        [10], max_length=MAX_GRID, description=f"Denoising passes, each in {interval(Steps)}."
+    )
+    strategies: list[Strategy] = Field(
+        [DEFAULT_STRATEGY], max_length=MAX_GRID, description="What to unmask first."
+    )
+    seeds: list[int] = Field(
+        [0], max_length=MAX_GRID, description="Base seeds; sample j uses seed + j."
+    )
     top_k: TopK = 50
     top_p: TopP = 0.9
     threshold: Threshold = 0.9

@@ -24,3 +24,12 @@ FRONTIER_NAME = re.compile(FRONTIER_NAME_PATTERN)
 MAX_PROMPTS = 32
 MAX_PROMPT_CHARS = 2000
 MAX_SAMPLES = 4096  # combinations x prompts x num_samples
+MAX_NUM_SAMPLES = 256  # samples per prompt and combination
+
+# Seeds: sample j of a set uses seed + j, stored in a 32-bit column of both databases, so
+# the largest base seed leaves room for MAX_NUM_SAMPLES of them.
+MAX_SEED = MAX_ID - MAX_NUM_SAMPLES
+
+# A model, dataset or judge name, or a path: longer than any real one (file systems take
+# 255 bytes a name), short enough that no check of it fails on the length itself.
+MAX_SOURCE_CHARS = 1024

@@ -10,13 +10,30 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from .limits import MAX_SEED
+from .strict import no_boolean_numbers
 
 
 class SpecModel(BaseModel):
-    """The base of every spec: unknown fields are refused, assignments validated."""
+    """The base of every spec: unknown fields are refused, assignments validated, and a
+    number is a number: no boolean for it (`strict`), no NaN or infinity."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        return no_boolean_numbers(value, cls.model_fields[info.field_name].annotation)
 
 
 Schedule = Literal["linear", "cosine", "exponential", "loglinear"]  # schedules.SCHEDULES
@@ -72,7 +89,7 @@ TopK = Annotated[int, Field(ge=1)]
 TopP = Annotated[float, Field(gt=0.0, le=1.0)]
 Threshold = Annotated[float, Field(gt=0.0, le=1.0)]
 BlockLength = Annotated[int, Field(ge=1)]
-Seed = Annotated[int, Field(ge=0)]
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 
 
 def interval(bounded: Any) -> str:

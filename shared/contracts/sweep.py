@@ -26,10 +26,19 @@ import itertools
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from shared.contracts.presets import PRESETS
 from shared.contracts.specs import TrainSpec
+from shared.contracts.strict import no_boolean_numbers
 
 Method = Literal["grid", "random", "tpe"]
 Goal = Literal["minimize", "maximize"]
@@ -45,7 +54,14 @@ MAX_SEEDS = 16
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """No unknown fields, no boolean where a number goes, no NaN or infinity."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        return no_boolean_numbers(value, cls.model_fields[info.field_name].annotation)
 
 
 class Parameter(_Model):

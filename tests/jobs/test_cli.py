@@ -107,13 +107,17 @@ def test_job_commands_do_not_import_torch(job_env):
 
 @embedded
 def test_an_error_is_as_fast_as_an_answer(job_env):
-    """A command that fails on bad input prints its one-line error without importing torch
-    (the error handler used to import the ML core to know its exception types)."""
+    """A command that fails on bad input, or a command line that does not parse, prints its
+    error without importing torch (the error handler used to import the ML core to know its
+    exception types)."""
     code = (
         "import sys; from text_diffusion.cli import main; "
-        "code = main(['frontier', 'show', 'nope']); "
-        "assert code == 2, code; assert 'torch' not in sys.modules, 'torch was imported'"
+        "code = main(['frontier', 'show', 'nope']); assert code == 2, code\n"
+        "try: main(['submit', 'generate', '--checkpoint', '1', '--strategies', 'nonesuch'])\n"
+        "except SystemExit as exc: assert exc.code == 2, exc.code\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "error: no frontier named 'nope'" in proc.stderr
+    assert "invalid choice 'nonesuch'" in proc.stderr  # a parse error, as fast

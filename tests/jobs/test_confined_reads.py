@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from shared import jobs
+from shared import job_reads, submit
 from shared.db import session_scope
 from shared.models import JobStatus, LossPoint
 from tests.jobs.helpers import tiny_train_spec
@@ -20,12 +20,12 @@ def test_a_file_swapped_for_a_link_after_submit_is_refused(job_env, tmp_path):
     dataset = job_env  # DATASET_ROOT/corpus.txt
     outside = tmp_path / "outside.txt"
     outside.write_text("root:x:0:0:root:/root:/bin/bash nologin sbin daemon\n" * 200)
-    job = jobs.submit_train(tiny_train_spec(dataset, max_steps=4))  # a real file: accepted
+    job = submit.submit_train(tiny_train_spec(dataset, max_steps=4))  # a real file: accepted
     dataset.unlink()
     dataset.symlink_to(outside)
 
     assert runner.run(job.id, "t@test", warm=False) == "failed"
-    row = jobs.get_job(job.id)
+    row = job_reads.get_job(job.id)
     assert row.status == JobStatus.FAILED
     first = row.error.splitlines()[0]
     assert first.startswith(f"dataset {dataset} cannot be used: ")

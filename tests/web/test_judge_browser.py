@@ -1,6 +1,6 @@
 """An AR run and a diffusion run in a real browser, end to end: queued from the new-run
 form (`text-diffusion up`: embedded database, broker and worker), compared with bound vs
-exact perplexity, sampled with a judge (judge perplexity beside entropy; MAUVE with 100
+exact perplexity, sampled with a judge (judge perplexity beside token entropy; MAUVE with 100
 samples, its reason with fewer), and drawn on the frontier page. Screenshots of each page
 go to test-artifacts/ (for a person to look at; the assertions do not read them)."""
 
@@ -64,7 +64,7 @@ def _generate(tab, base: str, checkpoint: int, judge: int, samples: int) -> int:
     form = tab.locator("form#generate")
     form.locator('[name="length"]').fill("8")
     form.locator('[name="num_samples"]').fill(str(samples))
-    form.locator('[name="judge"]').fill(str(judge))
+    form.locator('[name="judge"]').select_option(str(judge))  # picked from the list
     record = form.locator('[name="record_trajectory"]')
     if record.is_checked():
         record.uncheck()
@@ -122,17 +122,18 @@ def test_ar_and_diffusion_judged_compared_and_on_the_frontier(server, page):  # 
 
     goto(page, f"{base}/sample-sets/{ar_set}")
     quality = _quality(page)
-    assert re.search(r"judge ppl [\d.]+ entropy [\d.]+ MAUVE 0?\.\d+", quality), quality
+    assert re.search(r"judge ppl [\d.]+ token entropy [\d.]+ MAUVE 0?\.\d+", quality), quality
     _shot(page, "ar-sample-set")
     goto(page, f"{base}/sample-sets/{diff_set}")
     quality = _quality(page)
-    assert re.search(r"judge ppl [\d.]+ entropy [\d.]+ MAUVE 0?\.\d+", quality), quality
+    assert re.search(r"judge ppl [\d.]+ token entropy [\d.]+ MAUVE 0?\.\d+", quality), quality
     _shot(page, "diffusion-sample-set")
 
     goto(page, f"{base}/compare?runs={diffusion},{ar}")
     bounds = page.inner_text("#bounds")
     assert re.search(r"diffusion: bound ≤ \d", bounds) and re.search(r"AR: exactly \d", bounds)
-    assert len(re.findall(r"judge ppl [\d.]+\s+entropy [\d.]+", bounds)) == 2, bounds
+    metrics = page.inner_text("#sample-metrics")
+    assert len(re.findall(r"judge ppl [\d.]+\s+token entropy [\d.]+", metrics)) == 2, metrics
     assert "no per-mask-ratio curves" in page.inner_text("#ar-curves-note")
     page.wait_for_selector("#chart-vs-ratio .uplot canvas")
     labels = page.locator("#chart-vs-ratio .u-legend .u-series .u-label").all_inner_texts()
@@ -169,12 +170,12 @@ def test_ar_and_diffusion_judged_compared_and_on_the_frontier(server, page):  # 
     assert rows.count() == 2 * 3 + 1  # 2 strategies x 3 step counts, and the AR point
     assert page.locator("#frontier-points tr[data-objective=ar]").count() == 1
     table = page.inner_text("#frontier-points")
-    assert len(re.findall(r"judge ppl [\d.]+\s+entropy [\d.]+", table)) == 7, table
+    assert len(re.findall(r"judge ppl [\d.]+\s+token entropy [\d.]+", table)) == 7, table
     assert table.count("MAUVE needs at least 100 samples; this set has 4") == 7, table
     _shot(page, "frontier")
     page.locator("#frontier-points tr[data-objective=ar] a").click()
     page.wait_for_url(re.compile(r"/sample-sets/\d+$"))
     goto(page, f"{base}/sample-sets")
-    assert len(re.findall(r"judge ppl [\d.]+\s+entropy [\d.]+", page.inner_text("main"))) == 9
+    assert len(re.findall(r"judge ppl [\d.]+\s+token entropy [\d.]+", page.inner_text("main"))) == 9
     _shot(page, "sample-sets")
     assert page.js_errors == []

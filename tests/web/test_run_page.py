@@ -317,7 +317,7 @@ def test_before_its_first_evaluation_a_run_says_so_instead_of_an_empty_label(cli
     values = re.findall(r'<span class="ppl-value"[^>]*>(.*?)</span></span>', html)
     assert len(values) == 2  # the header and the AR card
     for v in values:
-        assert '<span class="ppl-kind" hidden>AR: exactly</span>' in v
+        assert '<span class="ppl-kind" hidden>AR: exactly </span>' in v
         assert v.endswith('<span class="bound">pending first evaluation')
     assert '<small class="nll" hidden>' in html
     assert "pending first evaluation" in client.get("/runs").text
@@ -333,7 +333,7 @@ def test_before_its_first_evaluation_a_run_says_so_instead_of_an_empty_label(cli
     values = re.findall(r'<span class="ppl-value"[^>]*>(.*?)</span></span>', html)
     assert len(values) == 2
     for v in values:
-        assert v.endswith('<span class="ppl-kind">AR: exactly</span> <span class="bound">130')
+        assert v.endswith('<span class="ppl-kind">AR: exactly </span><span class="bound">130')
     # A run that ended without an evaluation is not "pending".
     failed = add_run("failed-early", status=JobStatus.FAILED, steps=100, progress_step=5)
     assert '<span class="bound">not evaluated</span>' in client.get(f"/runs/{failed}").text

@@ -84,3 +84,25 @@ def test_logging_in_again_replaces_the_id_and_end_all_ends_every_session(app):
         assert sessions.end_all("admin") == 2
     assert client.get("/api/runs").status_code == 401
     assert second.get("/api/runs").status_code == 401
+
+
+def test_a_new_generated_password_ends_every_session(web_env, monkeypatch):
+    """`text-diffusion up --new-password` writes a new hash: the servers it restarts refuse
+    every session made under the old one."""
+    from shared.settings import get_settings
+    from web import create_app
+    from web.auth import ensure_password
+
+    monkeypatch.delenv("ADMIN_PASSWORD")
+    reset_process_caches()
+    password = ensure_password(get_settings(), new=True)  # known to this test only
+    app = create_app({"TESTING": True})
+    client = app.test_client()
+    token = csrf_token(client.get("/login").text)
+    data = {"username": "admin", "password": password, "csrf_token": token}
+    assert client.post("/login", data=data).status_code == 302
+    copy = client.get_cookie("session").value
+    assert _replay(create_app({"TESTING": True}), copy).get("/api/runs").status_code == 200
+
+    ensure_password(get_settings(), new=True)
+    assert _replay(create_app({"TESTING": True}), copy).get("/api/runs").status_code == 401

@@ -16,7 +16,7 @@ import json
 import os
 from typing import Any
 
-from shared.contracts.specs import FrontierSpec
+from shared.contracts.frontier import FrontierSpec
 from text_diffusion.errors import TOKEN_ENV, UserError
 from text_diffusion.specflags import add_spec_flags, spec_values
 

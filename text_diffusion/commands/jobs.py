@@ -45,7 +45,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _submit_parsers(sub) -> None:
-    from shared.contracts.specs import EvalSpec, GenerateSpec
+    from shared import kinds
 
     s = sub.add_parser("submit", help="queue a job for the workers")
     ss = s.add_subparsers(dest="kind", required=True, metavar="KIND")
@@ -55,22 +55,11 @@ def _submit_parsers(sub) -> None:
     t.add_argument("--name", help="run name")
     _common(t)
     t.set_defaults(handler=submit_train)
-
-    g = ss.add_parser("generate", help="a grid of sampler settings over one checkpoint")
-    flags = add_spec_flags(
-        g, GenerateSpec, skip=GENERATE_SKIP, flatten={"grid"}, rename={"prompts": "prompt"}
-    )
-    _common(g)
-    g.set_defaults(handler=submit_generate, spec_flags=flags)
-
-    e = ss.add_parser("evaluate", help="per-mask-ratio loss and the bound of a checkpoint")
-    flags = add_spec_flags(e, EvalSpec)
-    _common(e)
-    e.set_defaults(handler=submit_evaluate, spec_flags=flags)
-
-
-# Set by `frontier submit` for the jobs it makes, never typed.
-GENERATE_SKIP = {"frontier"}
+    for kind in kinds.routed():  # a command per job kind of the table, a flag per field
+        p = ss.add_parser(kind.name, help=kind.help)
+        flags = add_spec_flags(p, kind.spec, **kind.flags)
+        _common(p)
+        p.set_defaults(handler=submit_job, spec_flags=flags)
 
 
 def _submitted(job, args) -> int:
@@ -90,25 +79,14 @@ def submit_train(args: argparse.Namespace) -> int:
     return _submitted(job, args)
 
 
-def submit_generate(args: argparse.Namespace) -> int:
-    from shared.contracts.specs import GenerateSpec, SpecError
+def submit_job(args: argparse.Namespace) -> int:
+    """`submit <kind>` for a job kind of the table: its spec from the flags, submitted."""
+    from shared import kinds
+    from shared.contracts.specs import SpecError
 
-    jobs = remote.backend(args)
-    spec = GenerateSpec.model_validate(spec_values(args, args.spec_flags))
+    spec = kinds.get(args.kind).spec.model_validate(spec_values(args, args.spec_flags))
     try:
-        job = jobs.submit_generate(spec, queue=args.queue, priority=args.priority)
-    except SpecError as exc:
-        raise _user_error(exc) from exc
-    return _submitted(job, args)
-
-
-def submit_evaluate(args: argparse.Namespace) -> int:
-    from shared.contracts.specs import EvalSpec, SpecError
-
-    jobs = remote.backend(args)
-    spec = EvalSpec.model_validate(spec_values(args, args.spec_flags))
-    try:
-        job = jobs.submit_evaluate(spec, queue=args.queue, priority=args.priority)
+        job = remote.backend(args).submit(args.kind, spec, queue=args.queue, priority=args.priority)
     except SpecError as exc:
         raise _user_error(exc) from exc
     return _submitted(job, args)

@@ -43,12 +43,14 @@ def local_backend() -> Any:
     """The functions `RemoteJobs` offers over HTTP, straight on the database."""
     from types import SimpleNamespace
 
-    from shared import job_reads, jobs, submit
+    from shared import job_reads, jobs, kinds, submit
+
+    def submit_kind(kind: str, spec, *, queue: str | None = None, priority: int = 0):
+        return kinds.get(kind).submit_function()(spec, queue=queue, priority=priority)
 
     return SimpleNamespace(
         submit_train=submit.submit_train,
-        submit_generate=submit.submit_generate,
-        submit_evaluate=submit.submit_evaluate,
+        submit=submit_kind,
         get_job=job_reads.get_job,
         list_jobs=job_reads.list_jobs,
         resumed_from_step=job_reads.resumed_from_step,

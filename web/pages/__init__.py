@@ -19,5 +19,6 @@ from web.pages import (  # noqa: E402, F401
     run,
     runs,
     samples,
+    sweeps,
     workers,
 )

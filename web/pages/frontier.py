@@ -21,9 +21,10 @@ from typing import Any
 from flask import flash, redirect, render_template, request, url_for
 from pydantic import ValidationError
 
+from shared.contracts.frontier import FrontierSpec
 from shared.contracts.limits import FRONTIER_NAME
 from shared.contracts.options import DEFAULT_JUDGE, NO_JUDGE
-from shared.contracts.specs import FrontierSpec, SpecError
+from shared.contracts.specs import SpecError
 from shared.db import read_scope
 from shared.frontier import submit_frontier
 from web import forms

@@ -110,6 +110,8 @@ LAYOUT = [
 GROUPS = forms.group_fields(SPEC_FIELDS, LAYOUT)
 GROUP_HELP = {
     "masking": SCHEMA["$defs"]["MaskingSpec"].get("description", ""),
+    "recipe": "How mask ratios are drawn and what trains when; each option is measured in "
+    "BENCHMARKS.md (Training recipe). The bound is always evaluated over every mask ratio.",
     "scratch": SCHEMA["properties"]["scratch"].get("description", "")
     + " Leave every field empty for none.",
 }

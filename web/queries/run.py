@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.models import Checkpoint, Job, JobKind, Run
+from shared.models import Checkpoint, Job, JobKind, Run, Sweep, SweepTrial
 from web.queries.common import flat, iso
 from web.queries.jobs import job_row
 from web.queries.runs import get_run, run_row, train_jobs
@@ -25,7 +25,20 @@ def run_detail(s: Session, run_id: int) -> dict[str, Any]:
         "checkpoints": [checkpoint_row(c) for c in run.checkpoints],
         "jobs": [job_row(j) for j in jobs],
         "sample_sets": list_sample_sets(s, run_id=run_id),
+        "sweep": _sweep_of(s, run),
     }
+
+
+def _sweep_of(s: Session, run: Run) -> dict[str, Any] | None:
+    """The sweep a trial's run belongs to: {id, name, trial}, or None."""
+    if run.sweep_trial_id is None:
+        return None
+    row = s.execute(
+        select(Sweep.id, Sweep.name, SweepTrial.number)
+        .join(SweepTrial, SweepTrial.sweep_id == Sweep.id)
+        .where(SweepTrial.id == run.sweep_trial_id)
+    ).first()
+    return None if row is None else {"id": row.id, "name": row.name, "trial": row.number}
 
 
 def flat_settings(spec: dict[str, Any] | None) -> dict[str, Any]:

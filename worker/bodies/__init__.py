@@ -8,20 +8,9 @@ first line of the exception's text is what the user reads as the job's error
 (`worker.bodies.errors` turns library errors about the inputs into such lines); the
 traceback goes to the job's log.
 
-`BODIES` maps each job kind to its body, named as "module:function" so that importing
-this table imports no torch. `body_for` raises `UnknownJobKind` for a kind it lacks.
-
-Adding a job kind:
-
-1. `shared/models.py`: a member of `JobKind`, and a migration under `migrations/versions/`
-   that widens the `job_kind` CHECK constraint.
-2. `shared/contracts/specs.py`: the kind's spec (pydantic), which drives the CLI flags, the
-   API and the forms.
-3. `shared/submit.py`: a `submit_<kind>` that validates the spec and enqueues the job.
-4. `worker/bodies/<kind>.py`: the body, and its entry in `BODIES` below. The warm process
-   preloads every module named here (`worker.forkserver.PRELOAD`).
-5. The ways in: a `submit <kind>` parser in `text_diffusion/commands/jobs.py`, an API
-   route and a form in `web/`.
+`BODIES` maps each job kind to its body, read from the job-kind table (`shared.kinds`),
+named as "module:function" so that importing it imports no torch. `body_for` raises
+`UnknownJobKind` for a kind it lacks. Adding a job kind: see `shared.kinds`.
 
 `tests/jobs/test_states.py` checks that every `JobKind` has a body.
 """
@@ -32,16 +21,13 @@ import importlib
 from collections.abc import Callable
 
 from shared import jobs
+from shared.kinds import STORED, get
 from shared.models import Job, JobKind
 from worker.stopping import StopControl
 
 Body = Callable[[jobs.Claim, Job, StopControl], None]
 
-BODIES: dict[JobKind, str] = {
-    JobKind.TRAIN: "worker.bodies.train:run_train",
-    JobKind.GENERATE: "worker.bodies.generate:run_generate",
-    JobKind.EVALUATE: "worker.bodies.evaluate:run_evaluate",
-}
+BODIES: dict[JobKind, str] = {JobKind(name): get(name).body for name in STORED}
 
 
 class UnknownJobKind(LookupError):

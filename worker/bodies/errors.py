@@ -25,6 +25,8 @@ class JobInputError(Exception):
 # be the only reason to import them) and what they mean for the input they came from.
 _EMPTY_DATA = {"SchemaInferenceError", "EmptyDataError"}  # datasets, pandas: nothing to read
 _CORRUPT_WEIGHTS = {"SafetensorError", "UnpicklingError", "HeaderTooLarge"}
+# The libraries a dataset is read through: their errors are about the file.
+_READERS = ("datasets", "pyarrow")
 # `datasets` when a split has no rows; our loader when no non-empty text is left.
 _NO_ROWS_MESSAGES = re.compile(r"corresponds to no data|need at least 2 texts .*got 0\b")
 
@@ -71,6 +73,8 @@ def explain(exc: BaseException, *, dataset: str | None, model: str | None) -> st
             return f"model weights in {model} are corrupt: {_first_line(broken)}"
         if any("not a valid JSON file" in str(e) for e in chain if isinstance(e, OSError)):
             return f"model in {model} is corrupt: its config.json is not valid JSON"
+        if any("no file named" in str(e) for e in chain if isinstance(e, OSError)):
+            return f"model {model} holds no weights (model.safetensors or pytorch_model.bin)"
         source = next((e for e in chain if isinstance(e, ModelSourceError)), None)
         if source is not None:
             return f"model {model} cannot be used: {_first_line(source)}"
@@ -82,7 +86,8 @@ def explain(exc: BaseException, *, dataset: str | None, model: str | None) -> st
         source = next((e for e in chain if isinstance(e, DatasetSourceError)), None)
         if source is not None:
             return f"dataset {dataset} cannot be used: {_first_line(source)}"
-        reading = next((e for e in chain if type(e).__module__.startswith("datasets")), None)
+        # `datasets` itself, or the Arrow reader under it (a file that is no Parquet).
+        reading = next((e for e in chain if type(e).__module__.startswith(_READERS)), None)
         if reading is not None:
             return f"dataset {dataset} cannot be read: {_first_line(root)}"
     return None

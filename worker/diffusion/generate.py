@@ -2,9 +2,16 @@
 
 A sequence starts as `[CLS] prompt [MASK]*length [SEP]` (or a template whose `[MASK]`s are
 to be filled). Each pass runs the encoder, computes vocabulary logits only at the positions
-that need them, samples tokens there (`sampling.sample_tokens`) and lets a *strategy*
-(`strategies`: random, confidence, margin, entropy, threshold) decide which positions to
-commit and which stay masked; `Denoising` holds the batch's state between passes.
+that need them, samples tokens there (`sampling.sample_tokens`) and decides which positions
+keep their token, in one of two modes:
+
+- ranking (confidence, margin, entropy, threshold): the block's masked positions are
+  predicted and a `strategies.Strategy` scores them; the best commit, once and for all.
+- re-masking (`random`): the whole block is re-predicted every pass, then a random subset
+  is masked again (`_random_commit`), so a committed token can change; the block takes all
+  of its passes.
+
+`Denoising` holds the batch's state between passes.
 
 How many commit per pass follows `sampler.schedule` (`schedules.masked_counts`). With
 `sampler.block_length`, the positions to fill are split into blocks of that many, decoded
@@ -31,7 +38,7 @@ from .masking import special_ids
 from .modeling import encode, lm_head
 from .sampling import sample_tokens
 from .schedules import get_schedule, masked_counts
-from .strategies import STRATEGIES, Pass, Strategy, get_strategy
+from .strategies import RANDOM, STRATEGIES, Strategy, commit_ranked, get_strategy
 
 
 @dataclass
@@ -210,8 +217,9 @@ def _run(model, tokenizer, rows, sampler, batch_size, record_trajectory) -> list
 
 def _denoise(model, tokenizer, rows: list[_Row], sampler: SamplerSpec, record: bool):
     """Denoise `rows` together, pass after pass, until every row has filled its blocks."""
-    strategy = get_strategy(sampler.strategy, sampler)
-    state = Denoising(rows, tokenizer, sampler, strategy, record)
+    remasking = sampler.strategy == RANDOM
+    strategy = None if remasking else get_strategy(sampler.strategy, sampler)
+    state = Denoising(rows, tokenizer, sampler, remasking, record)
     head, device = lm_head(model), next(model.parameters()).device
     special = special_ids(tokenizer)
     generators = [torch.Generator().manual_seed(r.seed) for r in rows]
@@ -219,7 +227,7 @@ def _denoise(model, tokenizer, rows: list[_Row], sampler: SamplerSpec, record: b
         width = int(state.lengths[active].max())
         block = state.block_id[active, :width] == state.block[active, None]  # (A, W)
         masked = state.masked[active, :width]  # (A, W)
-        predicted = strategy.candidates(block, masked)  # (A, W)
+        predicted = block if remasking else block & masked  # (A, W)
         # The model runs where its weights are (a GPU, say); the bookkeeping and the
         # per-row seeded sampling stay on the CPU, so a sample does not depend on the device.
         hidden = encode(
@@ -236,21 +244,34 @@ def _denoise(model, tokenizer, rows: list[_Row], sampler: SamplerSpec, record: b
             top_p=sampler.top_p,
             generators=row_generators,
             owner=predicted.nonzero()[:, 0],  # (N,) row of each predicted position
-            with_probs=record or strategy.needs_probs,
+            with_probs=record or (strategy is not None and strategy.needs_probs),
         )
-        step = Pass(
-            block=block,
-            masked=masked,
-            predicted=predicted,
-            logits=logits,
-            tokens=tokens,
-            probs=probs,
-            keep=state.keep(active),
-            passes_left=state.passes_left(active),
-            generators=row_generators,
-        )
-        state.apply(active, step, *strategy.select(step), strategy)
+        keep = state.keep(active)  # (A,)
+        if strategy is None:
+            commit = _random_commit(block, keep, row_generators)
+            remask = block & ~commit
+        else:
+            passes_left = state.passes_left(active)
+            commit = commit_ranked(strategy, predicted, logits, tokens, probs, keep, passes_left)
+            remask = torch.zeros_like(commit)
+        state.apply(active, predicted, tokens, probs, commit, remask)
     return [_to_sample(tokenizer, row, state, b) for b, row in enumerate(rows)]
+
+
+def _random_commit(
+    block: torch.Tensor, keep: torch.Tensor, generators: list[torch.Generator]
+) -> torch.Tensor:
+    """(A, W) bool: the block (A, W) but `keep[a]` of its positions drawn at random with
+    row a's generator, which are masked again."""
+    commit = block.clone()
+    for a, g in enumerate(generators):
+        k = int(keep[a])
+        if k == 0:
+            continue
+        positions = block[a].nonzero().squeeze(-1)  # (n,)
+        noise = torch.rand(len(positions), generator=g, dtype=torch.float64)
+        commit[a, positions[noise.argsort()[:k]]] = False
+    return commit
 
 
 class Denoising:
@@ -259,12 +280,14 @@ class Denoising:
     A row's positions to fill are split into blocks; block k gets `block_passes[b, k]`
     passes, after pass s of which the schedule leaves `keeps[b, k, s]` of it masked. A row
     is active while it has a block left; `apply` writes one pass's outcome into the rows
-    that took part and moves each on (to its next block once the strategy says it is done).
+    that took part and moves each on to its next block when the block is done: when it has
+    no masked position left, or, re-masking, when its passes are spent.
     """
 
     def __init__(
-        self, rows: list[_Row], tokenizer, sampler: SamplerSpec, strategy: Strategy, record: bool
+        self, rows: list[_Row], tokenizer, sampler: SamplerSpec, remasking: bool, record: bool
     ) -> None:
+        self.remasking = remasking
         self.mask_id = tokenizer.mask_token_id
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.mask_id
         B = len(rows)
@@ -293,7 +316,7 @@ class Denoising:
         )
 
         schedule = get_schedule(sampler.schedule)
-        plans = [_block_plan(int(n), sampler, strategy) for n in todo.sum(dim=1)]
+        plans = [_block_plan(int(n), sampler, remasking) for n in todo.sum(dim=1)]
         self.num_blocks = torch.tensor([len(plan) for plan in plans])  # (B,)
         most_blocks = max(map(len, plans), default=0)
         most_passes = max((p for plan in plans for _, p in plan), default=0)
@@ -319,21 +342,24 @@ class Denoising:
     def apply(
         self,
         active: torch.Tensor,
-        step: Pass,
+        predicted: torch.Tensor,
+        sampled: torch.Tensor,
+        probs: torch.Tensor | None,
         commit: torch.Tensor,
         remask: torch.Tensor,
-        strategy: Strategy,
     ) -> None:
-        """Commit and re-mask (both (A, W) bool) the positions of one pass over `active`."""
+        """Commit and re-mask (both (A, W) bool) the positions of one pass over `active`:
+        `sampled` (N,) tokens and their `probs` (N,) at the `predicted` (A, W) positions."""
         width = commit.shape[1]
+        block = self.block_id[active, :width] == self.block[active, None]  # (A, W)
         tokens = torch.zeros_like(commit, dtype=torch.long)  # (A, W)
-        tokens[step.predicted] = step.tokens
+        tokens[predicted] = sampled
         confidence = torch.zeros_like(commit, dtype=torch.float64)  # (A, W)
-        if step.probs is not None:
-            confidence[step.predicted] = step.probs
+        if probs is not None:
+            confidence[predicted] = probs
         ids = torch.where(commit, tokens, self.ids[active, :width])
         self.ids[active, :width] = ids.masked_fill(remask, self.mask_id)
-        masked = (step.masked & ~commit) | remask  # (A, W)
+        masked = (self.masked[active, :width] & ~commit) | remask  # (A, W)
         self.masked[active, :width] = masked
         confidence = torch.where(commit, confidence, self.confidence[active, :width])
         self.confidence[active, :width] = confidence.masked_fill(remask, 0.0)
@@ -342,7 +368,9 @@ class Denoising:
 
         self.passes[active] += 1
         self.step[active] += 1
-        done = strategy.finished((masked & step.block).sum(dim=1), self.passes_left(active))
+        # A block is done when nothing in it is masked; re-masking, when its passes are spent.
+        left = self.passes_left(active) if self.remasking else (masked & block).sum(dim=1)
+        done = left == 0
         self.block[active] += done.long()
         self.step[active] = torch.where(done, 0, self.step[active])
         if self.trajectories is not None:
@@ -353,15 +381,18 @@ class Denoising:
                 )
 
 
-def _block_plan(n: int, sampler: SamplerSpec, strategy: Strategy) -> list[tuple[int, int]]:
+def _block_plan(n: int, sampler: SamplerSpec, remasking: bool) -> list[tuple[int, int]]:
     """[(positions, passes)] per block for n positions to fill: `sampler.steps` shared out
-    over the blocks (each gets at least one pass), as many as the strategy can use."""
+    over the blocks (each gets at least one pass). Ranking, never more passes than
+    positions (a pass that commits nothing is wasted); re-masking, every pass re-predicts,
+    so all of them count."""
     size = sampler.block_length or max(n, 1)
     sizes = [min(size, n - start) for start in range(0, n, size)]
     base, extra = divmod(sampler.steps, len(sizes)) if sizes else (0, 0)
     return [
-        (positions, strategy.passes(positions, max(1, base + (b < extra))))
+        (positions, passes if remasking else min(passes, positions))
         for b, positions in enumerate(sizes)
+        for passes in [max(1, base + (b < extra))]
     ]
 
 

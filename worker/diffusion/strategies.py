@@ -1,29 +1,28 @@
-"""Unmasking strategies: after each encoder pass, which positions of the block to commit.
+"""Unmasking strategies: after each encoder pass, which masked positions to commit.
 
-The denoising loop (`generate`) runs the model, samples a token at every position the
-strategy asked for (`Strategy.candidates`) and hands the strategy a `Pass`; the strategy
-answers with the positions to commit and, for random re-masking, the positions to mask
-again (`Strategy.select`).
+A strategy is a *score* per predicted position (higher commits first) and, where needed, a
+*count* of positions to commit per row; `commit_ranked` takes the top `count` by score.
+The denoising loop (`generate`) does the rest: it runs the model, samples a token at every
+masked position of the block, and asks the strategy which of them keep their token.
 
-- random: every position of the block is re-predicted each pass, then a random subset is
-  re-masked so that the schedule's count stays masked (the seed project's generator,
-  see `worker.diffusion`).
-- confidence: commit the masked positions whose sampled token is most likely (LLaDA's
-  low-confidence remasking).
+- confidence: the sampled tokens that are most likely first (LLaDA's low-confidence
+  remasking).
 - margin: largest gap between the two most likely tokens first.
 - entropy: lowest entropy of the predicted distribution first.
-- threshold: commit every masked position whose confidence exceeds `threshold`, at least
-  one per pass and enough to finish within the block's passes (parallel decoding;
-  confident models need far fewer passes).
+- threshold: every position whose confidence exceeds `threshold`, at least enough to finish
+  within the block's passes and at least one (parallel decoding; confident models need far
+  fewer passes).
+
+`random` is not a ranking but the loop's other mode, re-masking (`generate.py`): every
+position of the block is re-predicted each pass and a random subset masked again (the seed
+project's generator). It is named here (`RANDOM`) so the declared names stay in one place.
 
 A new strategy is one subclass and one entry in `STRATEGIES` (and its name in
-`shared.contracts.specs.Strategy`, which the command line and the forms read).
+`shared.contracts.options.Strategy`, which the command line and the forms read).
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import get_args
 
 import torch
@@ -33,98 +32,88 @@ from shared.contracts.options import Strategy as StrategyName
 
 from .sampling import log_normalizer, row_chunks
 
-
-@dataclass
-class Pass:
-    """What a strategy sees after one encoder pass over A active rows, W positions wide."""
-
-    block: torch.Tensor  # (A, W) bool: positions of the current block
-    masked: torch.Tensor  # (A, W) bool: still masked before this pass
-    predicted: torch.Tensor  # (A, W) bool: positions given a sampled token; N of them
-    logits: torch.Tensor  # (N, V) float at the predicted positions, special tokens -inf
-    tokens: torch.Tensor  # (N,) long: the sampled tokens, row-major
-    probs: torch.Tensor | None  # (N,) float64 confidence of each token; None if not asked
-    keep: torch.Tensor  # (A,) long: the schedule's count to leave masked in the block
-    passes_left: torch.Tensor  # (A,) long: passes of the block left, this one included
-    generators: list[torch.Generator]  # (A,) each row's own generator
+RANDOM = "random"  # the re-masking mode of the loop, not a `Strategy`
 
 
-class Strategy(ABC):
-    """Decides, after each pass, which positions of the current block to commit."""
+class Strategy:
+    """Ranks the predicted positions of a pass: the best `count` of each row commit."""
 
-    needs_probs = True  # whether `Pass.probs` must be computed
+    needs_probs = True  # whether the loop must compute each sampled token's probability
 
     @classmethod
     def from_sampler(cls, sampler: SamplerSpec) -> Strategy:
         """This strategy with its parameters read from `sampler`; most have none."""
         return cls()
 
-    def candidates(self, block: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
-        """(A, W) bool: the positions to predict this pass. Default: the block's masked ones."""
-        return block & masked
-
-    def passes(self, positions: int, passes: int) -> int:
-        """Passes to spend on a block of `positions` given a share of `passes`: never more
-        passes than positions, as a pass that commits nothing is wasted."""
-        return min(passes, positions)
-
-    def finished(self, masked_left: torch.Tensor, passes_left: torch.Tensor) -> torch.Tensor:
-        """(A,) bool: whether each row's block is done after a pass; both (A,) long."""
-        return masked_left == 0
-
-    @abstractmethod
-    def select(self, step: Pass) -> tuple[torch.Tensor, torch.Tensor]:
-        """(commit, remask), both (A, W) bool: positions that take their sampled token, and
-        positions masked again."""
-
-
-class RankedStrategy(Strategy):
-    """Commits the best-scored masked positions: `count` of them per row."""
-
-    def scores(
+    def score(
         self, logits: torch.Tensor, tokens: torch.Tensor, probs: torch.Tensor
     ) -> torch.Tensor:
-        """(N,) float64, higher commits first. logits (N, V), tokens (N,), probs (N,)."""
+        """(N,) float64, higher commits first. logits (N, V) with special tokens -inf,
+        tokens (N,) the sampled ones, probs (N,) their probability. Default: probs."""
         return probs
 
-    def count(self, scores: torch.Tensor, step: Pass) -> torch.Tensor:
-        """(A,) positions to commit; scores (A, W), -inf off the candidates. Default: the
-        schedule's share, all but `keep` of the block's masked positions."""
-        return (step.masked & step.block).sum(dim=1) - step.keep
-
-    def select(self, step: Pass) -> tuple[torch.Tensor, torch.Tensor]:
-        score = torch.full(step.predicted.shape, float("-inf"), dtype=torch.float64)  # (A, W)
-        score[step.predicted] = self.scores(step.logits, step.tokens, step.probs)
-        count = self.count(score, step)  # (A,)
-        order = torch.argsort(score, dim=1, descending=True, stable=True)
-        ranks = torch.empty_like(order).scatter_(
-            1, order, torch.arange(score.shape[1]).expand_as(order)
-        )
-        commit = step.predicted & (ranks < count[:, None])
-        return commit, torch.zeros_like(commit)
+    def count(
+        self,
+        scores: torch.Tensor,
+        masked_left: torch.Tensor,
+        keep: torch.Tensor,
+        passes_left: torch.Tensor,
+    ) -> torch.Tensor:
+        """(A,) positions to commit per row. scores (A, W), -inf off the predicted ones;
+        masked_left (A,) masked positions of the block; keep (A,) how many the schedule
+        leaves masked after this pass; passes_left (A,) this one included. Default: the
+        schedule's share."""
+        return masked_left - keep
 
 
-class ConfidenceStrategy(RankedStrategy):
-    """The most likely sampled tokens first (the default `scores`: their probability)."""
+def commit_ranked(
+    strategy: Strategy,
+    predicted: torch.Tensor,
+    logits: torch.Tensor,
+    tokens: torch.Tensor,
+    probs: torch.Tensor | None,
+    keep: torch.Tensor,
+    passes_left: torch.Tensor,
+) -> torch.Tensor:
+    """(A, W) bool: the predicted positions (A, W) that commit this pass, the best-scored
+    `strategy.count` of each row (ties: leftmost first). logits (N, V), tokens and probs
+    (N,) for the N predicted positions in row-major order."""
+    score = torch.full(predicted.shape, float("-inf"), dtype=torch.float64)  # (A, W)
+    score[predicted] = strategy.score(logits, tokens, probs)
+    count = strategy.count(score, predicted.sum(dim=1), keep, passes_left)  # (A,)
+    return predicted & top(score, count)
 
 
-class MarginStrategy(RankedStrategy):
+def top(score: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """(A, W) bool: the `count[a]` highest of each row of `score` (A, W); stable."""
+    order = torch.argsort(score, dim=1, descending=True, stable=True)
+    ranks = torch.empty_like(order).scatter_(
+        1, order, torch.arange(score.shape[1]).expand_as(order)
+    )
+    return ranks < count[:, None]
+
+
+class ConfidenceStrategy(Strategy):
+    """The most likely sampled tokens first (the default `score`: their probability)."""
+
+
+class MarginStrategy(Strategy):
     """The largest gap between the two most likely tokens first."""
 
-    def scores(self, logits, tokens, probs):
+    def score(self, logits, tokens, probs):
         top2 = logits.topk(2, dim=-1).values.double()  # (N, 2)
         p = torch.exp(top2 - log_normalizer(logits)[:, None])
         return p[:, 0] - p[:, 1]
 
 
-class EntropyStrategy(RankedStrategy):
+class EntropyStrategy(Strategy):
     """The lowest entropy of the predicted distribution first."""
 
-    def scores(self, logits, tokens, probs):
+    def score(self, logits, tokens, probs):
         return -entropy(logits)
 
 
-class ThresholdStrategy(RankedStrategy):
+class ThresholdStrategy(Strategy):
     """Every position more likely than `threshold`, within a floor and a cap per pass."""
 
     def __init__(self, threshold: float = 0.9) -> None:
@@ -134,44 +123,14 @@ class ThresholdStrategy(RankedStrategy):
     def from_sampler(cls, sampler: SamplerSpec) -> ThresholdStrategy:
         return cls(sampler.threshold)
 
-    def count(self, scores: torch.Tensor, step: Pass) -> torch.Tensor:
-        masked_left = (step.masked & step.block).sum(dim=1)  # (A,)
+    def count(self, scores, masked_left, keep, passes_left):
         above = (scores > self.threshold).sum(dim=1)  # (A,)
         # ceil(masked / passes left): the block's passes are a cap, not a target.
-        floor = torch.div(
-            masked_left + step.passes_left - 1, step.passes_left, rounding_mode="floor"
-        )
+        floor = torch.div(masked_left + passes_left - 1, passes_left, rounding_mode="floor")
         return torch.minimum(torch.maximum(above, floor.clamp(min=1)), masked_left)
 
 
-class RandomStrategy(Strategy):
-    """Re-predicts the whole block each pass, then re-masks `keep` random positions."""
-
-    needs_probs = False  # ranks nothing
-
-    def candidates(self, block, masked):
-        return block
-
-    def passes(self, positions, passes):
-        return passes  # every pass re-predicts, so more passes than positions still count
-
-    def finished(self, masked_left, passes_left):
-        return passes_left == 0
-
-    def select(self, step: Pass) -> tuple[torch.Tensor, torch.Tensor]:
-        commit = step.block.clone()
-        for a, g in enumerate(step.generators):
-            k = int(step.keep[a])
-            if k == 0:
-                continue
-            positions = step.block[a].nonzero().squeeze(-1)  # (n,)
-            noise = torch.rand(len(positions), generator=g, dtype=torch.float64)
-            commit[a, positions[noise.argsort()[:k]]] = False
-        return commit, step.block & ~commit
-
-
 STRATEGIES: dict[str, type[Strategy]] = {
-    "random": RandomStrategy,
     "confidence": ConfidenceStrategy,
     "margin": MarginStrategy,
     "entropy": EntropyStrategy,
@@ -180,8 +139,11 @@ STRATEGIES: dict[str, type[Strategy]] = {
 
 
 def get_strategy(name: str, sampler: SamplerSpec | None = None) -> Strategy:
-    """The strategy registered under `name`, built with its parameters from `sampler`
-    (their defaults without one); ValueError naming the choices otherwise."""
+    """The ranked strategy registered under `name`, built with its parameters from `sampler`
+    (their defaults without one); ValueError naming the choices otherwise (`random` is the
+    loop's re-masking mode, which ranks nothing)."""
+    if name == RANDOM:
+        raise ValueError(f"{RANDOM!r} re-masks at random and ranks nothing: no Strategy")
     if name not in STRATEGIES:
         choices = ", ".join(get_args(StrategyName))
         raise ValueError(f"unknown strategy {name!r}; choose one of {choices}")

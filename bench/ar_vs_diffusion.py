@@ -2,24 +2,28 @@
 
 From the same initialisation (the offline default: packaged all-MiniLM-L6-v2 + a fresh head
 whose bias is the log unigram prior, the KJV, 64-token blocks), train the `minilm` preset
-as masked diffusion and as AR (`objective: ar`) for the same wall-clock budget, side by side
-(at the same time, one process each, so that both see the same load on a shared machine),
-then:
+as masked diffusion and as AR (`objective: ar`) for the same wall-clock budget, one after
+the other (on 2 cores, training both at once halved each one's throughput and left both in
+their warm-up), then:
 
 1. likelihood on the same held-out blocks and tokens: the diffusion ELBO bound (ppl <= X)
    and the AR model's exact perplexity (= Y); `bound_ratio` = X / Y;
 2. compute: steps, tokens and FLOPs = 6 * N * tokens (N = all parameters, the tied output
    matrix once; the usual 6ND estimate: forward 2ND + backward 4ND);
-3. unconditional samples of both models judged by the AR model (judge perplexity of the
-   generated tokens, with their unigram entropy beside it) and by MAUVE against held-out
-   snippets of the same token length (MiniLM features);
-4. the diffusion model's speed-quality frontier: steps x unmasking strategy, each point with
-   its cost (forward passes and seconds per sample) and quality.
+3. unconditional samples of both models judged by one fixed, independent judge (`--judge`,
+   default the packaged SmolLM2-135M; a judge trained on the same budget prefers its own
+   kind): judge perplexity of the generated tokens with their diversity beside it (unigram
+   entropy, repeated 4-grams), and MAUVE against held-out snippets of the same token length
+   (MiniLM features); held-out human text measured the same way (`reference`);
+4. the frontier: the diffusion model over steps x unmasking strategy x temperature and the
+   AR model over temperature, each point with its cost (forward passes, seconds per sample)
+   and quality; per checkpoint x strategy (x steps) the judge perplexity read at human
+   text's entropy, interpolated over temperature (`matched`, or null with the reason).
 
 The AR learning rates are tuned first (short runs over `--ar-lrs`, the best by held-out
 NLL), as the diffusion preset's were (BENCHMARKS.md, "What we tried").
 
-    python bench/ar_vs_diffusion.py                # 3 minutes per model (~30 min idle)
+    python bench/ar_vs_diffusion.py                # 10 minutes per model (~1 h idle)
     python bench/ar_vs_diffusion.py --quick        # smoke run: tiny model, seconds per part
 
 Writes bench/results/ar_vs_diffusion.json (`--quick`: ar_vs_diffusion_quick.json).
@@ -68,18 +72,22 @@ def _parse_lrs(text: str) -> list[tuple[float, float]]:
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--minutes", type=float, default=3.0, help="training budget per model")
+    p.add_argument("--minutes", type=float, default=10.0, help="training budget per model")
     p.add_argument("--quick", action="store_true", help="smoke run on the tiny preset")
     p.add_argument("--ar-lrs", default="3e-4/2e-3,1e-4/1e-3,1e-3/3e-3", help="body/head pairs")
     p.add_argument("--diffusion-lrs", default="", help="body/head pairs (default: the preset's)")
     p.add_argument("--trial-minutes", type=float, help="per AR lr trial (default minutes / 2)")
-    p.add_argument("--steps", default="8,16,32,64", help="frontier: denoising steps")
+    p.add_argument("--steps", default="8,32", help="frontier: denoising steps")
     p.add_argument("--strategies", default="entropy,confidence,random", help="frontier")
     p.add_argument("--samples", type=int, default=100, help="per point (MAUVE needs 100)")
     # 32: half a training block, so that the frontier fits in about half an hour on 2 cores;
     # the scheduled strategies then make at most 32 passes (64 steps = one token per pass).
     p.add_argument("--length", type=int, default=32, help="tokens per sample")
-    p.add_argument("--temperature", type=float, default=0.7, help="top-k 50 sampling, both")
+    # Up to 1.3: a line is read at human text's entropy only if it gets there.
+    p.add_argument("--temperatures", default="0.7,1.0,1.3", help="top-k 50, both; two or more")
+    p.add_argument(
+        "--judge", default="smollm2-135m", help="a packaged judge, a causal model dir, or 'ar'"
+    )
     p.add_argument("--batch-size", type=int, default=32, help="generation batch")
     p.add_argument("--threads", type=int, default=2, help="shared by runs trained side by side")
     p.add_argument("--eval-blocks", type=int, default=128, help="held-out blocks scored")
@@ -139,6 +147,15 @@ def train_side_by_side(specs: dict[str, Any], out: Path, threads: int) -> dict[s
             f"held-out {'exact' if spec.objective == 'ar' else 'bound'} ppl "
             f"{summary['bound']['perplexity']:.1f}"
         )
+    return summaries
+
+
+def train_in_turn(specs: dict[str, Any], out: Path, threads: int) -> dict[str, dict]:
+    """Train every spec alone, one after the other, each with all `threads`: the budget
+    each gets is then its own machine's, not half of it."""
+    summaries = {}
+    for name, spec in specs.items():
+        summaries.update(train_side_by_side({name: spec}, out, threads))
     return summaries
 
 
@@ -226,7 +243,9 @@ def measure(samples, seconds: float, judge, references, featurizer: str) -> dict
         "seconds_per_sample": seconds / len(samples),
         "judge_ppl": quality.judge_ppl,
         "entropy": quality.entropy,
+        "repetition": quality.repetition,
         "mauve": quality.mauve,
+        "mauve_at_floor": quality.mauve_at_floor,
         "mauve_reason": quality.mauve_reason,
         "distinct_2": sample_metrics(completions)["distinct_2"],
         "examples": completions[:3],
@@ -240,9 +259,10 @@ def timed(fn, *args, **kwargs):
 
 
 def params(checkpoint: str) -> int:
-    from worker.diffusion.modeling import load_checkpoint, num_parameters
+    from worker.diffusion.modeling import load_checkpoint
 
-    return num_parameters(load_checkpoint(checkpoint)[0])
+    # parameters() yields a shared tensor once: the tied output matrix is counted once.
+    return sum(p.numel() for p in load_checkpoint(checkpoint)[0].parameters())
 
 
 def main() -> None:
@@ -251,12 +271,14 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from shared.contracts.grid import SamplerSpec
+    from shared.settings import get_settings
     from worker.diffusion import data
     from worker.diffusion.ar_generate import generate_causal
     from worker.diffusion.generate import generate
-    from worker.diffusion.judge import judge_perplexity, load_judge
-    from worker.diffusion.mauve import DEFAULT_FEATURIZER, mauve_score, reference_snippets
+    from worker.diffusion.judge import load_judge
+    from worker.diffusion.mauve import DEFAULT_FEATURIZER, reference_snippets
     from worker.diffusion.modeling import load_checkpoint
+    from worker.diffusion.quality import sample_set_quality
 
     started = time.perf_counter()
     host = lscpu_machine()
@@ -271,12 +293,12 @@ def main() -> None:
     trials, best = tune(base, pairs, trial_minutes, args.out, args.threads)
     print(f"best: {best}")
 
-    print(f"training both for {minutes:g} minutes, side by side:")
+    print(f"training each for {minutes:g} minutes, one after the other:")
     specs = {
         objective: with_changes(base, objective=objective, lr=lr, head_lr=head_lr)
         for objective, (lr, head_lr) in best.items()
     }
-    runs = train_side_by_side(specs, args.out, args.threads)
+    runs = train_in_turn(specs, args.out, args.threads)
     n_params = params(runs["diffusion"]["checkpoint"])
     compute = {
         name: {
@@ -299,43 +321,42 @@ def main() -> None:
     bound_ppl = likelihood["diffusion_bound"]["perplexity"]
 
     diffusion, tokenizer, _ = load_checkpoint(runs["diffusion"]["checkpoint"])
-    judge = load_judge(runs["ar"]["checkpoint"])
+    ar_model, ar_tokenizer = load_judge(runs["ar"]["checkpoint"])
+    judge_name = "the AR run's final checkpoint" if args.judge == "ar" else args.judge
+    judge = (
+        (ar_model, ar_tokenizer)
+        if args.judge == "ar"
+        else load_judge(args.judge, cache_dir=get_settings().judge_cache_dir)
+    )
     length = min(args.length, base.seq_len - 2)
-    n = 100 if args.quick else args.samples
+    n = args.samples
+    temperatures = [float(t) for t in args.temperatures.split(",")]
     validation = data.corpus_for(base).validation
-    references = reference_snippets(validation, tokenizer, n, length, seed=0)
-    human = judge_perplexity(*judge, references, batch_size=16)
+    pool = reference_snippets(validation, tokenizer, 2 * n, length, seed=0)
+    references, other = pool[:n], pool[n:]  # MAUVE's references; human text apart from them
+    human = sample_set_quality(other or references, judge=judge, references=references)
     reference = {
-        "texts": len(references),
-        "judge_ppl": human.perplexity,
+        "texts": len(other or references),
+        "judge_ppl": human.judge_ppl,
         "entropy": human.entropy,
-        "mauve_vs_other_held_out": mauve_score(
-            reference_snippets(validation, tokenizer, n, length, seed=1), references
-        ).score,
+        "repetition": human.repetition,
+        "mauve": human.mauve,  # against the references: how close human text gets
+        "mauve_reason": human.mauve_reason,
     }
     print(
-        f"held-out snippets: judge ppl {human.perplexity:.1f}, entropy {human.entropy:.2f}, "
-        f"MAUVE vs other held-out {reference['mauve_vs_other_held_out']}"
+        f"held-out snippets under {judge_name}: judge ppl {human.judge_ppl:.1f}, entropy "
+        f"{human.entropy:.2f}, repetition {human.repetition:.3f}, MAUVE {human.mauve}"
     )
     common = {"length": length, "num_samples": n, "batch_size": args.batch_size}
-    sampler = SamplerSpec(sampling="topk", temperature=args.temperature)
-    ar_model, ar_tokenizer = judge
-    samples, seconds = timed(generate_causal, ar_model, ar_tokenizer, [""], sampler, **common)
-    ar_samples = measure(samples, seconds, judge, references, DEFAULT_FEATURIZER)
-    print(
-        f"AR samples: judge ppl {ar_samples['judge_ppl']:.1f}, "
-        f"entropy {ar_samples['entropy']:.2f}, MAUVE {ar_samples['mauve']}, "
-        f"{ar_samples['seconds_per_sample']:.2f} s/sample"
-    )
-
     frontier: list[dict[str, Any]] = []
     payload = {
+        "judge": judge_name,
         "ar_ppl": ar_ppl,
         "diffusion_bound_ppl": bound_ppl,
         "bound_ratio": bound_ppl / ar_ppl if ar_ppl else math.nan,
-        "frontier": frontier,
-        "ar_samples": ar_samples,
         "reference": reference,
+        "frontier": frontier,
+        "matched": [],
         "budget_minutes": minutes,
         "flops_formula": "6 * N * tokens_seen, N = all parameters (tied output matrix once)",
         "parameters": n_params,
@@ -347,29 +368,76 @@ def main() -> None:
             "length": length,
             "samples_per_point": n,
             "sampling": "topk 50",
-            "temperature": args.temperature,
+            "temperatures": temperatures,
             "prompt": "",
-            "judge": "the AR run's final checkpoint",
+            "judge": judge_name,
+            "training": "one after the other",
             "mauve_featurizer": DEFAULT_FEATURIZER,
         },
         "machine": host,
         "command": command(),
     }
-    for strategy in args.strategies.split(","):
-        for steps in [int(s) for s in args.steps.split(",")]:
-            point_sampler = sampler.model_copy(update={"strategy": strategy, "steps": steps})
-            samples, seconds = timed(generate, diffusion, tokenizer, [""], point_sampler, **common)
-            point = {"strategy": strategy, "steps": steps}
+    grid = [("ar", "ar", None)] + [
+        ("diffusion", strategy, int(steps))
+        for strategy in args.strategies.split(",")
+        for steps in args.steps.split(",")
+    ]
+    for model_name, strategy, steps in grid:
+        for temperature in temperatures:
+            sampler = SamplerSpec(sampling="topk", temperature=temperature)
+            if model_name == "ar":
+                fn, model, tok = generate_causal, ar_model, ar_tokenizer
+            else:
+                sampler = sampler.model_copy(update={"strategy": strategy, "steps": steps})
+                fn, model, tok = generate, diffusion, tokenizer
+            samples, seconds = timed(fn, model, tok, [""], sampler, **common)
+            point = {"model": model_name, "strategy": strategy, "steps": steps}
+            point["temperature"] = temperature
             point.update(measure(samples, seconds, judge, references, DEFAULT_FEATURIZER))
             frontier.append(point)
             print(
-                f"  {strategy:>10} {steps:3d} steps: {point['forward_passes']:5.1f} passes, "
-                f"{point['seconds_per_sample']:.2f} s/sample, judge ppl {point['judge_ppl']:.1f}, "
-                f"entropy {point['entropy']:.2f}, MAUVE {point['mauve']}"
+                f"  {model_name:>9} {strategy:>10} {steps or '-':>3} T={temperature:g}: "
+                f"{point['forward_passes']:5.1f} passes, {point['seconds_per_sample']:.2f} "
+                f"s/sample, judge ppl {point['judge_ppl']:.1f}, entropy {point['entropy']:.2f}, "
+                f"repetition {point['repetition']:.3f}, MAUVE {point['mauve']}"
             )
+            payload["matched"] = matched(frontier, reference["entropy"])
             save(payload, args, started, complete=False)  # a partial frontier survives a stop
     path = save(payload, args, started, complete=True)
+    for m in payload["matched"]:
+        read = f"{m['judge_ppl']:.1f}" if m["judge_ppl"] is not None else m["reason"]
+        print(f"  at human diversity: {m['model']} {m['strategy']} {m['steps'] or ''}: {read}")
     print(f"bound ratio {payload['bound_ratio']:.2f}; wrote {path}")
+
+
+def matched(frontier: list[dict[str, Any]], human_entropy: float) -> list[dict[str, Any]]:
+    """Per model x strategy x steps: judge ppl at human text's entropy over temperature."""
+    from shared.contracts.matched import LinePoint, matched_reading
+
+    lines: dict[tuple, list[dict[str, Any]]] = {}
+    for p in frontier:
+        lines.setdefault((p["model"], p["strategy"], p["steps"]), []).append(p)
+    out = []
+    for (model_name, strategy, steps), points in lines.items():
+        reading = matched_reading(
+            [
+                LinePoint(p["entropy"], p["judge_ppl"], p["repetition"], p["temperature"])
+                for p in points
+            ],
+            human_entropy,
+        )
+        out.append(
+            {
+                "model": model_name,
+                "strategy": strategy,
+                "steps": steps,
+                "judge_ppl": reading.judge_ppl,
+                "repetition": reading.repetition,
+                "between_temperatures": reading.between,
+                "reason": reading.reason,
+            }
+        )
+    return out
 
 
 def save(payload: dict[str, Any], args: argparse.Namespace, started: float, complete: bool):

@@ -69,6 +69,11 @@ def metric_label(name: str) -> str:
     return METRIC_LABELS.get(name, name)
 
 
+def human_quality(reference: dict[str, Any]) -> dict[str, Any]:
+    """A human reference's measures as the `quality` macro reads a sample set's."""
+    return {**reference, "entropy_tokens": "judge"}
+
+
 def register(app: Flask) -> None:
     app.jinja_env.filters.update(
         duration=duration,
@@ -78,4 +83,5 @@ def register(app: Flask) -> None:
         pretty=pretty,
         breakable=breakable,
         metric_label=metric_label,
+        human_quality=human_quality,
     )

@@ -21,7 +21,9 @@ from .options import (
     Steps,
     Strategy,
     Temperature,
+    check_each,
     interval,
+    nonempty_unique,
 )
 from .specs import GenerateSpec, field_error
 
@@ -55,9 +57,10 @@ class FrontierSpec(SpecModel):
         description="What to unmask first.",
     )
     temperatures: list[float] = Field(
-        [0.7],
+        [0.7, 1.0],
         max_length=MAX_GRID,
-        description=f"Sampling temperatures, each in {interval(Temperature)}.",
+        description=f"Sampling temperatures, each in {interval(Temperature)}: two or more "
+        "draw each line's quality against diversity, read at human text's diversity.",
     )
     prompts: list[str] = Field([""], description="Prefixes to continue ('' for none).")
     length: int = Field(32, ge=1, le=1024, description="Tokens to generate after each prompt.")
@@ -75,6 +78,22 @@ class FrontierSpec(SpecModel):
 
     _judge = field_validator("judge")(GenerateSpec._judge.__func__)
     _prompts = field_validator("prompts")(GenerateSpec._prompts.__func__)
+
+    # Each axis checked on its own, so a form with several bad axes hears of all of them.
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, v: list[int]) -> list[int]:
+        return check_each(v, Steps, "steps", "steps")
+
+    @field_validator("strategies")
+    @classmethod
+    def _strategies(cls, v: list[str]) -> list[str]:
+        return nonempty_unique(v, "strategies")
+
+    @field_validator("temperatures")
+    @classmethod
+    def _temperatures(cls, v: list[float]) -> list[float]:
+        return check_each(v, Temperature, "temperatures", "temperature")
 
     @field_validator("checkpoints")
     @classmethod

@@ -45,7 +45,8 @@ def test_submit_wait_and_manage_jobs(job_env, workers, tmp_path, capsys):
     assert main(["submit", "train", "--preset", "tiny", "--max-steps", "-1"]) == 2
     assert "max_steps" in capsys.readouterr().err
 
-    assert main(["submit", "generate", "--checkpoint", "1", "--length", "4", "--wait"]) == 0
+    generate = ["submit", "generate", "--checkpoint", "1", "--length", "4", "--judge", "none"]
+    assert main([*generate, "--wait"]) == 0  # judging: test_judged_generation.py
     assert main(["jobs", "cancel", "2"]) == 0  # already finished: says so, changes nothing
     assert "succeeded" in capsys.readouterr().out
 

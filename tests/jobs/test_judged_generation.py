@@ -135,6 +135,7 @@ def test_ar_and_diffusion_runs_judged_and_on_one_frontier(job_env, workers):
             checkpoints=[diff_ckpt.id, ar_ckpt.url],
             steps=[2, 8],
             strategies=["confidence", "random"],
+            temperatures=[0.7],
             length=8,
             num_samples=2,
             judge=str(ar_ckpt.id),
@@ -160,6 +161,10 @@ def test_ar_and_diffusion_runs_judged_and_on_one_frontier(job_env, workers):
     assert ar_point["forward_passes"] == 8 and ar_point["run_id"] == ar_run.id
     assert all(p["judge_ppl"] > 1.0 and p["unigram_entropy"] > 0 for p in points)
     assert all(p["seconds_per_sample"] > 0 and p["sample_set_id"] for p in points)
+    # Human text beside every point: one reference per tokenizer, under the one judge.
+    refs = {p["human_reference_id"] for p in points}
+    assert None not in refs and len(data["references"]) == len(refs)
+    assert {r["judge"] for r in data["references"]} == {ar_set.metrics["judge"]}
     assert {line["label"] for line in data["lines"]} >= {
         f"run {diff_run.id} · confidence",
         f"run {diff_run.id} · random",

@@ -11,6 +11,7 @@ from shared.models import Checkpoint, EvalPoint, Job, JobKind, JobStatus, Run, S
 from tests.web.conftest import TOKEN
 from tests.web.seed import add_run, add_sample_set
 from tests.web.test_cli_remote import server, token  # noqa: F401 (fixtures)
+from tests.web.test_new_run import Page
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -152,24 +153,21 @@ def test_a_bad_frontier_is_refused_naming_the_field(client):
         r = client.post("/api/frontiers", json={"spec": spec}, headers=AUTH)
         assert r.status_code == 422, r.text
         assert r.get_json()["error"]["fields"][0]["field"].startswith(field)
-    # The form: a bad grid is shown beside its field, nothing queued.
-    page = client.get("/frontier").text
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    r = client.post(
-        "/frontier",
-        data={
-            "csrf_token": csrf,
-            "checkpoints": str(ckpt),
-            "steps": "8, 0",
-            "strategies": "entropy",
-            "temperatures": "0.7",
-            "length": "8",
-            "num_samples": "4",
-            "judge": "",
-        },
-    )
+    # The form: every bad field at once, listed at the top above the form (which moves up
+    # there), each outlined beside its input; nothing queued.
+    page = Page(client.get("/frontier").text)
+    assert page.values["judge"] == "smollm2-135m"  # the packaged judge by default
+    assert {"device", "queue", "priority"} <= set(page.fields)  # as on the other job forms
+    data = page.form_data("new-frontier", checkpoints=[ckpt], steps="8, 0", strategies=[])
+    r = client.post("/frontier", data=data)
     assert r.status_code == 422
-    assert re.search(r'data-error-for="steps">steps 0 is outside', r.text)
+    shown = Page(r.text)
+    assert "steps 0 is outside" in shown.fields["steps"]["error"]
+    assert "at least one value" in shown.fields["strategies"]["error"]
+    top = r.text[: r.text.index('id="new-frontier"')]
+    assert 'id="form-errors"' in top and "steps 0 is outside" in top and "strategies" in top
+    assert r.text.index('id="form-errors"') < r.text.index('id="new-frontier"')
+    assert re.search(r'class="field list invalid" data-field="steps"', r.text)
     assert _jobs() == before
     assert all(
         j.status == JobStatus.SUCCEEDED
@@ -192,7 +190,7 @@ def test_cli_lists_shows_and_refuses_frontiers(app, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[1].split("\t")[:6] == ["line", "steps", "T", "passes", "s/sample", "judge ppl"]
     ar_row = out[2].split("\t")
-    assert ar_row[0] == f"run {ids['ar']} · AR" and ar_row[5:8] == ["30", "2.5", "0.8"]
+    assert ar_row[0] == f"run {ids['ar']} · AR" and ar_row[5:9] == ["30", "2.5", "—", "0.8"]
     assert out[3].split("\t")[1] == "4" and out[3].endswith(str(ids["d4"]))
     assert main(["frontier", "show", "nope"]) == 2
     assert "no frontier named 'nope'" in capsys.readouterr().err

@@ -117,7 +117,18 @@ def frontier_show(args: argparse.Namespace) -> int:
         return 0
     jobs = ", ".join(f"job {j['id']} {j['status']}" for j in data["jobs"])
     print(f"frontier {data['name']} · judge {data['judge'] or 'none'} · {jobs}")
-    header = ("line", "steps", "T", "passes", "s/sample", "judge ppl", "entropy", "MAUVE", "set")
+    header = (
+        "line",
+        "steps",
+        "T",
+        "passes",
+        "s/sample",
+        "judge ppl",
+        "entropy",
+        "repeats",
+        "MAUVE",
+        "set",
+    )
     print("\t".join(header))
     for line in data["lines"]:
         for i in line["points"]:
@@ -131,10 +142,21 @@ def frontier_show(args: argparse.Namespace) -> int:
                 _num(p["seconds_per_sample"]),
                 _num(p["judge_ppl"]),
                 _num(p["unigram_entropy"]),
+                _num(p.get("repetition")),
                 mauve,
                 str(p["sample_set_id"]),
             )
             print("\t".join(cells))
     if not data["points"]:
         print("no points yet: its jobs are still running")
+    for r in data.get("references", []):
+        print(
+            f"human text ({r['texts']} held-out snippets, judge {r['judge']}): judge ppl "
+            f"{_num(r['judge_ppl'])}, entropy {_num(r['unigram_entropy'])}, "
+            f"repeats {_num(r['repetition'])}"
+        )
+    for line in data.get("diversity_lines", []):
+        m = line["matched"]
+        read = _num(m["judge_ppl"]) if m.get("judge_ppl") is not None else f"— ({m['reason']})"
+        print(f"at human diversity: {line['label']}: judge ppl {read}")
     return 0

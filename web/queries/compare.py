@@ -13,6 +13,7 @@ from shared.contracts.options import DIFFUSION_ONLY
 from shared.models import Checkpoint, Sample, SampleSet
 from web.queries.common import flat
 from web.queries.curves import MAX_POINTS, run_curves
+from web.queries.references import runs_matched
 from web.queries.runs import get_run, run_row, train_jobs
 from web.textdiff import generated_diff
 
@@ -39,6 +40,8 @@ def compare(s: Session, run_ids: list[int], max_points: int = MAX_POINTS) -> dic
         "curves": {str(r.id): run_curves(s, r.id, max_points, with_train=False) for r in runs},
         "settings": settings,
         "sample_metrics": {str(r.id): _latest_sample_metrics(s, r.id) for r in runs},
+        # Judged sets read at human text's diversity (the number to compare runs by).
+        "matched": {str(k): v for k, v in runs_matched(s, run_ids).items()},
         "samples": _paired_samples(s, rows),
     }
 

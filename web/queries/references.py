@@ -143,3 +143,37 @@ def best_matched(lines: list[dict[str, Any]]) -> dict[str, Any] | None:
         "judge": judge,
         "reason": None,
     }
+
+
+def runs_matched(s: Session, run_ids: list[int]) -> dict[int, dict[str, Any] | None]:
+    """Per run: `best_matched` over the judged sample sets of all its checkpoints (lines over
+    temperature, each read at its human reference's diversity); None without judged sets."""
+    from shared.models import SampleSet
+
+    if not run_ids:
+        return {}
+    rows = s.execute(
+        select(SampleSet.settings, SampleSet.metrics, Checkpoint.id, Checkpoint.run_id)
+        .join(Checkpoint, Checkpoint.id == SampleSet.checkpoint_id)
+        .where(Checkpoint.run_id.in_(run_ids))
+    ).all()
+    points: dict[int, list[dict[str, Any]]] = {r: [] for r in run_ids}
+    for settings, metrics, ckpt_id, run_id in rows:
+        m, st = metrics or {}, settings or {}
+        if not (m.get("judge") and m.get("judge_ppl")):
+            continue
+        ar = m.get("objective") == "ar"
+        points[run_id].append(
+            {
+                "checkpoint_id": ckpt_id,
+                "run_id": run_id,
+                "objective": m.get("objective"),
+                "strategy": "ar" if ar else st.get("strategy"),
+                "steps": None if ar else st.get("steps"),
+                "temperature": st.get("temperature"),
+                **{k: m.get(k) for k in ("judge", "judge_ppl", "unigram_entropy", "repetition")},
+                "human_reference_id": m.get("human_reference_id"),
+            }
+        )
+    refs = human_references(s, {p["human_reference_id"] for ps in points.values() for p in ps})
+    return {r: best_matched(matched_lines(ps, refs)) for r, ps in points.items()}

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from shared.models import Job, JobKind, JobStatus, Run, utcnow
 from web.errors import NotFound
 from web.queries.common import flat, iso
+from web.queries.references import runs_matched
 
 PER_PAGE = 50
 MAX_PER_PAGE = 200
@@ -80,8 +81,9 @@ def list_runs(s: Session, rq: RunQuery) -> dict[str, Any]:
     ).all()
     jobs = train_jobs(s, [r.id for r in runs])
     pages = max(1, -(-total // rq.per_page))
+    matched = runs_matched(s, [r.id for r in runs])
     return {
-        "items": [run_row(r, jobs.get(r.id)) for r in runs],
+        "items": [run_row(r, jobs.get(r.id)) | {"matched": matched.get(r.id)} for r in runs],
         "total": total,
         "page": rq.page,
         "pages": pages,

@@ -30,6 +30,9 @@ QUALITY_KEYS = frozenset(
         "mauve_references",
         "mauve_length",
         "objective",
+        "repetition",
+        "mauve_at_floor",
+        "human_reference_id",
     }
 )
 
@@ -102,6 +105,8 @@ def sample_set_detail(s: Session, set_id: int) -> dict[str, Any]:
         "objective": objective,
         "settings": applicable_settings(ss.settings or {}, objective),
         "metrics": ss.metrics or {},
+        # Held-out human text measured the same way (same judge, tokenizer, length).
+        "human": _human(s, (ss.metrics or {}).get("human_reference_id")),
         "created_at": iso(ss.created_at),
         "samples": [
             {
@@ -116,3 +121,10 @@ def sample_set_detail(s: Session, set_id: int) -> dict[str, Any]:
             for x in ss.samples
         ],
     }
+
+
+def _human(s: Session, reference_id: Any) -> dict[str, Any] | None:
+    from web.queries.references import human_references
+
+    found = human_references(s, {reference_id}) if isinstance(reference_id, int) else []
+    return found[0] if found else None

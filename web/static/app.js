@@ -195,7 +195,8 @@ td.metricLabel = (name) => td.METRIC_LABELS[name] || name;
 // A sample set's judged quality, as the pages' `quality` macro draws it: judge perplexity
 // always beside the samples' token entropy, then MAUVE or why there is none.
 td.QUALITY_KEYS = ["judge", "judge_ppl", "unigram_entropy", "entropy_tokens", "mauve", "mauve_reason",
-  "mauve_featurizer", "mauve_references", "mauve_length", "objective"];
+  "mauve_featurizer", "mauve_references", "mauve_length", "objective", "repetition", "mauve_at_floor",
+  "human_reference_id"];
 td.quality = (m) => {
   if (!m || !("unigram_entropy" in m)) return td.el("span", { class: "help" }, "not judged");
   const dash = (v) => (v === null || v === undefined ? "—" : td.num(v));
@@ -203,12 +204,19 @@ td.quality = (m) => {
   if ((m.mauve === null || m.mauve === undefined) && m.mauve_reason) {
     mauve.push(" ", td.el("small", { class: "q-reason" }, `(${m.mauve_reason})`));
   }
+  if (m.mauve_at_floor) {
+    mauve.push(" ", td.el("small", { class: "q-floor" }, "(at its floor: indistinguishable from fully separated)"));
+  }
+  const repeats = typeof m.repetition === "number"
+    ? [" ", td.el("span", { class: "metric q-repetition", title: "share of repeated 4-grams within a sample: phrase loops" }, "repeats ", td.el("b", {}, td.num(m.repetition)))]
+    : [];
   return td.el(
     "span",
     { class: "quality", "data-quality": "" },
     td.el("span", { class: "metric q-judge", title: m.judge ? `judge: ${m.judge}` : "no judge was given" }, "judge ppl ", td.el("b", {}, dash(m.judge_ppl))),
     " ",
     td.el("span", { class: "metric q-entropy", title: `mean unigram entropy of the generated tokens (${m.entropy_tokens}'s tokens)` }, "token entropy ", td.el("b", {}, td.num(m.unigram_entropy))),
+    ...repeats,
     " ",
     td.el("span", { class: "metric q-mauve", title: m.mauve_reason || "" }, "MAUVE ", ...mauve),
   );

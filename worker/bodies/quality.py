@@ -98,5 +98,7 @@ def quality_metrics(
     }
     if q.mauve_references is not None:
         out["mauve_references"] = q.mauve_references
+    if q.mauve_at_floor is not None:
+        out["mauve_at_floor"] = q.mauve_at_floor
     per_sample = [{"judge_nll": x} if x is not None else {} for x in q.judge_nll or []]
     return out, per_sample or [{} for _ in completions]

@@ -80,6 +80,7 @@ def _measure(pool: list[str], judge, n: int) -> dict[str, Any]:
         "repetition": q.repetition,
         "mauve": q.mauve,
         "mauve_reason": reason,
+        "mauve_at_floor": q.mauve_at_floor,
         "mauve_featurizer": q.mauve_featurizer,
     }
 

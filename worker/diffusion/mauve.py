@@ -39,6 +39,24 @@ class MauveResult:
     q_texts: int  # reference texts given
     featurizer: str
     buckets: int | None = None  # histogram size used (texts / 10)
+    floor: float | None = None  # the score of two fully separated sets of these sizes
+
+
+@functools.cache
+def separated_floor() -> float:
+    """MAUVE of two fully separated sets (no bucket holds texts of both), as
+    `mauve.compute_mauve` scores it with its defaults (25 mixture weights, scaling 5):
+    about 0.004, the lowest score it gives. A weak model's sets sit exactly here, so a
+    page says so rather than showing the number alone."""
+    from mauve.compute_mauve import compute_area_under_curve, get_divergence_curve_for_multinomials
+
+    p, q = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    curve = get_divergence_curve_for_multinomials(p, q, np.linspace(1e-6, 1 - 1e-6, 25), 5)
+    x, y = curve.T
+    i, j = np.argsort(x), np.argsort(y)
+    return float(
+        0.5 * (compute_area_under_curve(x[i], y[i]) + compute_area_under_curve(y[j], x[j]))
+    )
 
 
 def _is_causal_config(config) -> bool:
@@ -144,4 +162,7 @@ def mauve_score(
     p_features = featurize(p, featurizer, device=device)
     q_features = featurize(q, featurizer, device=device)
     out = mauve.compute_mauve(p_features=p_features, q_features=q_features, seed=seed)
-    return MauveResult(float(out.mauve), None, len(p), len(q), featurizer, int(out.num_buckets))
+    floor = separated_floor()
+    return MauveResult(
+        float(out.mauve), None, len(p), len(q), featurizer, int(out.num_buckets), floor
+    )

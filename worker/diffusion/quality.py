@@ -32,6 +32,7 @@ class SampleSetQuality:
     mauve: float | None  # MAUVE against the references, in (0, 1]
     mauve_reason: str | None  # why there is no MAUVE
     mauve_references: int | None  # reference texts MAUVE compared with
+    mauve_at_floor: bool | None  # MAUVE is the score of two fully separated sets
     mauve_featurizer: str
 
 
@@ -97,5 +98,8 @@ def sample_set_quality(
         mauve=mauve,
         mauve_reason=reason,
         mauve_references=result.q_texts if result is not None else None,
+        mauve_at_floor=(
+            mauve <= result.floor + 1e-9 if mauve is not None and result.floor else None
+        ),
         mauve_featurizer=featurizer,
     )

@@ -60,6 +60,9 @@ def _sweep(sweep_id: int) -> tuple[SweepStatus, list[tuple[int, str, int, int]]]
     return status, [tuple(r) for r in rows]
 
 
+# The pruning path is the same in both modes (the database decides); the services mode is
+# the next test's, where the broker matters.
+@pytest.mark.parametrize("job_env", ["embedded"], indirect=True)
 def test_trials_train_and_the_pruner_stops_those_behind(job_env, workers):
     workers("w1")
     spec = _spec(job_env, early_terminate={"type": "successive_halving", "min_iter": 1, "eta": 2})
@@ -77,9 +80,8 @@ def test_trials_train_and_the_pruner_stops_those_behind(job_env, workers):
         assert s.scalar(select(func.count()).where(LossPoint.run_id == run_id)) > 0  # kept
 
 
+@pytest.mark.parametrize("job_env", ["services"], indirect=True)
 def test_a_killed_worker_and_a_flushed_broker_lose_and_repeat_no_trial(job_env, workers):
-    if not os.environ.get("REDIS_URL"):
-        pytest.skip("a broker flush is a services-mode test")
     first = workers("w1")
     spec = _spec(job_env, parameters={"lr": {"values": [1e-3, 2e-3, 3e-3]}}, run_cap=3)
     spec = spec.model_copy(update={"concurrency": 2})

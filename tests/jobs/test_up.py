@@ -197,7 +197,10 @@ def test_a_killed_up_leaves_no_worker_behind_and_its_job_resumes(job_env, up, wo
     another worker takes the job and resumes it."""
     u = up()
     u.first_screen()
-    job = submit.submit_train(tiny_train_spec(job_env, max_steps=60, save_every=10, eval_every=100))
+    # Long enough that it cannot finish between its first checkpoint and the worker noticing
+    # that `up` is gone (60 steps once did, on an idle machine).
+    spec = tiny_train_spec(job_env, max_steps=400, save_every=10, eval_every=1000)
+    job = submit.submit_train(spec)
     wait_for(lambda: _checkpoint_steps(job.run_id), 120, what="a first checkpoint")
     worker_pid = _worker().pid
     tree = descendants(worker_pid)  # its warm process and the job it forked

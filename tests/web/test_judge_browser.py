@@ -1,8 +1,9 @@
 """An AR run and a diffusion run in a real browser, end to end: queued from the new-run
 form (`text-diffusion up`: embedded database, broker and worker), compared with bound vs
 exact perplexity, sampled with a judge (judge perplexity beside token entropy; MAUVE with 100
-samples, its reason with fewer), and drawn on the frontier page. Screenshots of each page
-go to test-artifacts/ (for a person to look at; the assertions do not read them)."""
+samples, its reason with fewer). The frontier over such checkpoints is
+tests/web/test_frontier_browser.py's. Screenshots of each page go to test-artifacts/ (for a
+person to look at; the assertions do not read them)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ from tests.web.test_browser import (
     server,  # noqa: F401 (fixture)
     wait_for_run,
 )
+
+# A judged set's quality as the page reads it: judge ppl beside token entropy and the share
+# of repeated 4-grams, then MAUVE.
+JUDGED = r"judge ppl [\d.]+ token entropy [\d.]+ repeats [\d.]+ MAUVE 0?\.\d+"
 
 
 def _shot(tab, name: str) -> None:
@@ -91,7 +96,7 @@ def _quality(tab) -> str:
     return re.sub(r"\s+", " ", tab.inner_text("#quality"))
 
 
-def test_ar_and_diffusion_judged_compared_and_on_the_frontier(server, page):  # noqa: F811
+def test_ar_and_diffusion_judged_and_compared(server, page):  # noqa: F811
     base = server
     goto(page, f"{base}/runs")
     page.fill('input[name="password"]', PASSWORD)
@@ -122,11 +127,11 @@ def test_ar_and_diffusion_judged_compared_and_on_the_frontier(server, page):  # 
 
     goto(page, f"{base}/sample-sets/{ar_set}")
     quality = _quality(page)
-    assert re.search(r"judge ppl [\d.]+ token entropy [\d.]+ MAUVE 0?\.\d+", quality), quality
+    assert re.search(JUDGED, quality), quality
     _shot(page, "ar-sample-set")
     goto(page, f"{base}/sample-sets/{diff_set}")
     quality = _quality(page)
-    assert re.search(r"judge ppl [\d.]+ token entropy [\d.]+ MAUVE 0?\.\d+", quality), quality
+    assert re.search(JUDGED, quality), quality
     _shot(page, "diffusion-sample-set")
 
     goto(page, f"{base}/compare?runs={diffusion},{ar}")
@@ -140,42 +145,7 @@ def test_ar_and_diffusion_judged_compared_and_on_the_frontier(server, page):  # 
     assert "ar baseline (AR: no mask ratios)" in labels, labels
     _shot(page, "compare")
 
-    # A frontier over both checkpoints from its page's form.
-    goto(page, f"{base}/frontier")
-    form = page.locator("form#new-frontier")
-    for ckpt in (diff_ckpt, ar_ckpt):
-        form.locator(f'input[name="checkpoints"][value="{ckpt}"]').check()
-    form.locator('[name="steps"]').fill("2, 4, 8")
-    form.locator('input[name="strategies"][value="random"]').uncheck()
-    form.locator('[name="length"]').fill("8")
-    form.locator('[name="num_samples"]').fill("4")
-    form.locator('[name="judge"]').fill(str(ar_ckpt))
-    form.locator('[name="name"]').fill("browser-frontier")
-    form.locator('button[type="submit"]').click()
-    page.wait_for_url(re.compile(r"/frontier\?name=browser-frontier$"))
-    deadline = time.monotonic() + TIMEOUT_MS / 1000
-    while True:
-        data = page.request.get(f"{base}/api/frontiers/browser-frontier").json()
-        statuses = {j["status"] for j in data["jobs"]}
-        assert not statuses & {"failed", "cancelled"}, data["jobs"]
-        if statuses == {"succeeded"}:
-            break
-        assert time.monotonic() < deadline, data["jobs"]
-        time.sleep(1.0)
-    goto(page, f"{base}/frontier?name=browser-frontier")
-    page.wait_for_selector("#chart-frontier .uplot canvas")
-    labels = page.locator("#chart-frontier .u-legend .u-series .u-label").all_inner_texts()
-    assert f"run {ar} · AR" in labels and f"run {diffusion} · confidence" in labels, labels
-    rows = page.locator("#frontier-points tbody tr[data-set]")
-    assert rows.count() == 2 * 3 + 1  # 2 strategies x 3 step counts, and the AR point
-    assert page.locator("#frontier-points tr[data-objective=ar]").count() == 1
-    table = page.inner_text("#frontier-points")
-    assert len(re.findall(r"judge ppl [\d.]+\s+token entropy [\d.]+", table)) == 7, table
-    assert table.count("MAUVE needs at least 100 samples; this set has 4") == 7, table
-    _shot(page, "frontier")
-    page.locator("#frontier-points tr[data-objective=ar] a").click()
-    page.wait_for_url(re.compile(r"/sample-sets/\d+$"))
     goto(page, f"{base}/sample-sets")
-    assert len(re.findall(r"judge ppl [\d.]+\s+token entropy [\d.]+", page.inner_text("main"))) == 9
+    assert len(re.findall(r"judge ppl [\d.]+\s+token entropy [\d.]+", page.inner_text("main"))) == 2
     _shot(page, "sample-sets")
     assert page.js_errors == []

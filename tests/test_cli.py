@@ -215,3 +215,24 @@ def test_the_cli_packages_import_no_cycle():
 
     cycles = [c for m in sorted(graph) if (c := cycle_from(m, m, (m,)))]
     assert cycles == []
+
+
+def test_a_database_never_migrated_is_one_line_naming_the_fix(tmp_path, monkeypatch, capsys):
+    """`frontier show` (or any read) before `up` or `db upgrade` has run: one line, no
+    traceback."""
+    from shared import db
+    from shared.settings import get_settings
+
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    monkeypatch.setenv("REDIS_URL", "")
+    get_settings.cache_clear()
+    db.dispose_engines()
+    try:
+        assert main(["frontier", "show", "nope"]) == 2
+    finally:
+        get_settings.cache_clear()
+        db.dispose_engines()
+    err = capsys.readouterr().err
+    assert err.startswith("error: the database has no tables yet") and "db upgrade" in err
+    assert "Traceback" not in err

@@ -104,7 +104,24 @@ def _run(argv: Sequence[str] | None) -> int:
         if isinstance(exc, _user_errors()):
             print(f"error: {_format_error(exc)}", file=sys.stderr)
             return 2
+        if _no_tables(exc):
+            print(
+                "error: the database has no tables yet: run `text-diffusion db upgrade` "
+                "(`text-diffusion up` does it too)",
+                file=sys.stderr,
+            )
+            return 2
         raise
+
+
+def _no_tables(exc: BaseException) -> bool:
+    """A query on a database that was never migrated (SQLite: "no such table"; PostgreSQL:
+    "relation ... does not exist"). Only looked for when SQLAlchemy is already imported."""
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is None or not isinstance(exc, sa_exc.OperationalError | sa_exc.ProgrammingError):
+        return False
+    text = str(exc.orig)
+    return "no such table" in text or ("relation" in text and "does not exist" in text)
 
 
 if __name__ == "__main__":

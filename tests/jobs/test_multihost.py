@@ -189,9 +189,10 @@ def test_checkpoints_cross_hosts_jobs_spread_and_a_cut_off_host_loses_its_job(ma
 
     def checkpointed() -> bool:
         with db.session_scope() as s:
-            return bool(s.scalar(select(func.count()).where(Checkpoint.run_id == long.run_id)))
+            # Two rows: the first one's state is published by then (a row precedes its state).
+            return s.scalar(select(func.count()).where(Checkpoint.run_id == long.run_id)) >= 2
 
-    wait_for(checkpointed, 120, what="the long job's first checkpoint")
+    wait_for(checkpointed, 120, what="the long job's first two checkpoints")
     victim = job_reads.get_job(long.id).worker
     assert job_reads.get_job(long.id).status == JobStatus.RUNNING, "finished before the cut"
     (survivor,) = {m.worker(h) for h in HOSTS} - {victim}

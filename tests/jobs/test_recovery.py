@@ -44,7 +44,8 @@ def test_killed_worker_job_resumes_elsewhere_without_duplicates(job_env, workers
     first = workers("w1")
     spec = tiny_train_spec(job_env, max_steps=300, save_every=20, eval_every=100)
     job = submit.submit_train(spec)
-    wait_for(lambda: _checkpoint_steps(job.run_id), 90, what="a first checkpoint")
+    # Two rows: the state of the first is published by then (a row precedes its state).
+    wait_for(lambda: len(_checkpoint_steps(job.run_id)) >= 2, 90, what="two checkpoints")
     first.kill()
     workers("w2")
     wait_for(lambda: _status(job.id).finished, 120, what="the job to finish on w2")

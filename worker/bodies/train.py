@@ -113,8 +113,10 @@ class DatabaseCallback(BaseCallback):
         self.flush()
         base = f"runs/{self.run_id}"
         url = self.store.put_dir(path, f"{base}/checkpoint-{step}")
-        publish_state(self.store, self.run_id, path.parent)
+        # The row before the state: a run only ever resumes from a step it lists (killed in
+        # between, the next attempt resumes from the previous state and writes this row again).
         results.put_checkpoint(self.run_id, step, url, {"loss": self.last_loss})
+        publish_state(self.store, self.run_id, path.parent)
 
     def should_stop(self) -> bool:
         return self.pruned or self.stop.should_stop()

@@ -55,6 +55,9 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # A job's writes wait this long for a database that went away (a PostgreSQL restart takes
 # seconds, a failover tens of seconds) before they fail, and the job with them.
 RETRY_DISCONNECT_S = 60.0
+# The longest pause between two of those retries: once the database is back, every writer
+# (a job's heartbeat among them) has written again within this.
+RETRY_MAX_DELAY_S = 5.0
 
 
 def database_url(url: str | URL | None = None) -> URL:
@@ -235,7 +238,7 @@ def retry_on_disconnect(fn: Callable[P, R]) -> Callable[P, R]:
                 reason = str(exc.orig or exc).strip().splitlines()[0][:200]
                 log.warning("%s: database unavailable (%s); retrying", fn.__name__, reason)
                 time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, RETRY_MAX_DELAY_S)
 
     return wrapper
 

@@ -9,3 +9,8 @@ class JobError(ValueError):
 
 class JobNotFound(JobError, LookupError):
     """No job with that id (the API answers 404, a state conflict 409)."""
+
+
+class Displaced(JobError):
+    """A job attempt wrote after it stopped owning its job (the reconciler gave the job to
+    another attempt, or a user cancelled it): the write is refused and the attempt stops."""

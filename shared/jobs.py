@@ -10,27 +10,26 @@ first. So two workers, a reconciler and a user can act on the same job at once a
 database decides; a message that arrives twice runs the job once.
 
 Submitting (`shared.submit`) commits the job's row before its message is sent (`enqueue`);
-a message that is lost after the commit is resent by `reconcile`, which is idempotent and
-safe to run anywhere. Reads are in `shared.job_reads`, errors in `shared.errors`.
+a message that is lost after the commit is resent by `shared.reconciler`, which is
+idempotent and safe to run anywhere. Reads are in `shared.job_reads`, errors in `shared.errors`.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, true, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared.contracts.specs import SpecError
 from shared.db import retry_on_disconnect, session_scope
-from shared.errors import JobError, JobNotFound
+from shared.errors import Displaced, JobError, JobNotFound
 from shared.job_reads import get_job
 from shared.models import Job, JobKind, JobStatus, Run, utcnow
-from shared.queue import BrokerView, broker_view, new_task_id, send_job
+from shared.queue import new_task_id, send_job
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -75,7 +74,8 @@ class Claim:
     worker: str
 
 
-def _stale_before() -> datetime:
+def stale_before() -> datetime:
+    """Heartbeats older than this are stale: their worker is presumed dead."""
     return utcnow() - timedelta(seconds=get_settings().stale_after_seconds)
 
 
@@ -95,7 +95,7 @@ def claim(job_id: int, worker: str) -> Claim | None:
         Job.status == JobStatus.QUEUED,
         and_(
             Job.status == JobStatus.RUNNING,
-            or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < _stale_before()),
+            or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale_before()),
         ),
     )
     with session_scope() as s:
@@ -139,17 +139,17 @@ def _settle_unclaimable(job_id: int) -> None:
         if (
             job.status == JobStatus.RUNNING
             and job.heartbeat_at
-            and job.heartbeat_at >= (_stale_before())
+            and job.heartbeat_at >= (stale_before())
         ):
             return  # alive elsewhere: the duplicate message is simply dropped
         if job.cancel_requested:
-            _end(s, job_id, expected, JobStatus.CANCELLED, None, job.attempts)
+            end_job(s, job_id, expected, JobStatus.CANCELLED, None, job.attempts)
         elif job.attempts >= job.max_attempts:
             reason = f"gave up after {job.attempts} attempts; last: {job.error or 'worker lost'}"
-            _end(s, job_id, expected, JobStatus.FAILED, reason, job.attempts)
+            end_job(s, job_id, expected, JobStatus.FAILED, reason, job.attempts)
 
 
-def _end(
+def end_job(
     s: Session,
     job_id: int,
     expected: JobStatus,
@@ -201,6 +201,23 @@ def heartbeat(c: Claim, progress: float | None = None) -> Beat:
     return Beat(owned=True, cancel_requested=bool(row.cancel_requested))
 
 
+def fence(s: Session, c: Claim) -> None:
+    """Refuse the writes of transaction `s` unless attempt `c` owns its job (`Displaced`).
+
+    Called first in every transaction that writes a job's results: the ownership check and
+    the writes commit together. On PostgreSQL the job's row is share-locked, so a claim by
+    another attempt waits for this transaction to end (and any write that committed before
+    the claim was made by the owner); SQLite's BEGIN IMMEDIATE serialises them anyway.
+    A cancel request does not fence: a cancelled attempt still saves where it stopped.
+    """
+    owner = s.scalar(select(Job.id).where(_owned(c.job_id, c.attempt)).with_for_update(read=True))
+    if owner is None:
+        raise Displaced(
+            f"job {c.job_id}: attempt {c.attempt} no longer owns it (given to another "
+            "attempt, or ended); its write was refused"
+        )
+
+
 @retry_on_disconnect
 def set_progress(c: Claim, progress: float) -> None:
     with session_scope() as s:
@@ -225,6 +242,7 @@ def still_owned(c: Claim) -> bool:
 def set_result(c: Claim, result: dict[str, Any]) -> None:
     """Store what attempt `c` produced; the runner then marks the job succeeded."""
     with session_scope() as s:
+        fence(s, c)
         s.execute(update(Job).where(_owned(c.job_id, c.attempt)).values(result=result))
 
 
@@ -237,27 +255,27 @@ def cancel_requested(job_id: int) -> bool:
 @retry_on_disconnect
 def succeed(c: Claim, result: dict[str, Any] | None = None) -> bool:
     with session_scope() as s:
-        return _end(s, c.job_id, JobStatus.RUNNING, JobStatus.SUCCEEDED, None, c.attempt, result)
+        return end_job(s, c.job_id, JobStatus.RUNNING, JobStatus.SUCCEEDED, None, c.attempt, result)
 
 
 @retry_on_disconnect
 def fail(c: Claim, error: str) -> bool:
     """Attempt `c` failed for a reason retrying will not fix (an exception in the job)."""
     with session_scope() as s:
-        return _end(s, c.job_id, JobStatus.RUNNING, JobStatus.FAILED, error, c.attempt)
+        return end_job(s, c.job_id, JobStatus.RUNNING, JobStatus.FAILED, error, c.attempt)
 
 
 @retry_on_disconnect
 def mark_cancelled(c: Claim) -> bool:
     with session_scope() as s:
-        return _end(s, c.job_id, JobStatus.RUNNING, JobStatus.CANCELLED, None, c.attempt)
+        return end_job(s, c.job_id, JobStatus.RUNNING, JobStatus.CANCELLED, None, c.attempt)
 
 
 @retry_on_disconnect
 def mark_pruned(c: Claim) -> bool:
     """Attempt `c`, a sweep trial's run, was stopped by its pruner (state saved)."""
     with session_scope() as s:
-        return _end(s, c.job_id, JobStatus.RUNNING, JobStatus.PRUNED, None, c.attempt)
+        return end_job(s, c.job_id, JobStatus.RUNNING, JobStatus.PRUNED, None, c.attempt)
 
 
 @retry_on_disconnect
@@ -276,15 +294,16 @@ def release(c: Claim, reason: str, *, count: bool = True) -> bool:
             c = Claim(c.job_id, c.attempt - 1, c.worker)
         elif job.attempts >= job.max_attempts:
             reason = f"gave up after {job.attempts} attempts; last: {reason}"
-            _end(s, c.job_id, JobStatus.RUNNING, JobStatus.FAILED, reason, c.attempt)
+            end_job(s, c.job_id, JobStatus.RUNNING, JobStatus.FAILED, reason, c.attempt)
             return False
-        requeued = _requeue(s, [_owned(c.job_id, c.attempt)], reason)
+        requeued = requeue_where(s, [_owned(c.job_id, c.attempt)], reason)
     if requeued:
         enqueue(requeued)
     return bool(requeued)
 
 
-def _requeue(s: Session, where: list[Any], reason: str) -> list[int]:
+def requeue_where(s: Session, where: list[Any], reason: str) -> list[int]:
+    """Queue again the jobs matching `where` (and their runs); return their ids, to send."""
     rows = s.execute(
         update(Job)
         .where(*where)
@@ -310,7 +329,7 @@ def cancel(job_id: int) -> JobStatus:
         if JobStatus(job.status).finished:
             return JobStatus(job.status)
         s.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
-        if _end(s, job_id, JobStatus.QUEUED, JobStatus.CANCELLED, None, None):
+        if end_job(s, job_id, JobStatus.QUEUED, JobStatus.CANCELLED, None, None):
             return JobStatus.CANCELLED
         return JobStatus.RUNNING
 
@@ -326,7 +345,7 @@ def retry(job_id: int) -> Job:
             raise JobNotFound(f"no job with id {job_id}")
         if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             raise JobError(f"job {job_id} is {job.status}; only failed or cancelled jobs retry")
-        done = _requeue(
+        done = requeue_where(
             s,
             [Job.id == job_id, Job.status == job.status],
             reason=f"retried after it {job.status}: {job.error or ''}".strip(": "),
@@ -360,113 +379,3 @@ def set_priority(job_id: int, priority: int) -> Job:
             raise JobError(f"job {job_id} is {job.status}; only queued jobs can be reordered")
     enqueue([job_id])
     return get_job(job_id)
-
-
-# ----------------------------------------------------------------------------- reconcile
-
-
-@dataclass(frozen=True)
-class Reconciled:
-    requeued: list[int]  # running with a stale heartbeat -> queued
-    failed: list[int]  # ... out of attempts -> failed
-    resent: list[int]  # queued, message sent again
-
-
-def reconcile(resend_after_s: float | None = None) -> Reconciled:
-    """Make the queue match what the database says is owed. Idempotent; run it anywhere.
-
-    Running jobs whose heartbeat is older than STALE_AFTER_SECONDS lost their worker: they
-    are queued again (failed when out of attempts). Queued jobs whose message the broker
-    lost are sent again (`_lost_messages`); a message still waiting in its queue is never
-    sent twice, however long it waits. The claim drops any duplicate a race makes.
-    """
-    stale = and_(
-        Job.status == JobStatus.RUNNING,
-        or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < _stale_before()),
-    )
-    with session_scope() as s:
-        dead = s.execute(select(Job.id, Job.attempts, Job.max_attempts, Job.error).where(stale))
-        dead = dead.all()
-        failed = [
-            d.id
-            for d in dead
-            if d.attempts >= d.max_attempts
-            and _end(
-                s,
-                d.id,
-                JobStatus.RUNNING,
-                JobStatus.FAILED,
-                f"gave up after {d.attempts} attempts; last: worker lost (no heartbeat)",
-                d.attempts,
-            )
-        ]
-        requeued = _requeue(
-            s,
-            [stale, Job.attempts < Job.max_attempts],
-            "worker lost (no heartbeat); queued again",
-        )
-    try:
-        resent = _lost_messages(requeued, resend_after_s)
-    except Exception:  # the broker is away: sending would fail too; the next pass retries
-        log.warning("reconcile: could not read the broker's messages", exc_info=True)
-        resent = []
-    enqueue(requeued + resent)
-    if requeued or failed or resent:
-        log.info("reconcile: requeued %s, failed %s, resent %s", requeued, failed, resent)
-    return Reconciled(requeued, failed, resent)
-
-
-# Before resending, the broker is read again this much later: a message can be between the
-# database and the broker (stamped, not yet sent) or between a queue and a worker's
-# unacknowledged set for a moment, and must not be taken for lost.
-RECHECK_SECONDS = 1.0
-
-
-def _queued_messages(exclude: list[int]) -> dict[int, tuple[str | None, datetime | None]]:
-    """Queued jobs (but `exclude`) -> (task id, time sent) of their last message."""
-    with session_scope() as s:
-        rows = s.execute(
-            select(Job.id, Job.celery_task_id, Job.enqueued_at)
-            .where(Job.status == JobStatus.QUEUED, Job.id.not_in(exclude) if exclude else true())
-            .order_by(Job.priority.desc(), Job.id)
-        )
-        return {r.id: (r.celery_task_id, r.enqueued_at) for r in rows}
-
-
-def _lost(
-    owed: dict[int, tuple[str | None, datetime | None]], view: BrokerView, resend_after_s: float
-) -> list[int]:
-    """The jobs of `owed` whose message the broker no longer has for them.
-
-    Waiting in a queue: not lost, however old. Received by a worker that has not claimed
-    the job within `resend_after_s`: lost with that worker (Redis would hand it back only
-    after the visibility timeout). In neither, or never sent: lost now.
-    """
-    received_before = utcnow() - timedelta(seconds=resend_after_s)
-    lost = []
-    for job_id, (task_id, sent_at) in owed.items():
-        if task_id is None or sent_at is None:
-            lost.append(job_id)
-        elif task_id in view.waiting:
-            continue
-        elif task_id not in view.received or sent_at <= received_before:
-            lost.append(job_id)
-    return lost
-
-
-def _lost_messages(exclude: list[int], resend_after_s: float | None) -> list[int]:
-    """Queued jobs (but `exclude`) whose message the broker lost, seen twice
-    RECHECK_SECONDS apart; `resend_after_s` defaults to REQUEUE_AFTER_SECONDS."""
-    if resend_after_s is None:
-        resend_after_s = get_settings().requeue_after_seconds
-    owed = _queued_messages(exclude)
-    if not owed:
-        return []
-    lost = _lost(owed, broker_view(), resend_after_s)
-    if not lost:
-        return []
-    time.sleep(RECHECK_SECONDS)
-    owed_now = _queued_messages(exclude)
-    again = _lost(owed_now, broker_view(), resend_after_s)
-    # Lost both times, and the same message both times (not sent anew meanwhile).
-    return [j for j in again if j in lost and owed_now[j][0] == owed[j][0]]

@@ -4,7 +4,8 @@ warm process (`worker.forkserver`), which calls `main` in the child.
 Started by `worker.runner` in its own session. Loads the job, runs the body for its kind
 (`worker.bodies`), and exits with one of the codes in `worker.stopping`: EXIT_DONE,
 EXIT_FAILED (an exception; the user's one-line error and the traceback go to the log's
-`.error` file) or EXIT_STOPPED (stopped on request, state saved).
+`.error` file), EXIT_STOPPED (stopped on request, state saved), EXIT_PRUNED, or
+EXIT_DISPLACED (the job was given to another attempt: this one's writes were refused).
 
 Two guards make it safe to leave running: SIGTERM asks it to stop at the next step (as a
 cancel does), and if its parent (the worker's runner, or the warm process, which exits
@@ -22,12 +23,14 @@ import traceback
 from shared import jobs
 from shared.contracts.specs import SpecError
 from shared.db import retry_on_disconnect, session_scope
+from shared.errors import Displaced
 from shared.models import Job
 from shared.settings import get_settings
 from worker.bodies import body_for
 from worker.bodies.errors import JobInputError
 from worker.roots import confine_job_reads
 from worker.stopping import (
+    EXIT_DISPLACED,
     EXIT_DONE,
     EXIT_FAILED,
     EXIT_PRUNED,
@@ -93,6 +96,9 @@ def main(argv: list[str], *, parent: int | None = None) -> int:
     try:
         confine_job_reads()
         run_body(claim, stop)
+    except Displaced as exc:
+        log.warning("job %s: stopping, %s", job_id, exc)
+        return EXIT_DISPLACED
     except Pruned:
         log.info("job %s pruned by its sweep", job_id)
         return EXIT_PRUNED

@@ -39,6 +39,7 @@ from shared import jobs, sweeps
 from shared.settings import get_settings
 from worker.forkserver import ROOT, WarmProcess, WarmProcessGone, warm_process
 from worker.stopping import (
+    EXIT_DISPLACED,
     EXIT_DONE,
     EXIT_FAILED,
     EXIT_PRUNED,
@@ -185,7 +186,7 @@ def _error_text(c: jobs.Claim) -> str:
 def record(c: jobs.Claim, o: Outcome) -> str:
     """Turn how the child ended into the job's next state; return that state's name."""
     _last_beat.pop((c.job_id, c.attempt), None)
-    if o.lost:
+    if o.lost or o.returncode == EXIT_DISPLACED:
         return "lost"
     if o.returncode == EXIT_DONE:
         jobs.succeed(c)

@@ -25,6 +25,7 @@ EXIT_DONE = 0
 EXIT_FAILED = 1  # an exception: the job failed; its text is in the log's `.error` file
 EXIT_STOPPED = 3  # stopped on request (cancel flag, SIGTERM); state was saved
 EXIT_PRUNED = 4  # a sweep trial's pruner stopped it; state was saved
+EXIT_DISPLACED = 5  # another attempt owns the job now: this one's writes were refused
 
 # The database is asked for the cancel flag at most this often (a cheap indexed read).
 CHECK_EVERY_S = 1.0

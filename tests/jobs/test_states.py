@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import func, select, update
 
-from shared import db, errors, job_reads, jobs, submit
+from shared import db, errors, job_reads, jobs, reconciler, submit
 from shared.contracts.specs import GenerateSpec, SpecError, TrainSpec
 from shared.models import Job, JobStatus, Run, utcnow
 from tests.jobs.helpers import tiny_train_spec
@@ -46,12 +46,12 @@ def test_reconciler_requeues_stale_jobs_until_attempts_run_out(job_env):
     for attempt in (1, 2, 3):
         assert jobs.claim(job.id, "w").attempt == attempt
         _age_heartbeat(job.id)
-        outcome = jobs.reconcile()
+        outcome = reconciler.reconcile()
         if attempt < 3:
             assert outcome.requeued == [job.id]
         else:
             assert outcome.failed == [job.id]
-        assert jobs.reconcile() == jobs.Reconciled([], [], [])  # idempotent
+        assert reconciler.reconcile() == reconciler.Reconciled([], [], [])  # idempotent
     done = job_reads.get_job(job.id)
     assert done.status == JobStatus.FAILED and "gave up after 3 attempts" in done.error
     assert jobs.retry(job.id).status == JobStatus.QUEUED
@@ -127,11 +127,12 @@ def test_a_loss_point_written_twice_is_reported_and_stored_once(job_env):
     from shared.models import LossPoint
     from worker import results
 
-    run_id = submit.submit_train(tiny_train_spec(job_env)).run_id
+    job = submit.submit_train(tiny_train_spec(job_env))
+    run_id, claim = job.run_id, jobs.claim(job.id, "w")
     points = [{"step": s, "loss": 1.0} for s in (2, 4)]
-    assert results.add_loss_points(run_id, points, {}) == []
+    assert results.add_loss_points(claim, run_id, points, {}) == []
     again = [{"step": s, "loss": 1.0} for s in (4, 6)]
-    assert results.add_loss_points(run_id, again, {"step": 6}) == [4]
+    assert results.add_loss_points(claim, run_id, again, {"step": 6}) == [4]
     with db.session_scope() as s:
         stored = s.scalars(select(LossPoint.step).where(LossPoint.run_id == run_id)).all()
         assert sorted(stored) == [2, 4, 6] and s.get(Run, run_id).step == 6
@@ -145,18 +146,18 @@ def test_the_embedded_broker_resends_only_what_it_lost(job_env):
     job = submit.submit_train(tiny_train_spec(job_env))
     task_id = job_reads.get_job(job.id).celery_task_id
     assert task_id in broker_view().waiting
-    assert jobs.reconcile(resend_after_s=0).resent == []  # waiting: never sent twice
+    assert reconciler.reconcile(resend_after_s=0).resent == []  # waiting: never sent twice
 
     folder = get_settings().broker_dir
     (message,) = (folder / "queue").glob("*.msg")
     message.rename(folder / "processed" / message.name)  # a worker took it, not yet claimed
     assert task_id in broker_view().received
-    assert jobs.reconcile(resend_after_s=3600).resent == []  # give that worker time
-    assert jobs.reconcile(resend_after_s=0).resent == [job.id]  # it died holding it
+    assert reconciler.reconcile(resend_after_s=3600).resent == []  # give that worker time
+    assert reconciler.reconcile(resend_after_s=0).resent == [job.id]  # it died holding it
 
     new_task = job_reads.get_job(job.id).celery_task_id
     (message,) = (folder / "queue").glob("*.msg")
     message.unlink()  # the broker lost it
-    assert jobs.reconcile(resend_after_s=3600).resent == [job.id]
+    assert reconciler.reconcile(resend_after_s=3600).resent == [job.id]
     assert new_task != job_reads.get_job(job.id).celery_task_id
     assert broker_view().waiting == {job_reads.get_job(job.id).celery_task_id}

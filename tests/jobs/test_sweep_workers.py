@@ -9,7 +9,7 @@ import os
 import pytest
 from sqlalchemy import func, select
 
-from shared import db, jobs, sweeps
+from shared import db, reconciler, sweeps
 from shared.contracts.sweep import SweepSpec
 from shared.models import Job, JobStatus, LossPoint, Run, Sweep, SweepStatus, SweepTrial
 from tests.jobs.helpers import delete_broker_keys, wait_for
@@ -94,7 +94,7 @@ def test_a_killed_worker_and_a_flushed_broker_lose_and_repeat_no_trial(job_env, 
     first.kill()  # SIGKILL: its trial's job is left claimed, heartbeat stopping
     # FLUSHALL as this deployment sees it: the queued trial's message is gone too.
     delete_broker_keys(redis_url(), os.environ["REDIS_KEY_PREFIX"])
-    jobs.reconcile(resend_after_s=0)
+    reconciler.reconcile(resend_after_s=0)
     workers("w2")
     wait_for(lambda: _sweep(sweep_id)[0] == SweepStatus.FINISHED, 300, what="the sweep")
     _, rows = _sweep(sweep_id)

@@ -63,7 +63,7 @@ def _finish(run: Run, nll: float | None, *, ok: bool = True) -> None:
     claim = jobs.claim(job_id, "test-worker")
     assert claim is not None
     if ok:
-        results.merge_run_summary(run.id, {"nll_bound": nll})
+        results.merge_run_summary(claim, run.id, {"nll_bound": nll})
         jobs.succeed(claim)
     else:
         jobs.fail(claim, "boom")

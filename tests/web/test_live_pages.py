@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy import update
 
-from shared import submit
+from shared import jobs, submit
 from shared.contracts.specs import TrainSpec
 from shared.db import session_scope
 from shared.models import Job, JobStatus, Run, SampleSet, utcnow
@@ -18,13 +18,13 @@ WAIT_MS = 15_000  # the page polls every 3 s
 ARTIFACTS = REPO / "test-artifacts"
 
 
-def _log_steps(run_id: int, first: int, last: int) -> None:
+def _log_steps(claim: jobs.Claim, run_id: int, first: int, last: int) -> None:
     """Loss points first..last and the run's progress, as a training job writes them."""
     points = [
         {"step": k, "loss": 6.0 - k / 100, "tokens_seen": k * 512, "elapsed_s": k / 10}
         for k in range(first, last + 1)
     ]
-    results.add_loss_points(run_id, points, {"step": last, "tokens_seen": last * 512})
+    results.add_loss_points(claim, run_id, points, {"step": last, "tokens_seen": last * 512})
 
 
 def _text(page, selector: str) -> str:
@@ -50,12 +50,13 @@ def test_the_run_page_keeps_header_charts_and_tables_in_step(browser):
         s.execute(
             update(Run).where(Run.id == run_id).values(status=JobStatus.RUNNING, started_at=now)
         )
-    _log_steps(run_id, 1, 160)
+    claim = jobs.Claim(job.id, 1, "w1@box")
+    _log_steps(claim, run_id, 1, 160)
     results.put_eval_points(
-        run_id, 160, [{"ratio": r, "loss": 5.0, "accuracy": 0.2} for r in (0.5, 1.0)]
+        claim, run_id, 160, [{"ratio": r, "loss": 5.0, "accuracy": 0.2} for r in (0.5, 1.0)]
     )
-    results.merge_run_summary(run_id, {"bound_step": 160, "resumed_from_step": 0})
-    results.put_checkpoint(run_id, 160, "file:///nowhere/checkpoint-160", {"loss": 4.4})
+    results.merge_run_summary(claim, run_id, {"bound_step": 160, "resumed_from_step": 0})
+    results.put_checkpoint(claim, run_id, 160, "file:///nowhere/checkpoint-160", {"loss": 4.4})
 
     page.wait_for_function(
         "() => document.querySelector('#status .step').textContent === '160'", timeout=WAIT_MS
@@ -69,7 +70,7 @@ def test_the_run_page_keeps_header_charts_and_tables_in_step(browser):
     assert page.locator("#chart-ratios .uplot canvas").count() == 1
 
     # More steps: whenever the header shows a step, the training chart ends at it.
-    _log_steps(run_id, 161, 300)
+    _log_steps(claim, run_id, 161, 300)
     page.wait_for_function(
         "() => document.querySelector('#status .step').textContent === '300'", timeout=WAIT_MS
     )

@@ -73,7 +73,7 @@ def test_importance_ranks_the_parameter_that_decides_the_metric(web_env):
         }
     for run_id, lr in lrs.items():
         claim = jobs.claim(ids[run_id], "w")
-        results.merge_run_summary(run_id, {"nll_bound": 3.0 + 100 * lr})
+        results.merge_run_summary(claim, run_id, {"nll_bound": 3.0 + 100 * lr})
         jobs.succeed(claim)
     with session_scope() as s:
         detail = sweep_detail(s, sweep_id)

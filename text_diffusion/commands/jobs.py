@@ -201,9 +201,9 @@ def jobs_retry(args: argparse.Namespace) -> int:
 
 
 def jobs_reconcile(args: argparse.Namespace) -> int:
-    from shared import jobs
+    from shared import reconciler
 
-    done = jobs.reconcile()
+    done = reconciler.reconcile()
     print(f"requeued {done.requeued}, failed {done.failed}, resent {done.resent}")
     return 0
 

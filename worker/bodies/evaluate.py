@@ -64,11 +64,12 @@ def run_evaluate(claim: jobs.Claim, job: Job, stop: StopControl) -> None:
     }
     if spec.dataset is None and grid:
         results.put_eval_points(
+            claim,
             ckpt.run_id,
             ckpt.step,
             [{"ratio": r.ratio, "loss": r.loss, "accuracy": r.accuracy} for r in grid],
         )
     evaluations = dict((ckpt.metrics or {}).get("evaluations", {}))
     evaluations[dataset] = {"bound": bound, "job": job.id}
-    results.merge_checkpoint_metrics(ckpt.id, {"evaluations": evaluations})
+    results.merge_checkpoint_metrics(claim, ckpt.id, {"evaluations": evaluations})
     jobs.set_result(claim, result)

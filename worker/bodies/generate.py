@@ -136,6 +136,6 @@ def run_generate(claim: jobs.Claim, job: Job, stop: StopControl) -> None:
             for s, judged in zip(samples, per_sample, strict=True)
         ]
         settings = applicable_settings(combo.settings(), metrics["objective"])
-        results.add_sample_set(job.id, ckpt.id, combo.index, settings, metrics, rows)
+        results.add_sample_set(claim, ckpt.id, combo.index, settings, metrics, rows)
         jobs.set_progress(claim, (k + 1) / len(combinations))
     jobs.set_result(claim, {"sample_sets": len(combinations), "checkpoint": ckpt.id})

@@ -51,7 +51,7 @@ class DatabaseCallback(BaseCallback):
         self.pruned = False  # set when this run is a sweep trial its pruner stopped
 
     def flush(self) -> None:
-        skipped = results.add_loss_points(self.run_id, self.pending, self.progress)
+        skipped = results.add_loss_points(self.claim, self.run_id, self.pending, self.progress)
         if skipped:
             log.info("%s %s", SKIPPED_LOSS_POINTS, ",".join(map(str, skipped)))
         if self.progress:
@@ -61,6 +61,7 @@ class DatabaseCallback(BaseCallback):
 
     def on_train_begin(self, info: dict[str, Any]) -> None:
         results.merge_run_summary(
+            self.claim,
             self.run_id,
             {
                 "device": info["device"],
@@ -91,11 +92,13 @@ class DatabaseCallback(BaseCallback):
     def on_evaluate(self, step: int, results_: list, bound: dict) -> None:
         self.flush()
         results.put_eval_points(
+            self.claim,
             self.run_id,
             step,
             [{"ratio": r.ratio, "loss": r.loss, "accuracy": r.accuracy} for r in results_],
         )
         results.merge_run_summary(
+            self.claim,
             self.run_id,
             {
                 "bound_step": step,
@@ -115,8 +118,8 @@ class DatabaseCallback(BaseCallback):
         url = self.store.put_dir(path, f"{base}/checkpoint-{step}")
         # The row before the state: a run only ever resumes from a step it lists (killed in
         # between, the next attempt resumes from the previous state and writes this row again).
-        results.put_checkpoint(self.run_id, step, url, {"loss": self.last_loss})
-        publish_state(self.store, self.run_id, path.parent)
+        results.put_checkpoint(self.claim, self.run_id, step, url, {"loss": self.last_loss})
+        publish_state(self.store, self.claim, self.run_id, path.parent)
 
     def should_stop(self) -> bool:
         return self.pruned or self.stop.should_stop()
@@ -124,6 +127,7 @@ class DatabaseCallback(BaseCallback):
     def on_train_end(self, summary: dict[str, Any]) -> None:
         self.flush()
         results.merge_run_summary(
+            self.claim,
             self.run_id,
             {
                 "steps": summary["steps"],

@@ -58,6 +58,8 @@ RETRY_DISCONNECT_S = 60.0
 # The longest pause between two of those retries: once the database is back, every writer
 # (a job's heartbeat among them) has written again within this.
 RETRY_MAX_DELAY_S = 5.0
+# PostgreSQL ends a session left idle inside a transaction for this long (see make_engine).
+IDLE_IN_TRANSACTION_MS = 30_000
 
 
 def database_url(url: str | URL | None = None) -> URL:
@@ -103,6 +105,13 @@ def make_engine(
         connect_args = kwargs.setdefault("connect_args", {})
         connect_args.setdefault("connect_timeout", 10)
         connect_args.setdefault("application_name", "text-diffusion")
+        # A client cut off in the middle of a transaction (a partitioned worker) would hold
+        # its row locks (a job's, share-locked by `shared.jobs.fence`) until TCP gives up,
+        # hours later; the server ends such a session after this instead. Our transactions
+        # never wait on the client that long.
+        connect_args.setdefault(
+            "options", f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
+        )
         engine = create_engine(url, **kwargs)
         _configure_postgres(engine)
         return engine

@@ -253,3 +253,12 @@ def test_read_scope_cannot_write(url):
         session.flush()
     with db.read_scope(url) as session:
         assert session.scalars(select(Run)).all() == []
+
+
+def test_postgres_ends_a_session_left_idle_in_a_transaction():
+    # A partitioned worker must not hold a job's row lock until TCP gives up (hours).
+    with temporary_postgres_database() as url:
+        with db.get_engine(url).connect() as connection:
+            timeout = connection.exec_driver_sql("SHOW idle_in_transaction_session_timeout")
+            assert timeout.scalar() == f"{db.IDLE_IN_TRANSACTION_MS // 1000}s"
+        db.dispose_engines()

@@ -14,7 +14,9 @@ their warm-up), then:
    default the packaged SmolLM2-135M; a judge trained on the same budget prefers its own
    kind): judge perplexity of the generated tokens with their diversity beside it (unigram
    entropy, repeated 4-grams), and MAUVE against held-out snippets of the same token length
-   (MiniLM features); held-out human text measured the same way (`reference`);
+   (MiniLM features); held-out human text measured the same way (`reference`); MAUVE also
+   with the judge's own features (a causal LM's last-token state, as the MAUVE paper does)
+   to see which featuriser separates weak sets better (`mauve_featurizers`);
 4. the frontier: the diffusion model over steps x unmasking strategy x temperature and the
    AR model over temperature, each point with its cost (forward passes, seconds per sample)
    and quality; per checkpoint x strategy (x steps) the judge perplexity read at human
@@ -224,9 +226,12 @@ def held_out(diffusion_ckpt: str, ar_ckpt: str, spec, max_blocks: int) -> dict[s
     }
 
 
-def measure(samples, seconds: float, judge, references, featurizer: str) -> dict[str, Any]:
-    """Cost and quality of one sample set."""
+def measure(
+    samples, seconds: float, judge, references, featurizer: str, other_featurizer: str | None
+) -> dict[str, Any]:
+    """Cost and quality of one sample set (MAUVE under `other_featurizer` too, if given)."""
     from worker.diffusion.evaluation import sample_metrics
+    from worker.diffusion.mauve import mauve_score
     from worker.diffusion.quality import sample_set_quality
 
     completions = [s.completion for s in samples]
@@ -247,6 +252,11 @@ def measure(samples, seconds: float, judge, references, featurizer: str) -> dict
         "mauve": quality.mauve,
         "mauve_at_floor": quality.mauve_at_floor,
         "mauve_reason": quality.mauve_reason,
+        "mauve_judge_features": (
+            mauve_score(completions, references, featurizer=other_featurizer).score
+            if other_featurizer
+            else None
+        ),
         "distinct_2": sample_metrics(completions)["distinct_2"],
         "examples": completions[:3],
     }
@@ -276,8 +286,9 @@ def main() -> None:
     from worker.diffusion.ar_generate import generate_causal
     from worker.diffusion.generate import generate
     from worker.diffusion.judge import load_judge
-    from worker.diffusion.mauve import DEFAULT_FEATURIZER, reference_snippets
+    from worker.diffusion.mauve import DEFAULT_FEATURIZER, mauve_score, reference_snippets
     from worker.diffusion.modeling import load_checkpoint
+    from worker.diffusion.packaged_judge import PACKAGED_JUDGES, cached_judge_dir
     from worker.diffusion.quality import sample_set_quality
 
     started = time.perf_counter()
@@ -335,6 +346,16 @@ def main() -> None:
     pool = reference_snippets(validation, tokenizer, 2 * n, length, seed=0)
     references, other = pool[:n], pool[n:]  # MAUVE's references; human text apart from them
     human = sample_set_quality(other or references, judge=judge, references=references)
+    # The judge's own features for MAUVE, beside MiniLM's (a packaged judge: its converted
+    # folder; an AR run: its checkpoint).
+    judge_features = (
+        runs["ar"]["checkpoint"]
+        if args.judge == "ar"
+        else str(cached_judge_dir(args.judge, get_settings().judge_cache_dir))
+        if args.judge in PACKAGED_JUDGES
+        else args.judge
+    )
+    human_judge_mauve = mauve_score(other or references, references, featurizer=judge_features)
     reference = {
         "texts": len(other or references),
         "judge_ppl": human.judge_ppl,
@@ -342,6 +363,7 @@ def main() -> None:
         "repetition": human.repetition,
         "mauve": human.mauve,  # against the references: how close human text gets
         "mauve_reason": human.mauve_reason,
+        "mauve_judge_features": human_judge_mauve.score,
     }
     print(
         f"held-out snippets under {judge_name}: judge ppl {human.judge_ppl:.1f}, entropy "
@@ -373,6 +395,7 @@ def main() -> None:
             "judge": judge_name,
             "training": "one after the other",
             "mauve_featurizer": DEFAULT_FEATURIZER,
+            "mauve_judge_featurizer": judge_features,
         },
         "machine": host,
         "command": command(),
@@ -393,21 +416,45 @@ def main() -> None:
             samples, seconds = timed(fn, model, tok, [""], sampler, **common)
             point = {"model": model_name, "strategy": strategy, "steps": steps}
             point["temperature"] = temperature
-            point.update(measure(samples, seconds, judge, references, DEFAULT_FEATURIZER))
+            point.update(
+                measure(samples, seconds, judge, references, DEFAULT_FEATURIZER, judge_features)
+            )
             frontier.append(point)
             print(
                 f"  {model_name:>9} {strategy:>10} {steps or '-':>3} T={temperature:g}: "
                 f"{point['forward_passes']:5.1f} passes, {point['seconds_per_sample']:.2f} "
                 f"s/sample, judge ppl {point['judge_ppl']:.1f}, entropy {point['entropy']:.2f}, "
-                f"repetition {point['repetition']:.3f}, MAUVE {point['mauve']}"
+                f"repetition {point['repetition']:.3f}, MAUVE {point['mauve']} "
+                f"({point['mauve_judge_features']} on the judge's features)"
             )
             payload["matched"] = matched(frontier, reference["entropy"])
+            payload["mauve_featurizers"] = featurizer_comparison(frontier, reference)
             save(payload, args, started, complete=False)  # a partial frontier survives a stop
     path = save(payload, args, started, complete=True)
     for m in payload["matched"]:
         read = f"{m['judge_ppl']:.1f}" if m["judge_ppl"] is not None else m["reason"]
         print(f"  at human diversity: {m['model']} {m['strategy']} {m['steps'] or ''}: {read}")
     print(f"bound ratio {payload['bound_ratio']:.2f}; wrote {path}")
+
+
+def featurizer_comparison(frontier: list[dict[str, Any]], reference: dict) -> dict[str, Any]:
+    """Per MAUVE featuriser: human text's score, the sets' range, and how many sit at the
+    floor (indistinguishable from fully separated). The better featuriser spreads the sets
+    apart (fewer at the floor, a wider range) and keeps human text on top."""
+    from worker.diffusion.mauve import separated_floor
+
+    floor = separated_floor()
+    out = {}
+    for name, key in (("minilm", "mauve"), ("judge", "mauve_judge_features")):
+        scores = [p[key] for p in frontier if p.get(key) is not None]
+        out[name] = {
+            "human": reference.get(key),
+            "sets": len(scores),
+            "at_floor": sum(1 for x in scores if x <= floor * 1.001),
+            "min": min(scores, default=None),
+            "max": max(scores, default=None),
+        }
+    return out
 
 
 def matched(frontier: list[dict[str, Any]], human_entropy: float) -> list[dict[str, Any]]:

@@ -66,9 +66,10 @@ def _is_causal_config(config) -> bool:
     )
 
 
-@functools.lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=2)
 def _load_featurizer(name: str):
-    """(model, tokenizer), cached: a frontier scores many sample sets with one featuriser."""
+    """(model, tokenizer), cached: a frontier scores many sample sets with one featuriser
+    (two: a benchmark compares MiniLM's features with a judge's)."""
     source = resolve_model_source(name)
     tokenizer = AutoTokenizer.from_pretrained(source)
     with quiet_transformers():

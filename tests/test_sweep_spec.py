@@ -7,6 +7,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from shared.contracts.specs import TrainSpec
 from shared.contracts.sweep import SweepSpec, grid_points, grid_size
 
 WANDB_STYLE = """
@@ -99,3 +100,17 @@ def test_a_boolean_or_nan_is_no_number_in_a_sweep():
     with pytest.raises(ValidationError) as raised:
         SweepSpec(name="s", parameters={"lr": {"values": [0.1]}}, run_cap=True)
     assert raised.value.errors()[0]["loc"] == ("run_cap",)
+
+
+def test_a_base_from_a_run_is_its_preset_and_what_it_changed():
+    from shared.contracts.sweep import base_from_run, sweep_around_run
+
+    run = TrainSpec.from_preset("tiny", lr=3e-3, max_steps=77, masking={"mode": "uniform"})
+    base = base_from_run(run.model_dump(mode="json"))
+    assert base == {"preset": "tiny", "lr": 3e-3, "max_steps": 77, "masking": {"mode": "uniform"}}
+    file = sweep_around_run("my run", run.model_dump(mode="json"))
+    spec = SweepSpec.model_validate(file)
+    assert spec.base_spec() == run  # the sweep's base is the run, exactly
+    lr = spec.parameters["lr"]
+    assert lr.distribution == "log_uniform_values"
+    assert (lr.min, lr.max) == (pytest.approx(1e-3), pytest.approx(9e-3))

@@ -184,6 +184,43 @@ class SweepSpec(_Model):
         return TrainSpec.model_validate(data)
 
 
+def base_from_run(run_spec: dict[str, Any]) -> dict[str, Any]:
+    """A sweep `base` that is a stored run's spec: its preset and the fields where the run
+    differs from that preset (so the file stays short and says what the run changed). A
+    field added to TrainSpec since the run was stored keeps its default."""
+    preset = run_spec.get("preset") if run_spec.get("preset") in PRESETS else "tiny"
+    defaults = TrainSpec.from_preset(preset).model_dump(mode="json")
+    spec = TrainSpec.from_preset_data(preset, run_spec).model_dump(mode="json")
+    base: dict[str, Any] = {"preset": preset}
+    for key, value in spec.items():
+        if key == "masking":
+            changed = {k: v for k, v in value.items() if defaults["masking"].get(k) != v}
+            if changed:
+                base["masking"] = changed
+        elif key != "preset" and defaults.get(key) != value:
+            base[key] = value
+    return base
+
+
+def sweep_around_run(name: str, run_spec: dict[str, Any]) -> dict[str, Any]:
+    """A sweep file (as a dict) whose base is run `name`'s spec, searching its learning
+    rate over a decade around the run's own: a start the user edits, never run as is
+    without them seeing it (the dashboard's "Sweep" button fills the form with it)."""
+    base = base_from_run(run_spec)
+    lr = float(TrainSpec.from_preset_data(base["preset"], base).lr)
+    return {
+        "name": f"{name} sweep"[:200],
+        "base": base,
+        "method": "tpe",
+        "metric": {"name": "val_nll", "goal": "minimize"},
+        "parameters": {"lr": {"min": lr / 3, "max": lr * 3, "distribution": "log_uniform_values"}},
+        "run_cap": 12,
+        "concurrency": 2,
+        "seeds": 1,
+        "early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 3},
+    }
+
+
 def grid_size(spec: SweepSpec) -> int:
     return math.prod(len(p.corners()) for p in spec.parameters.values())
 

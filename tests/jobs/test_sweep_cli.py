@@ -60,3 +60,23 @@ def test_a_bad_file_is_one_line_naming_the_field(job_env, tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1
     assert run_cli(["sweep", "resume", "7"]) == 2
     assert "no sweep with id 7" in capsys.readouterr().err
+
+
+@embedded
+def test_a_sweep_based_on_a_run(job_env, tmp_path, capsys):
+    from shared import submit
+    from shared.contracts.sweep import SweepSpec
+    from shared.db import session_scope
+    from shared.models import Sweep
+    from tests.jobs.helpers import tiny_train_spec
+
+    run = submit.submit_train(tiny_train_spec(job_env, lr=0.004, max_steps=20, eval_every=10))
+    path = tmp_path / "around.yaml"
+    path.write_text("name: around\nbase: {warmup_steps: 3}\nparameters: {lr: {values: [1.0e-3]}}\n")
+    assert run_cli(["sweep", "submit", str(path), "--base-run", str(run.run_id)]) == 0
+    with session_scope() as s:
+        base = SweepSpec.model_validate(s.query(Sweep).one().spec).base_spec()
+    assert base.lr == 0.004 and base.warmup_steps == 3  # the run's, then the file's
+    assert base.dataset == str(job_env) and base.scratch.layers == 2
+    assert run_cli(["sweep", "submit", str(path), "--base-run", "999"]) == 2
+    assert "no run with id 999" in capsys.readouterr().err

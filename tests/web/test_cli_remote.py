@@ -222,3 +222,23 @@ def test_a_separate_process_needs_no_database(server, tmp_path):
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("job ") and "POST /api/runs" in seen
+
+
+def test_a_sweep_based_on_a_run_through_the_api(server, token, tmp_path, capsys):
+    from shared.contracts.sweep import SweepSpec
+    from shared.models import Sweep
+
+    url, seen = server
+    run_id = add_run("base", steps=20, eval_every=10, spec_overrides={"lr": 0.004})
+    path = tmp_path / "around.yaml"
+    path.write_text("name: around\nparameters: {lr: {values: [1.0e-3, 2.0e-3]}}\n")
+    code, _, err = cli(
+        capsys, "sweep", "submit", str(path), "--base-run", str(run_id), "--url", url
+    )
+    assert code == 0, err
+    assert f"GET /api/runs/{run_id}" in seen and "POST /api/sweeps" in seen
+    with session_scope() as s:
+        spec = SweepSpec.model_validate(s.query(Sweep).one().spec)
+    assert spec.base_spec().lr == 0.004 and spec.base_spec().max_steps == 20
+    code, _, err = cli(capsys, "sweep", "submit", str(path), "--base-run", "999", "--url", url)
+    assert code == 2 and "no run with id 999 (HTTP 404)" in err

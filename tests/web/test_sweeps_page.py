@@ -3,6 +3,9 @@ stores nothing; a created sweep's page and its actions; importance once trials c
 
 from __future__ import annotations
 
+import html
+import re
+
 import yaml
 from sqlalchemy import func, select
 
@@ -84,3 +87,24 @@ def test_importance_ranks_the_parameter_that_decides_the_metric(web_env):
     assert [b["best"] for b in detail["best_so_far"]] == sorted(
         [b["best"] for b in detail["best_so_far"]], reverse=True
     )
+
+
+def test_a_sweep_around_a_run_starts_from_its_settings(client, web_env):
+    from tests.web.seed import add_run
+
+    run_id = add_run("base-run", steps=20, eval_every=10, spec_overrides={"lr": 0.003})
+    run_page = client.get(f"/runs/{run_id}").text
+    assert f'href="/sweeps?from_run={run_id}"' in run_page
+    page = client.get(f"/sweeps?from_run={run_id}")
+    assert page.status_code == 200
+    text = html.unescape(re.search(r"<textarea[^>]*>(.*?)</textarea>", page.text, re.S)[1])
+    filed = yaml.safe_load(text)
+    assert filed["base"]["lr"] == 0.003 and filed["parameters"]["lr"]["min"] < 0.003
+    token = csrf_token(page.text)
+    r = client.post("/sweeps", data={"file": text, "csrf_token": token})
+    assert r.status_code == 302, r.text
+    with session_scope() as s:
+        sweep = s.scalars(select(Sweep)).one()
+        assert SweepSpec.model_validate(sweep.spec).base_spec().lr == 0.003
+    assert client.get("/sweeps?from_run=999").status_code == 404
+    assert client.get("/sweeps?from_run=x").status_code == 400

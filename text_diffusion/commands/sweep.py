@@ -34,6 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = ss.add_parser("submit", help="create a sweep from a YAML or JSON file and launch it")
     s.add_argument("file", type=Path, help="the sweep file (see docs/sweeps.md)")
     s.add_argument("--name", help="overrides the file's name")
+    s.add_argument(
+        "--base-run",
+        type=int,
+        metavar="RUN",
+        help="start the base from this run's settings (the file's base overrides them)",
+    )
     remote.add_url_argument(s)
     s.set_defaults(handler=sweep_submit)
 
@@ -106,10 +112,31 @@ def _detail(args: argparse.Namespace) -> dict[str, Any]:
     return detail
 
 
+def _run_spec(args: argparse.Namespace, run_id: int) -> dict[str, Any]:
+    """The stored spec of run `run_id`, here or through the API."""
+    if remote.url(args):
+        return _api(args).get(f"/api/runs/{run_id}")["spec"]
+    from shared.db import read_scope
+    from shared.models import Run
+
+    with read_scope() as s:
+        run = s.get(Run, run_id)
+        if run is None:
+            raise UserError(f"no run with id {run_id}")
+        return dict(run.spec or {})
+
+
 def sweep_submit(args: argparse.Namespace) -> int:
     data = _read_file(args.file)
     if args.name:
         data["name"] = args.name
+    if args.base_run is not None:
+        from shared.contracts.sweep import base_from_run
+
+        own = data.get("base") or {}
+        if not isinstance(own, dict):
+            raise UserError(f"{args.file}: base must be a mapping of training settings")
+        data["base"] = {**base_from_run(_run_spec(args, args.base_run)), **own}
     if remote.url(args):
         created = _api(args).post("/api/sweeps", {"spec": data})
         sweep_id, job_ids = created["sweep_id"], created["job_ids"]

@@ -1,6 +1,7 @@
 """Sweeps: the list with a form to create one, and a sweep's page.
 
     GET  /sweeps                    the sweeps, and the form (the sweep file, in YAML)
+    GET  /sweeps?from_run=7         ... the form filled with a sweep around run 7
     POST /sweeps                    validate (SweepSpec), store, queue the first trials
     GET  /sweeps/<id>               best so far, parallel coordinates, importance, trials
     POST /sweeps/<id>/<action>      pause, resume, stop, retry-failed, extend
@@ -15,11 +16,14 @@ from flask import flash, redirect, render_template, request, url_for
 from pydantic import ValidationError
 
 from shared import sweeps
+from shared.contracts.limits import MAX_ID
 from shared.contracts.specs import SpecError
-from shared.contracts.sweep import SweepSpec
+from shared.contracts.sweep import SweepSpec, sweep_around_run
 from shared.db import read_scope
+from web import args
 from web.errors import NotFound
 from web.pages import bp
+from web.queries.runs import get_run
 from web.queries.sweeps import list_sweeps, sweep_detail
 
 MAX_FILE_CHARS = 20_000
@@ -60,7 +64,22 @@ def _render_list(text: str, errors: list[tuple[str, str]], status: int = 200):
 
 @bp.get("/sweeps")
 def sweeps_list():
-    return _render_list(EXAMPLE, [])
+    """The list and the form: the example file, or (`?from_run=ID`) a sweep whose base is
+    that run's spec, searching its learning rate."""
+    if "from_run" not in request.args:
+        return _render_list(EXAMPLE, [])
+    run_id = args.int_arg(request.args, "from_run", 0, 1, MAX_ID)
+    with read_scope() as s:
+        run = get_run(s, run_id)
+        name, spec = run.name, dict(run.spec or {})
+    return _render_list(_yaml(sweep_around_run(name, spec), f"# a sweep around run {run_id}"), [])
+
+
+def _yaml(data: dict, comment: str) -> str:
+    import yaml
+
+    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=88)
+    return f"{comment}: edit its parameters, then create it\n{text}"
 
 
 def parse_file(text: str) -> SweepSpec:

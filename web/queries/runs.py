@@ -26,6 +26,11 @@ SORT_KEYS = {
     "id": Run.id,
 }
 RUN_SORTS = tuple(SORT_KEYS)
+# The sorts whose column can be NULL (no bound before a run's first evaluation) put NULLs
+# last. Only those: on a NOT NULL column NULLS LAST changes nothing but the plan, and
+# PostgreSQL then cannot read ix_runs_created_at backwards (a descending index scan gives
+# NULLS FIRST), so page 1 of 20,000 runs sorted them all (11 ms) instead of reading 50.
+NULLABLE_SORTS = frozenset({"bound"})
 # Shown in the runs table and compared first: what tells runs apart at a glance.
 KEY_SETTINGS = ("model", "dataset", "seq_len", "batch_size", "lr", "max_steps", "masking.mode")
 
@@ -70,8 +75,8 @@ def list_runs(s: Session, rq: RunQuery) -> dict[str, Any]:
         pattern = "%" + rq.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         where.append(Run.name.ilike(pattern, escape="\\"))
     total = s.scalar(select(func.count(Run.id)).where(*where)) or 0
-    key = SORT_KEYS[rq.sort]
-    order = [key.desc().nulls_last() if rq.desc else key.asc().nulls_last(), Run.id.desc()]
+    key = SORT_KEYS[rq.sort].desc() if rq.desc else SORT_KEYS[rq.sort].asc()
+    order = [key.nulls_last() if rq.sort in NULLABLE_SORTS else key, Run.id.desc()]
     runs = s.scalars(
         select(Run)
         .where(*where)

@@ -52,10 +52,11 @@ class Watch:
     """How long this process has reached the database without a gap: a stale heartbeat
     means a dead worker only if we watched for longer than one can be held up.
 
-    A gap is a failed beat, or two successful ones further apart than `gap_s` (a beat that
-    hung on an unreachable database). After one, `lost_visible` is False until `watch_s`
-    more seconds of beats: STALE_AFTER_SECONDS, plus the longest pause a writer's retries
-    take (`shared.db.RETRY_MAX_DELAY_S`) before it writes again once the database is back.
+    A gap is a failed beat, or one that took longer than `gap_s` (it hung on an unreachable
+    database; the time between beats, which includes our own reconciling, is not a gap).
+    After one, `lost_visible` is False until `watch_s` more seconds of beats:
+    STALE_AFTER_SECONDS, plus the longest pause a writer's retries take
+    (`shared.db.RETRY_MAX_DELAY_S`) before it writes again once the database is back.
     """
 
     def __init__(self, watch_s: float, gap_s: float, clock: Callable[[], float]) -> None:
@@ -63,9 +64,10 @@ class Watch:
         self.since: float | None = None  # start of the current gap-free stretch
         self.last_ok: float | None = None
 
-    def ok(self) -> None:
+    def ok(self, started: float) -> None:
+        """A beat that began at `started` (our clock) succeeded just now."""
         now = self.clock()
-        if self.last_ok is None or now - self.last_ok > self.gap_s:
+        if self.last_ok is None or now - started > self.gap_s:
             self.since = now
         self.last_ok = now
 
@@ -103,14 +105,15 @@ class Maintenance(threading.Thread):
         reconcile_every = max(every, settings.stale_after_seconds / 2)
         watch = Watch(
             settings.stale_after_seconds + RETRY_MAX_DELAY_S,
-            gap_s=max(2 * every, settings.stale_after_seconds / 2),
+            gap_s=max(2 * every, settings.stale_after_seconds / 2),  # a beat that hung
             clock=time.monotonic,
         )
         next_reconcile = 0.0  # reconcile once at start
         while not self.stopping.is_set():
             try:
+                started = time.monotonic()
                 drain = workers.beat(self.worker_name, next(iter(ACTIVE), None))
-                watch.ok()
+                watch.ok(started)
             except Exception:  # the database is away; beat again at the next one
                 log.warning("worker heartbeat failed", exc_info=True)
                 watch.failed()

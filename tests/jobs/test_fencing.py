@@ -172,18 +172,23 @@ def test_a_stale_heartbeat_is_a_dead_worker_only_to_one_that_watched():
     now = [0.0]
     watch = Watch(watch_s=8.0, gap_s=1.5, clock=lambda: now[0])
     assert not watch.lost_visible  # just started: it has watched nothing yet
-    for t in (0.0, 0.5, 1.0, 7.5):  # a beat hung for 6.5 s: the stretch starts again
-        now[0] = t
-        watch.ok()
-    now[0] = 15.0
-    assert not watch.lost_visible
-    now[0] = 15.5
+
+    def beat(started: float, ended: float) -> None:
+        now[0] = ended
+        watch.ok(started)
+
+    beat(0.0, 0.1)
+    beat(3.0, 3.1)  # 2.9 s after the last one (reconciling in between): no gap
+    now[0] = 8.1
     assert watch.lost_visible
-    watch.failed()
-    now[0] = 16.0
-    watch.ok()
+    beat(9.0, 16.0)  # a beat that hung for 7 s: the stretch starts again
     assert not watch.lost_visible
     now[0] = 24.0
+    assert watch.lost_visible
+    watch.failed()
+    beat(24.5, 24.6)
+    assert not watch.lost_visible
+    now[0] = 32.6
     assert watch.lost_visible
 
 

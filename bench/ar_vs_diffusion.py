@@ -288,7 +288,6 @@ def main() -> None:
     from worker.diffusion.judge import load_judge
     from worker.diffusion.mauve import DEFAULT_FEATURIZER, mauve_score, reference_snippets
     from worker.diffusion.modeling import load_checkpoint
-    from worker.diffusion.packaged_judge import PACKAGED_JUDGES, cached_judge_dir
     from worker.diffusion.quality import sample_set_quality
 
     started = time.perf_counter()
@@ -346,15 +345,7 @@ def main() -> None:
     pool = reference_snippets(validation, tokenizer, 2 * n, length, seed=0)
     references, other = pool[:n], pool[n:]  # MAUVE's references; human text apart from them
     human = sample_set_quality(other or references, judge=judge, references=references)
-    # The judge's own features for MAUVE, beside MiniLM's (a packaged judge: its converted
-    # folder; an AR run: its checkpoint).
-    judge_features = (
-        runs["ar"]["checkpoint"]
-        if args.judge == "ar"
-        else str(cached_judge_dir(args.judge, get_settings().judge_cache_dir))
-        if args.judge in PACKAGED_JUDGES
-        else args.judge
-    )
+    judge_features = judge_folder(args.judge, runs["ar"]["checkpoint"])
     human_judge_mauve = mauve_score(other or references, references, featurizer=judge_features)
     reference = {
         "texts": len(other or references),
@@ -435,6 +426,19 @@ def main() -> None:
         read = f"{m['judge_ppl']:.1f}" if m["judge_ppl"] is not None else m["reason"]
         print(f"  at human diversity: {m['model']} {m['strategy']} {m['steps'] or ''}: {read}")
     print(f"bound ratio {payload['bound_ratio']:.2f}; wrote {path}")
+
+
+def judge_folder(judge: str, ar_checkpoint: str) -> str:
+    """Where the judge's weights are, for MAUVE on its own features beside MiniLM's: a
+    packaged judge's converted folder, the AR run's checkpoint, or the name as given."""
+    from shared.settings import get_settings
+    from worker.diffusion.packaged_judge import PACKAGED_JUDGES, cached_judge_dir
+
+    if judge == "ar":
+        return ar_checkpoint
+    if judge in PACKAGED_JUDGES:
+        return str(cached_judge_dir(judge, get_settings().judge_cache_dir))
+    return judge
 
 
 def featurizer_comparison(frontier: list[dict[str, Any]], reference: dict) -> dict[str, Any]:

@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from shared.contracts.options import DEFAULT_JUDGE
+
 APP_NAME = "text-diffusion"
 
 
@@ -121,6 +123,11 @@ class Settings(BaseModel):
     # small job instead of 7.6 s). None: on for Linux, off elsewhere (macOS's system
     # libraries are not fork-safe). False: a fresh Python per job.
     warm_jobs: bool | None = None
+    # The judge each worker's warm process loads once (on the CPU, ~540 MB shared by the
+    # jobs it forks), so a generation job judged by it starts with it loaded instead of
+    # loading it again (0.5-6 s). A packaged judge is preloaded once it is converted (the
+    # first generation job converts it); a directory under MODEL_ROOT always. "none": off.
+    worker_preload_judge: str = Field(DEFAULT_JUDGE, min_length=1, max_length=1000)
     # Largest corpus file the dashboard accepts as an upload (into DATASET_ROOT/uploads).
     max_upload_mb: int = Field(64, ge=1, le=100_000)
     # Log every SQL statement (debugging only; very noisy).
@@ -205,6 +212,12 @@ class Settings(BaseModel):
                 f"HEARTBEAT_SECONDS={settings.heartbeat_seconds:g}, or every job looks dead"
             )
         return settings
+
+    @property
+    def preload_judge(self) -> str | None:
+        """The judge warm processes preload, or None."""
+        name = self.worker_preload_judge.strip()
+        return None if name.lower() == "none" else name
 
     @property
     def api_token_set(self) -> frozenset[str]:

@@ -59,7 +59,8 @@ def tiny_corpus() -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_corpus):
-    """(model, tokenizer): a 2-layer x 64 RoBERTa with a 400-token BPE, untrained, eval mode."""
+    """(model, tokenizer): a 2-layer x 64 scratch encoder (RoFormer) with a 400-token BPE,
+    untrained, eval mode."""
     from shared.contracts.specs import ScratchModelSpec
     from worker.diffusion.modeling import build_scratch
 

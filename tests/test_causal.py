@@ -10,6 +10,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from shared.contracts.grid import SamplerSpec
+from shared.contracts.specs import ScratchModelSpec
 from tests.corpus import paragraphs
 from worker.diffusion import data as data_lib
 from worker.diffusion.ar_generate import generate_causal
@@ -23,7 +24,13 @@ from worker.diffusion.causal import (
 )
 from worker.diffusion.evaluation import judge_perplexity
 from worker.diffusion.judge import load_judge, text_entropy
-from worker.diffusion.modeling import ModelSourceError, encode, init_output_bias, lm_head
+from worker.diffusion.modeling import (
+    ModelSourceError,
+    build_scratch,
+    encode,
+    init_output_bias,
+    lm_head,
+)
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +68,16 @@ def _shuffled_words(text: str, seed: int) -> str:
     return " ".join(words)
 
 
-def test_conversion_copies_every_weight(tiny_model):
-    mlm, _ = tiny_model
+@pytest.mark.parametrize(
+    ("positions", "causal_class"),
+    [("rotary", "RoFormerForCausalLM"), ("absolute", "RobertaForCausalLM")],
+)
+def test_conversion_copies_every_weight(tiny_corpus, positions, causal_class):
+    torch.manual_seed(0)
+    arch = ScratchModelSpec(layers=2, hidden=64, heads=2, vocab_size=400, positions=positions)
+    mlm, _ = build_scratch(arch, tiny_corpus, seq_len=64)
     causal = causal_from_masked(mlm)
-    assert type(causal).__name__ == "RobertaForCausalLM" and causal.config.is_decoder
+    assert type(causal).__name__ == causal_class and causal.config.is_decoder
     mine, theirs = causal.state_dict(), mlm.state_dict()
     assert mine.keys() == theirs.keys()
     for key, value in theirs.items():
@@ -126,7 +139,7 @@ def test_judge_prefers_real_text_to_shuffled_words(trained_ar, tmp_path):
     tokenizer.save_pretrained(tmp_path / "ar")
     assert is_causal_checkpoint(tmp_path / "ar")
     judge, judge_tok = load_judge(str(tmp_path / "ar"))
-    assert type(judge).__name__ == "RobertaForCausalLM"
+    assert type(judge).__name__ == "RoFormerForCausalLM"
     shuffled = [_shuffled_words(t, i) for i, t in enumerate(held_out)]
     real = judge_perplexity(judge, judge_tok, held_out, batch_size=4)
     mixed = judge_perplexity(judge, judge_tok, shuffled, batch_size=4)

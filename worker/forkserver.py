@@ -262,6 +262,30 @@ def preload() -> None:
         importlib.import_module(name)
 
 
+def preload_judge() -> None:
+    """Load the worker's WORKER_PRELOAD_JUDGE on the CPU (`bodies.quality.preload_judge`),
+    so the jobs forked after share it. Touches neither the database nor CUDA. A judge that
+    fails to load is reported and left to the jobs: it must not keep jobs from starting
+    warm. It loads on one thread: a fork after OpenMP has started its threads can leave the
+    child's OpenMP hung, so the warm process never starts them."""
+    import torch
+
+    from worker.bodies.quality import preload_judge as load
+
+    source = get_settings().preload_judge
+    if source is None:
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        message = load(source)
+    except Exception as exc:
+        message = f"judge {source} not preloaded: {exc}"
+    finally:
+        torch.set_num_threads(threads)
+    print(f"warm process: {message}", file=sys.stderr, flush=True)
+
+
 def serve() -> None:
     """`python -m worker.forkserver`: preload, then fork a job per request (the protocol
     is in the module docstring). Returns when stdin closes."""
@@ -277,6 +301,7 @@ def serve() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     preload()
+    preload_judge()
     if sys.modules["torch"].cuda.is_initialized():  # asks; initialises nothing
         raise RuntimeError("importing the job modules initialised CUDA; jobs cannot fork from here")
 

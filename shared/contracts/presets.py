@@ -14,6 +14,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
         "model": "scratch",
         "scratch": {"layers": 2, "hidden": 128, "heads": 4, "vocab_size": 2048},
+        # Rotary positions and no unigram start: with either of the two, this model never
+        # left the unigram solution as a masked LM (BENCHMARKS.md, "The scratch model").
+        "init_output_bias": False,
         "lr": 1e-3,
         "head_lr": None,
         "warmup_steps": 10,

@@ -7,7 +7,7 @@ wherever it comes from. Nothing in this module imports torch.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -75,6 +75,13 @@ class ScratchModelSpec(SpecModel):
     hidden: int = Field(128, ge=16, le=4096)
     heads: int = Field(4, ge=1, le=64)
     vocab_size: int = Field(4096, ge=300, le=100_000)
+    positions: Literal["rotary", "absolute"] = Field(
+        "rotary",
+        description="rotary: rotary position embeddings (a RoFormer encoder); absolute: "
+        "learned absolute positions (a RoBERTa encoder), which a small model trained "
+        "from scratch as a masked LM does not leave the unigram solution with "
+        "(BENCHMARKS.md).",
+    )
 
     @model_validator(mode="after")
     def _heads_divide(self) -> ScratchModelSpec:
@@ -138,8 +145,10 @@ class TrainSpec(SpecModel):
     max_grad_norm: float = Field(1.0, gt=0.0)
     init_output_bias: bool = Field(
         True,
-        description="Start a fresh MLM head's output bias at the corpus's log unigram "
-        "frequencies (the loss starts at the unigram entropy instead of ln V).",
+        description="Start a fresh MLM head on a pretrained body at the corpus's log "
+        "unigram frequencies (the loss starts at the unigram entropy instead of ln V). Off "
+        "unless set for a model from scratch, which it keeps at the unigram solution "
+        "(BENCHMARKS.md).",
     )
     mixed_precision: MixedPrecision = Field(
         "auto", description="auto: bf16 where the device supports it."
@@ -275,6 +284,8 @@ class TrainSpec(SpecModel):
     def _scratch_needs_arch(self) -> TrainSpec:
         if self.model == "scratch" and self.scratch is None:
             self.scratch = ScratchModelSpec()
+        if self.model == "scratch" and "init_output_bias" not in self.model_fields_set:
+            self.init_output_bias = False  # measured: it stalls a scratch model (BENCHMARKS.md)
         return self
 
     @classmethod

@@ -41,6 +41,9 @@ FAST_SETTINGS = {
     "REQUEUE_AFTER_SECONDS": "60",
     "OMP_NUM_THREADS": "1",  # two cores are shared by everything; keep jobs to one each
     "TOKENIZERS_PARALLELISM": "false",
+    # Test workers are many and short-lived: each would hold the packaged judge (~540 MB).
+    # tests/jobs/test_warm_start.py turns it on where it tests it.
+    "WORKER_PRELOAD_JUDGE": "none",
 }
 
 

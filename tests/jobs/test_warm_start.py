@@ -21,9 +21,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from shared import db, job_reads, jobs, submit
-from shared.models import Job, JobStatus
+from shared.contracts.specs import GenerateSpec
+from shared.models import Checkpoint, Job, JobStatus, SampleSet
 from shared.settings import get_settings
 from tests.jobs.helpers import REPO, reset_process_caches, tiny_train_spec, wait_for, write_dataset
 from worker import forkserver, runner
@@ -98,6 +100,54 @@ def test_preloading_touches_neither_cuda_nor_the_database():
     ).stdout
     probe = json.loads(out.strip().splitlines()[-1])
     assert probe == {"calls": [], "initialized": False, "engines": 0, "settings_read": 0}
+
+
+JUDGE_PROBE = """
+import json, torch
+calls = []
+def recorder(name, real):
+    def wrapper(*args, **kwargs):
+        calls.append(name)
+        return real(*args, **kwargs)
+    return wrapper
+for name in ("is_available", "device_count", "init", "_lazy_init", "current_device"):
+    setattr(torch.cuda, name, recorder(name, getattr(torch.cuda, name)))
+from shared import db
+from worker.bodies import quality
+from worker.forkserver import preload, preload_judge
+preload()
+preload_judge()
+judge = quality._LOADED["smollm2-135m"]
+print(json.dumps({
+    "calls": calls,
+    "initialized": torch.cuda.is_initialized(),
+    "engines": len(db._ENGINES),
+    "preloaded": judge.preloaded,
+    "device": str(judge.model.device),
+    "threads": torch.get_num_threads(),
+}))
+"""
+
+
+def test_preloading_the_judge_touches_neither_cuda_nor_the_database(packaged_judge):
+    env = {**os.environ, "WORKER_PRELOAD_JUDGE": "smollm2-135m", "OMP_NUM_THREADS": "2"}
+    out = subprocess.run(
+        [sys.executable, "-c", JUDGE_PROBE],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    probe = json.loads(out.strip().splitlines()[-1])
+    assert probe == {
+        "calls": [],
+        "initialized": False,
+        "engines": 0,
+        "preloaded": True,
+        "device": "cpu",
+        "threads": 2,  # loaded on one thread, then given back
+    }
 
 
 def test_the_celery_worker_process_does_not_import_torch():
@@ -226,3 +276,42 @@ def test_fresh_processes_when_asked_or_when_the_warm_one_is_gone(job_env, monkey
     claim = _claim(submit.submit_train(tiny_train_spec(job_env, max_steps=4, eval_every=100)))
     proc = runner.start_job(claim, gone)
     assert isinstance(proc, subprocess.Popen) and proc.wait(120) == 0
+
+
+@embedded
+def test_generation_jobs_judge_with_the_judge_their_warm_process_preloaded(
+    job_env, monkeypatch, packaged_judge
+):
+    forkserver.stop_warm_process()  # the next one starts with this test's settings
+    monkeypatch.setenv("WORKER_PRELOAD_JUDGE", "smollm2-135m")
+    get_settings.cache_clear()
+    train = submit.submit_train(tiny_train_spec(job_env))
+    thread, result = _run_in_thread(train.id, warm=True)
+    thread.join(180)
+    assert result == ["succeeded"], job_reads.get_job(train.id).error
+    with db.session_scope() as s:
+        ckpt = s.scalars(
+            select(Checkpoint)
+            .where(Checkpoint.run_id == train.run_id)
+            .order_by(Checkpoint.step.desc())
+        ).first()
+        ckpt_id = ckpt.id
+
+    judges = {"smollm2-135m": "preloaded by the warm process", None: None}
+    for judge, said in judges.items():
+        spec = GenerateSpec(checkpoint=ckpt_id, length=8, num_samples=2, judge=judge)
+        gen = submit.submit_generate(spec)
+        thread, result = _run_in_thread(gen.id, warm=True)
+        thread.join(180)
+        assert result == ["succeeded"], job_reads.get_job(gen.id).error
+        log = get_settings().job_log(gen.id, 1).read_text()
+        with db.session_scope() as s:
+            metrics = [
+                x.metrics for x in s.scalars(select(SampleSet).where(SampleSet.job_id == gen.id))
+            ]
+        if said:
+            assert f"judge {judge}: {said}" in log
+            assert all(m["judge"] == judge and m["judge_ppl"] > 1.0 for m in metrics)
+        else:
+            assert "judge" not in log.lower() and all(m["judge_ppl"] is None for m in metrics)
+    forkserver.stop_warm_process()

@@ -30,6 +30,8 @@ from transformers import (
     RobertaConfig,
     RobertaForMaskedLM,
     RobertaTokenizerFast,
+    RoFormerConfig,
+    RoFormerForMaskedLM,
 )
 
 from shared.contracts.specs import ScratchModelSpec
@@ -147,21 +149,30 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenize
 def build_scratch(
     spec: ScratchModelSpec, texts: Iterable[str], seq_len: int
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A fresh RoBERTa-style encoder with a tokenizer trained on `texts`."""
+    """A fresh encoder with a tokenizer trained on `texts`: RoFormer (BERT's layers with
+    rotary positions) or, with `positions="absolute"`, RoBERTa (learned positions).
+
+    Both have a causal LM class with the same parameter names (`causal.causal_from_masked`).
+    """
     tokenizer = train_tokenizer(texts, spec.vocab_size)
-    config = RobertaConfig(
+    common = dict(
         vocab_size=len(tokenizer),
         hidden_size=spec.hidden,
         num_hidden_layers=spec.layers,
         num_attention_heads=spec.heads,
         intermediate_size=4 * spec.hidden,
-        # RoBERTa numbers positions from padding_idx + 1, hence the + 2.
-        max_position_embeddings=seq_len + 2,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         type_vocab_size=1,
     )
+    if spec.positions == "rotary":
+        config = RoFormerConfig(
+            **common, embedding_size=spec.hidden, max_position_embeddings=seq_len
+        )
+        return RoFormerForMaskedLM(config), tokenizer
+    # RoBERTa numbers positions from padding_idx + 1, hence the + 2.
+    config = RobertaConfig(**common, max_position_embeddings=seq_len + 2)
     return RobertaForMaskedLM(config), tokenizer
 
 

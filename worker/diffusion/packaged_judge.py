@@ -59,6 +59,11 @@ def gguf_path(name: str) -> Path:
     return path
 
 
+def is_converted(name: str, cache_dir: Path) -> bool:
+    """Whether packaged judge `name` is already converted in `cache_dir` (loads in a second)."""
+    return (Path(cache_dir) / f"{name}-v{CACHE_VERSION}" / "config.json").is_file()
+
+
 def cached_judge_dir(name: str, cache_dir: Path) -> Path:
     """A `save_pretrained` directory (model and tokenizer) of packaged judge `name`,
     converted from its GGUF file on the first call and read from `cache_dir` after."""
@@ -68,7 +73,7 @@ def cached_judge_dir(name: str, cache_dir: Path) -> Path:
         )
     source = gguf_path(name)
     target = Path(cache_dir) / f"{name}-v{CACHE_VERSION}"
-    if (target / "config.json").is_file():
+    if is_converted(name, cache_dir):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))

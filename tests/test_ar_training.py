@@ -36,7 +36,14 @@ def test_ar_run_trains_evaluates_exactly_and_saves_a_causal_lm(tmp_path, corpus_
     rec = Recorder()
     evals: list[dict] = []
     rec.on_evaluate = lambda step, results, bound: evals.append((step, results, bound))
-    spec = tiny_spec(corpus_file, objective="ar", max_steps=60, eval_every=30, save_every=30)
+    spec = tiny_spec(
+        corpus_file,
+        objective="ar",
+        max_steps=60,
+        eval_every=30,
+        save_every=30,
+        init_output_bias=True,  # off by default for a scratch model; asked for here
+    )
     summary = Trainer(spec, tmp_path / "run", [rec]).train()
     losses = [rec.losses[s] for s in sorted(rec.losses)]
     assert all(math.isfinite(x) for x in losses)

@@ -108,8 +108,15 @@ def base_spec(args: argparse.Namespace):
 
 
 def with_changes(spec, **changes):
-    """A validated copy of TrainSpec `spec` with `changes`."""
-    return type(spec).model_validate({**spec.model_dump(), **changes})
+    """A validated copy of TrainSpec `spec` with `changes`; an AR copy drops the masking
+    recipe (`DIFFUSION_RECIPE`: the `tiny` preset trains on clipped mask ratios)."""
+    from shared.contracts.specs import DIFFUSION_RECIPE
+
+    data = {**spec.model_dump(), **changes}
+    if data.get("objective") == "ar":
+        for key in DIFFUSION_RECIPE:
+            data.pop(key, None)
+    return type(spec).model_validate(data)
 
 
 def _train_one(spec_json: str, out: str, threads: int) -> dict[str, Any]:

@@ -26,6 +26,14 @@ a quiet machine.
     python bench/recipe.py --preset minilm --steps 150    # the packaged MiniLM (slow on 2 cores)
     python bench/recipe.py --ratio-curve --minutes 2.5,5,10
     python bench/recipe.py --ratio-curve --minutes 0.1 --out runs/recipe_smoke.json  # smoke
+    python bench/recipe.py --judge-arms baseline,clipped_t,ar-lr-3e-3   # after an ablation
+
+Judged samples (`--judge-arms A,B,...`): from each named arm's checkpoint (trained by an
+ablation into `--work`), unconditional samples at each of `--temperatures` (top-k 50;
+diffusion arms by entropy unmasking over `--unmask-steps` passes), scored by the packaged
+judge (judge perplexity, unigram entropy, repeated 4-grams) and MAUVE against held-out
+text, with held-out human text measured the same way, and each arm's judge perplexity read
+at the human text's entropy (`shared.contracts.matched`). Appended as `judged`.
 
 Writes bench/results/recipe.json (or `--out`), after every arm, so a stopped run keeps what
 it measured and a rerun skips the arms already there.
@@ -74,6 +82,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--ratio-curve", action="store_true", help="chosen recipe vs AR over budgets")
     p.add_argument("--minutes", default="2.5,5,10", help="ratio curve: budgets per model")
+    p.add_argument("--judge-arms", default="", help="judge these arms' samples (after an ablation)")
+    p.add_argument("--temperatures", default="0.7,1.0,1.3", help="judged samples: top-k 50")
+    p.add_argument("--unmask-steps", type=int, default=32, help="judged diffusion samples")
+    p.add_argument("--samples", type=int, default=100, help="judged samples per set")
+    p.add_argument("--length", type=int, default=32, help="tokens per judged sample")
     p.add_argument("--out", type=Path, default=RESULTS / "recipe.json")
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "recipe")
     return p.parse_args()
@@ -318,6 +331,96 @@ def ratio_curve(args: argparse.Namespace, payload: dict[str, Any]) -> None:
         )
 
 
+def judge_arms(args: argparse.Namespace, payload: dict[str, Any]) -> None:
+    """Judged samples of the arms named in `--judge-arms` (module docstring)."""
+    from shared.contracts.grid import SamplerSpec
+    from shared.contracts.matched import LinePoint, matched_reading
+    from shared.settings import get_settings
+    from worker.diffusion import data
+    from worker.diffusion.ar_generate import generate_causal
+    from worker.diffusion.generate import generate
+    from worker.diffusion.judge import load_judge
+    from worker.diffusion.mauve import reference_snippets
+    from worker.diffusion.modeling import load_checkpoint
+    from worker.diffusion.quality import sample_set_quality
+
+    judge_name = "smollm2-135m"
+    judge = load_judge(judge_name, cache_dir=get_settings().judge_cache_dir)
+    n, length = args.samples, args.length
+    temperatures = [float(t) for t in args.temperatures.split(",")]
+    reference: dict[str, Any] | None = None
+    points: list[dict[str, Any]] = []
+    for arm in args.judge_arms.split(","):
+        found = sorted((args.work / arm).glob("checkpoint-*"))
+        if arm not in payload.get("arms", {}) or not found:
+            raise SystemExit(f"--judge-arms: no trained arm {arm!r} in {args.out} / {args.work}")
+        record = payload["arms"][arm]
+        causal = record["objective"] == "ar"
+        if causal:  # an AR checkpoint is a causal LM: loaded as a judge would be
+            model, tokenizer = load_judge(str(found[-1]))
+        else:
+            model, tokenizer, _ = load_checkpoint(str(found[-1]))
+        if reference is None:  # every arm of an ablation shares the preset's tokenizer
+            spec = base_spec(args)
+            pool = reference_snippets(data.corpus_for(spec).validation, tokenizer, 2 * n, length)
+            refs, human_texts = pool[:n], pool[n:] or pool[:n]
+            human = sample_set_quality(human_texts, judge=judge, references=refs)
+            reference = {
+                "texts": len(human_texts),
+                "judge_ppl": human.judge_ppl,
+                "entropy": human.entropy,
+                "repetition": human.repetition,
+                "mauve": human.mauve,
+            }
+            print(f"  human text: judge ppl {human.judge_ppl:.1f}, entropy {human.entropy:.2f}")
+        for temperature in temperatures:
+            sampler = SamplerSpec(sampling="topk", temperature=temperature)
+            if not causal:
+                sampler = sampler.model_copy(
+                    update={"strategy": "entropy", "steps": args.unmask_steps}
+                )
+            fn = generate_causal if causal else generate
+            samples = fn(model, tokenizer, [""], sampler, length=length, num_samples=n)
+            texts = [x.completion for x in samples]
+            q = sample_set_quality(texts, [x.prompt for x in samples], judge=judge, references=refs)
+            point = {
+                "arm": arm,
+                "objective": record["objective"],
+                "temperature": temperature,
+                "judge_ppl": q.judge_ppl,
+                "entropy": q.entropy,
+                "repetition": q.repetition,
+                "mauve": q.mauve,
+                "mauve_at_floor": q.mauve_at_floor,
+                "examples": texts[:2],
+            }
+            points.append(point)
+            print(
+                f"  {arm} T={temperature:g}: judge ppl {q.judge_ppl:.1f}, entropy "
+                f"{q.entropy:.2f}, repetition {q.repetition:.3f}, MAUVE {q.mauve}"
+            )
+    assert reference is not None
+    matched = []
+    for arm in args.judge_arms.split(","):
+        line = [
+            LinePoint(p["entropy"], p["judge_ppl"], p["repetition"], p["temperature"])
+            for p in points
+            if p["arm"] == arm
+        ]
+        reading = matched_reading(line, reference["entropy"])
+        matched.append({"arm": arm, "judge_ppl": reading.judge_ppl, "reason": reading.reason})
+    payload["judged"] = {
+        "judge": judge_name,
+        "samples": n,
+        "length": length,
+        "sampling": f"top-k 50; diffusion: entropy unmasking, {args.unmask_steps} passes",
+        "reference": reference,
+        "points": points,
+        "matched": matched,
+    }
+    save(payload, args.out)
+
+
 def save(payload: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2) + "\n")
@@ -333,6 +436,8 @@ def main() -> None:
     payload["command"] = command()
     if args.ratio_curve:
         ratio_curve(args, payload)
+    elif args.judge_arms:
+        judge_arms(args, payload)
     else:
         ablation(args, payload)
     print(f"wrote {args.out}")

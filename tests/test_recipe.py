@@ -159,6 +159,19 @@ def test_recipe_fields_are_validated_naming_the_field():
         assert exc.value.errors()[0]["loc"] == (field,), overrides
 
 
+def test_an_ar_run_of_a_preset_leaves_out_the_presets_masking_recipe():
+    """`tiny` trains diffusion on clipped mask ratios; an AR run of it (the API, a form
+    echoing the preset's values) trains without them, and asking AR for one is refused."""
+    assert TrainSpec.from_preset("tiny").t_distribution == "clipped"
+    ar = TrainSpec.from_preset_data("tiny", {"objective": "ar"})
+    assert ar.objective == "ar" and ar.t_distribution == "uniform"
+    echoed = TrainSpec.from_preset_data("tiny", {"objective": "ar", "t_distribution": "clipped"})
+    assert echoed.t_distribution == "uniform"
+    with pytest.raises(ValidationError) as exc:
+        TrainSpec.from_preset_data("tiny", {"objective": "ar", "t_distribution": "bell"})
+    assert exc.value.errors()[0]["loc"] == ("t_distribution",)
+
+
 # ----------------------------------------------------------------- complementary masks
 
 

@@ -90,6 +90,10 @@ class ScratchModelSpec(SpecModel):
         return self
 
 
+# TrainSpec fields that only masked diffusion training reads (AR refuses other values).
+DIFFUSION_RECIPE = ("t_distribution", "complementary_masks")
+
+
 class TrainSpec(SpecModel):
     """One training run. Defaults are the offline default preset sized for a 2-core CPU."""
 
@@ -300,12 +304,20 @@ class TrainSpec(SpecModel):
         `{"head_lr": null}` sets head_lr to None. `masking` is merged field by field."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-        merged: dict[str, Any] = {"preset": name, **PRESETS[name]}
+        preset = PRESETS[name]
+        merged: dict[str, Any] = {"preset": name, **preset}
         for key, value in data.items():
             if key == "masking" and isinstance(value, dict):
                 merged["masking"] = {**merged.get("masking", {}), **value}
             else:
                 merged[key] = value
+        if merged.get("objective") == "ar":
+            # A preset's masking recipe is for its diffusion runs: an AR run of the preset
+            # (a form echoes the preset's values back) trains without it. Another value,
+            # asked for, is still refused (`_recipe_fits`).
+            for key in DIFFUSION_RECIPE:
+                if key in preset and merged.get(key) == preset[key]:
+                    merged.pop(key)
         return cls.model_validate(merged)
 
 

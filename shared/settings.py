@@ -123,7 +123,7 @@ class Settings(BaseModel):
     # small job instead of 7.6 s). None: on for Linux, off elsewhere (macOS's system
     # libraries are not fork-safe). False: a fresh Python per job.
     warm_jobs: bool | None = None
-    # The judge each worker's warm process loads once (on the CPU, ~540 MB shared by the
+    # The judge each worker's warm process loads once (on the CPU, +578 MB shared by the
     # jobs it forks), so a generation job judged by it starts with it loaded instead of
     # loading it again (0.5-6 s). A packaged judge is preloaded once it is converted (the
     # first generation job converts it); a directory under MODEL_ROOT always. "none": off.

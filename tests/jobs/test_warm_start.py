@@ -67,7 +67,10 @@ def _run_in_thread(job_id: int, **kwargs) -> tuple[threading.Thread, list[str]]:
     return thread, result
 
 
-PRELOAD_PROBE = """
+# The start of every probe: records (in `calls`) everything that would initialise the CUDA
+# driver or a context (is_available and device_count initialise the driver too), wrapped
+# before anything else imports torch.cuda.
+CUDA_RECORDER = """
 import json, torch
 calls = []
 def recorder(name, real):
@@ -75,12 +78,15 @@ def recorder(name, real):
         calls.append(name)
         return real(*args, **kwargs)
     return wrapper
-# Everything that would initialise the CUDA driver or a context (is_available and
-# device_count initialise the driver too), wrapped before anything else imports torch.cuda.
 for name in ("is_available", "device_count", "init", "_lazy_init", "current_device",
              "set_device", "get_device_properties", "get_device_capability",
              "get_device_name", "mem_get_info", "synchronize"):
     setattr(torch.cuda, name, recorder(name, getattr(torch.cuda, name)))
+"""
+
+PRELOAD_PROBE = (
+    CUDA_RECORDER
+    + """
 from shared import db
 from shared.settings import get_settings
 from worker.forkserver import preload
@@ -92,6 +98,7 @@ print(json.dumps({
     "settings_read": get_settings.cache_info().currsize,
 }))
 """
+)
 
 
 def test_preloading_touches_neither_cuda_nor_the_database():
@@ -102,16 +109,9 @@ def test_preloading_touches_neither_cuda_nor_the_database():
     assert probe == {"calls": [], "initialized": False, "engines": 0, "settings_read": 0}
 
 
-JUDGE_PROBE = """
-import json, torch
-calls = []
-def recorder(name, real):
-    def wrapper(*args, **kwargs):
-        calls.append(name)
-        return real(*args, **kwargs)
-    return wrapper
-for name in ("is_available", "device_count", "init", "_lazy_init", "current_device"):
-    setattr(torch.cuda, name, recorder(name, getattr(torch.cuda, name)))
+JUDGE_PROBE = (
+    CUDA_RECORDER
+    + """
 from shared import db
 from worker.bodies import quality
 from worker.forkserver import preload, preload_judge
@@ -127,6 +127,7 @@ print(json.dumps({
     "threads": torch.get_num_threads(),
 }))
 """
+)
 
 
 def test_preloading_the_judge_touches_neither_cuda_nor_the_database(packaged_judge):

@@ -217,6 +217,19 @@ def _submit_on_checkpoint(
     return job
 
 
+def add_generate(s: Session, spec: GenerateSpec, *, queue: str | None, priority: int = 0) -> Job:
+    """Add a generation job over `spec.checkpoint` to session `s` (the caller commits, then
+    `enqueue`s it). Its judge must already be in the form `judge_source` returns (a sweep
+    resolves its judge once, when it is created)."""
+    ckpt = resolve_checkpoint(s, spec.checkpoint)
+    job = _new_job(
+        JobKind.GENERATE, _generate_payload(spec, ckpt), ckpt.run_id, _queue(spec, queue), priority
+    )
+    s.add(job)
+    s.flush()
+    return job
+
+
 def submit_generate(spec: GenerateSpec, *, queue: str | None = None, priority: int = 0) -> Job:
     """Insert a generation job over `spec.checkpoint` (which must exist), commit, enqueue.
     Its judge, if any, is checked first (`judge_source`) and stored as the worker loads it."""

@@ -17,6 +17,13 @@ re-sent by the reconciler like any other.
 Who calls what: `create` (API, CLI) and `top_up` after it; the worker calls `report` at
 each evaluation of a trial's run (True: stop, the trial is pruned) and `after_job` when
 its job ended; every worker's maintenance loop calls `top_up_all` as a safety net.
+
+A judged metric (`mauve`, `judge_ppl_matched`): when a trial's run has trained, a top-up
+queues one generation job on its last checkpoint (`metric.samples`), noted in the trial's
+`JUDGE_JOBS` in the same transaction; when that job has ended, a top-up reads its sample
+sets into the run's summary (`judged`: the value, or why there is none). Until then the
+trial counts as running. The pruner still cuts at evaluations, on the held-out NLL the
+runs report (negated for a metric that is better higher): samples are judged only at the end.
 """
 
 from __future__ import annotations
@@ -32,15 +39,31 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
 from shared import jobs, submit
-from shared.contracts.sweep import Parameter, SweepSpec, grid_size
+from shared.contracts.matched import LinePoint, matched_reading
+from shared.contracts.specs import SpecError
+from shared.contracts.sweep import JUDGED_METRICS, Parameter, SweepSpec, grid_size
 from shared.db import session_scope
-from shared.models import Job, JobStatus, Run, Sweep, SweepStatus, SweepTrial, utcnow
+from shared.models import (
+    HumanReference,
+    Job,
+    JobStatus,
+    Run,
+    SampleSet,
+    Sweep,
+    SweepStatus,
+    SweepTrial,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-# Our own key in a trial's system attributes: the step at which its pruner stopped it.
+# Our own keys in a trial's system attributes: the step at which its pruner stopped it;
+# {run_id: generation job id} of a judged metric's sampling of each of its runs.
 PRUNED_AT = "td_pruned_at"
+JUDGE_JOBS = "td_judge_jobs"
+# A judging job runs before the next trials' training: it finishes a trial that is waiting.
+JUDGE_PRIORITY = 1
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
@@ -69,9 +92,20 @@ class TrialView:
     run_ids: list[int]
 
 
-def _final_metric(run: Run) -> float | None:
-    value = (run.summary or {}).get("nll_bound")
+def _final_metric(spec: SweepSpec, run: Run) -> float | None:
+    summary = run.summary or {}
+    if spec.metric.name in JUDGED_METRICS:
+        value = (summary.get("judged") or {}).get("value")
+    else:
+        value = summary.get("nll_bound")
     return float(value) if value is not None else None
+
+
+def _being_judged(spec: SweepSpec, runs: list[Run]) -> bool:
+    """A judged metric's trial whose trained runs are not all judged yet."""
+    return spec.metric.name in JUDGED_METRICS and any(
+        "judged" not in (r.summary or {}) for r in runs
+    )
 
 
 def trial_view(spec: SweepSpec, trial: SweepTrial) -> TrialView:
@@ -88,12 +122,14 @@ def trial_view(spec: SweepSpec, trial: SweepTrial) -> TrialView:
         for step in sorted(steps_all)
         if len(per_run) == spec.seeds
     }
-    finals = [_final_metric(r) for r in runs]
+    finals = [_final_metric(spec, r) for r in runs]
     value = spread = None
     if statuses & set(ACTIVE) or len(runs) < spec.seeds:
         state = "running"
     elif JobStatus.PRUNED in statuses or (trial.system_attrs or {}).get(PRUNED_AT) is not None:
         state = "pruned"
+    elif statuses == {JobStatus.SUCCEEDED} and _being_judged(spec, runs):
+        state = "running"
     elif statuses == {JobStatus.SUCCEEDED} and all(f is not None for f in finals):
         state = "complete"
         value = statistics.fmean(finals)  # type: ignore[arg-type]
@@ -180,6 +216,9 @@ def rebuild_study(sweep: Sweep, spec: SweepSpec, views: list[TrialView], trials:
         pruner=_pruner(spec),
     )
     dists = _distributions(spec)
+    # Runs report their held-out NLL (lower is better); for a metric that is better higher
+    # the pruner compares it negated, so it still cuts the trials that are behind.
+    sign = 1.0 if direction == "minimize" else -1.0
     for view, row in zip(views, trials, strict=True):
         params = {k: v for k, v in view.params.items() if k in dists}
         study.add_trial(
@@ -188,7 +227,7 @@ def rebuild_study(sweep: Sweep, spec: SweepSpec, views: list[TrialView], trials:
                 value=view.value if view.state == "complete" else None,
                 params=params,
                 distributions={k: dists[k] for k in params},
-                intermediate_values=view.intermediate,
+                intermediate_values={k: sign * v for k, v in view.intermediate.items()},
                 system_attrs=dict(row.system_attrs or {}),
             )
         )
@@ -226,6 +265,19 @@ def create(spec: SweepSpec) -> tuple[int, list[int]]:
     """Store a sweep (its spec already validated) and its first trials, in one
     transaction: a refused source (`SpecError` naming the field) stores nothing.
     Returns the sweep's id and its first jobs' ids."""
+    samples = spec.metric.samples
+    if samples is not None and samples.judge.strip().lower() != "none":
+        try:  # checked and stored as the worker loads it, once for every trial
+            judge = submit.judge_source(samples.judge)
+        except SpecError as exc:
+            raise SpecError("metric.samples.judge", exc.message) from None
+        spec = spec.model_copy(
+            update={
+                "metric": spec.metric.model_copy(
+                    update={"samples": samples.model_copy(update={"judge": judge})}
+                )
+            }
+        )
     with session_scope() as s:
         sweep = Sweep(name=spec.name, spec=spec.model_dump(mode="json"))
         s.add(sweep)
@@ -249,9 +301,11 @@ def _top_up(s: Session, sweep: Sweep) -> list[int]:
     mark the sweep finished when nothing is left to run."""
     spec = SweepSpec.model_validate(sweep.spec)
     trials = list(sweep.trials)
+    new_jobs: list[int] = []
+    if spec.metric.name in JUDGED_METRICS:  # judging goes on while a sweep is paused
+        new_jobs += _judge_trials(s, spec, trials)
     views = [trial_view(spec, t) for t in trials]
     active = sum(v.state == "running" for v in views)
-    new_jobs: list[int] = []
     if sweep.status != SweepStatus.RUNNING:
         return new_jobs
     full = len(trials) >= trial_cap(spec) or _out_of_budget(sweep, spec)
@@ -283,6 +337,110 @@ def _ask(
     s.add(trial)
     s.flush()
     return trial
+
+
+def _judge_trials(s: Session, spec: SweepSpec, trials: list[SweepTrial]) -> list[int]:
+    """For a judged metric: queue the sampling of every trained, unjudged trial run, and
+    read the sample sets of every sampling job that has ended into its run's summary."""
+    new_jobs: list[int] = []
+    for trial in trials:
+        attrs = dict(trial.system_attrs or {})
+        queued = {str(k): int(v) for k, v in (attrs.get(JUDGE_JOBS) or {}).items()}
+        for run in trial.runs:
+            if run.status != JobStatus.SUCCEEDED or "judged" in (run.summary or {}):
+                continue
+            job_id = queued.get(str(run.id))
+            if job_id is None:
+                judged = _queue_judging(s, spec, run)
+                if isinstance(judged, int):
+                    queued[str(run.id)] = judged
+                    new_jobs.append(judged)
+                    continue
+            else:
+                job = s.get(Job, job_id)
+                if job is not None and job.status in ACTIVE:
+                    continue
+                judged = _read_judging(s, spec, job, job_id)
+            run.summary = {**(run.summary or {}), "judged": judged}
+        if queued != (attrs.get(JUDGE_JOBS) or {}):
+            trial.system_attrs = {**attrs, JUDGE_JOBS: queued}
+    return new_jobs
+
+
+def _queue_judging(s: Session, spec: SweepSpec, run: Run) -> int | dict[str, Any]:
+    """The sampling job of a trained trial run (its id), or, when it cannot be queued, the
+    run's `judged` summary saying why."""
+    assert spec.metric.samples is not None
+    if not run.checkpoints:
+        return {"value": None, "reason": "the run saved no checkpoint to sample"}
+    ckpt = run.checkpoints[-1]
+    try:
+        job = submit.add_generate(
+            s,
+            spec.metric.samples.generate_spec(ckpt.id),
+            queue=spec.queue,
+            priority=JUDGE_PRIORITY,
+        )
+    except SpecError as exc:  # e.g. the checkpoint's files are gone
+        return {"value": None, "reason": f"could not sample checkpoint {ckpt.id}: {exc.message}"}
+    return job.id
+
+
+def _read_judging(s: Session, spec: SweepSpec, job: Job | None, job_id: int) -> dict[str, Any]:
+    """A run's `judged` summary from its ended sampling job: the metric's value with the
+    sets it was read from, or None and the reason."""
+    if job is None or job.status != JobStatus.SUCCEEDED:
+        status = "is gone" if job is None else str(JobStatus(job.status).value)
+        why = (job.error or "").strip().splitlines()[-1:] if job is not None else []
+        reason = f"its sampling job {job_id} {status}" + (f": {why[0]}" if why else "")
+        return {"value": None, "job_id": job_id, "reason": reason}
+    sets = s.scalars(
+        select(SampleSet).where(SampleSet.job_id == job_id).order_by(SampleSet.combination)
+    ).all()
+    points = [
+        {
+            "sample_set_id": row.id,
+            "temperature": row.settings.get("temperature"),
+            "mauve": row.metrics.get("mauve"),
+            "mauve_reason": row.metrics.get("mauve_reason"),
+            "judge_ppl": row.metrics.get("judge_ppl"),
+            "unigram_entropy": row.metrics.get("unigram_entropy"),
+            "repetition": row.metrics.get("repetition"),
+        }
+        for row in sets
+    ]
+    human = None
+    ref_ids = {row.metrics.get("human_reference_id") for row in sets} - {None}
+    if spec.metric.name == "judge_ppl_matched" and ref_ids:
+        ref = s.get(HumanReference, min(ref_ids))
+        human = (ref.metrics or {}).get("unigram_entropy") if ref is not None else None
+    value, reason = judged_value(spec.metric.name, points, human)
+    if reason is None and spec.metric.name == "mauve" and not points:
+        reason = "its sampling job stored no sample set"
+    return {"value": value, "reason": reason, "job_id": job_id, "points": points}
+
+
+def judged_value(
+    metric: str, points: list[dict[str, Any]], human_entropy: float | None
+) -> tuple[float | None, str | None]:
+    """A judged metric's value from one run's sample sets (`points`: one per temperature),
+    or None and the reason. `mauve`: the best set's MAUVE (the temperature a user would
+    sample at); `judge_ppl_matched`: the line's judge perplexity at human text's entropy."""
+    if metric == "mauve":
+        scores = [p["mauve"] for p in points if p.get("mauve") is not None]
+        if not scores:
+            why = next((p["mauve_reason"] for p in points if p.get("mauve_reason")), None)
+            return None, "no sample set has a MAUVE score" + (f" ({why})" if why else "")
+        return max(scores), None
+    if human_entropy is None:
+        return None, "no human reference was measured for this judge"
+    line = [
+        LinePoint(p["unigram_entropy"], p["judge_ppl"], p.get("repetition"), p.get("temperature"))
+        for p in points
+        if p.get("unigram_entropy") is not None and p.get("judge_ppl") is not None
+    ]
+    reading = matched_reading(line, human_entropy)
+    return reading.judge_ppl, reading.reason
 
 
 def _queue_runs(s: Session, sweep: Sweep, spec: SweepSpec, trial: SweepTrial) -> list[int]:
@@ -414,7 +572,8 @@ def extend(sweep_id: int, more_trials: int, parameters: dict[str, Parameter] | N
 
 
 def retry_failed(sweep_id: int) -> list[int]:
-    """Queue the failed runs of the sweep's failed trials again (same configuration)."""
+    """Queue the failed runs of the sweep's failed trials again (same configuration); a
+    trained run whose judging failed is judged again (a new sampling job)."""
     with session_scope() as s:
         sweep = _lock(s, sweep_id)
         failed = [
@@ -424,10 +583,24 @@ def retry_failed(sweep_id: int) -> list[int]:
             if run.status in (JobStatus.FAILED, JobStatus.CANCELLED)
             for job in run.jobs
         ]
-        if sweep.status == SweepStatus.FINISHED and failed:
+        rejudge = []
+        for trial in sweep.trials:
+            for run in trial.runs:
+                judged = (run.summary or {}).get("judged")
+                if judged is not None and judged.get("value") is None:
+                    run.summary = {k: v for k, v in run.summary.items() if k != "judged"}
+                    attrs = dict(trial.system_attrs or {})
+                    attrs[JUDGE_JOBS] = {
+                        k: v for k, v in (attrs.get(JUDGE_JOBS) or {}).items() if k != str(run.id)
+                    }
+                    trial.system_attrs = attrs
+                    rejudge.append(run.id)
+        if sweep.status == SweepStatus.FINISHED and (failed or rejudge):
             sweep.status, sweep.finished_at = SweepStatus.RUNNING, None
     for job_id in failed:
         jobs.retry(job_id)
+    if rejudge:
+        top_up(sweep_id)
     return failed
 
 

@@ -114,3 +114,49 @@ def test_a_base_from_a_run_is_its_preset_and_what_it_changed():
     lr = spec.parameters["lr"]
     assert lr.distribution == "log_uniform_values"
     assert (lr.min, lr.max) == (pytest.approx(1e-3), pytest.approx(9e-3))
+
+
+def test_a_judged_metric_gets_its_direction_and_default_samples():
+    spec = SweepSpec.model_validate(
+        {"name": "q", "parameters": {"lr": {"values": [1e-3]}}, "metric": {"name": "mauve"}}
+    )
+    assert spec.metric.goal == "maximize" and spec.metric.samples is not None
+    assert spec.metric.samples.num_samples >= 100  # what MAUVE needs
+    job = spec.metric.samples.generate_spec(7)
+    assert (job.checkpoint, job.grid.temperatures, job.grid.steps) == (7, [0.7, 1.0, 1.3], [32])
+    assert job.judge == "smollm2-135m" and not job.record_trajectory
+    plain = SweepSpec.model_validate({"name": "q", "parameters": {"lr": {"values": [1e-3]}}})
+    assert (plain.metric.goal, plain.metric.samples) == ("minimize", None)
+
+
+@pytest.mark.parametrize(
+    "metric, loc, words",
+    [
+        ({"name": "val_nll", "goal": "maximize"}, ("metric", "goal"), "goal is minimize"),
+        ({"name": "mauve", "goal": "minimize"}, ("metric", "goal"), "goal is maximize"),
+        ({"name": "val_nll", "samples": {}}, ("metric", "samples"), "judged metric"),
+        (
+            {"name": "mauve", "samples": {"num_samples": 50}},
+            ("metric", "samples", "num_samples"),
+            "at least 100",
+        ),
+        (
+            {"name": "judge_ppl_matched", "samples": {"temperatures": [1.0]}},
+            ("metric", "samples", "temperatures"),
+            "two or more",
+        ),
+        (
+            {"name": "judge_ppl_matched", "samples": {"judge": "none"}},
+            ("metric", "samples", "judge"),
+            "needs a judge",
+        ),
+        ({"name": "mauve", "samples": {"steps": 0}}, ("metric", "samples", "steps"), "1"),
+        ({"name": "bleu"}, ("metric", "name"), "val_nll"),
+    ],
+)
+def test_a_bad_metric_is_refused_naming_the_field(metric, loc, words):
+    with pytest.raises(ValidationError) as exc:
+        SweepSpec.model_validate(
+            {"name": "q", "parameters": {"lr": {"values": [1e-3]}}, "metric": metric}
+        )
+    assert _loc(exc) == loc and words in exc.value.errors()[0]["msg"]

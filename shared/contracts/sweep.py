@@ -6,7 +6,7 @@ reads almost unchanged here:
     name: tiny-lr
     base: {preset: tiny, max_steps: 200}
     method: tpe                         # grid | random | tpe (W&B's "bayes" reads as tpe)
-    metric: {name: val_nll, goal: minimize}
+    metric: {name: val_nll, goal: minimize}   # or mauve / judge_ppl_matched (judged samples)
     parameters:
       lr: {min: 1.0e-4, max: 1.0e-2, distribution: log_uniform_values}
       masking.mode: {values: [uniform, grid]}
@@ -18,6 +18,10 @@ reads almost unchanged here:
 A parameter names a `TrainSpec` field, dotted for a nested one (`masking.mode`,
 `scratch.hidden`). Every corner of the space is validated as a TrainSpec before anything
 is stored, so a bad space is refused naming `parameters.<name>`.
+
+A judged metric (`mauve`, `judge_ppl_matched`) has each trial's run sampled once it has
+trained: an ordinary generation job on its last checkpoint, one sample set per
+temperature of `metric.samples` (`TrialSamples`), whose sets the metric reads.
 """
 
 from __future__ import annotations
@@ -36,15 +40,40 @@ from pydantic import (
     model_validator,
 )
 
+from shared.contracts.grid import SamplerGrid
+from shared.contracts.options import (
+    DEFAULT_JUDGE,
+    DEFAULT_STRATEGY,
+    Steps,
+    Strategy,
+    Temperature,
+    check_each,
+)
 from shared.contracts.presets import PRESETS
-from shared.contracts.specs import TrainSpec
+from shared.contracts.specs import GenerateSpec, TrainSpec
 from shared.contracts.strict import no_boolean_numbers
 
 Method = Literal["grid", "random", "tpe"]
 Goal = Literal["minimize", "maximize"]
 # val_nll: the held-out NLL in nats per token at the run's last evaluation: the diffusion
 # bound, or an AR run's exact NLL (one metric, so both objectives sweep alike).
-MetricName = Literal["val_nll"]
+# mauve: MAUVE of the trial's samples against held-out text, the best over its sampling
+# temperatures. judge_ppl_matched: the judge's perplexity of its samples read at held-out
+# human text's diversity (`shared.contracts.matched`), the number the frontier page ranks by.
+MetricName = Literal["val_nll", "mauve", "judge_ppl_matched"]
+# Each metric's one sensible direction: a goal against it would search for the worst model.
+METRIC_GOALS: dict[str, Goal] = {
+    "val_nll": "minimize",
+    "mauve": "maximize",
+    "judge_ppl_matched": "minimize",
+}
+JUDGED_METRICS = ("mauve", "judge_ppl_matched")
+METRIC_HELP: dict[str, str] = {
+    "val_nll": "held-out NLL, nats per token: the diffusion bound, or an AR run's exact NLL",
+    "mauve": "MAUVE of each trial's samples against held-out text, the best temperature's",
+    "judge_ppl_matched": "the judge's perplexity of each trial's samples at human text's diversity",
+}
+MAUVE_MIN_SAMPLES = 100  # worker.diffusion.mauve.MIN_TEXTS: fewer and MAUVE is not computed
 Distribution = Literal["uniform", "int_uniform", "log_uniform_values", "int_log_uniform_values"]
 Scalar = bool | int | float | str
 
@@ -107,9 +136,84 @@ class Parameter(_Model):
         return [int(v) for v in ends] if self.is_int else ends
 
 
+class TrialSamples(_Model):
+    """The samples a judged metric reads: unconditional, `num_samples` of `length` tokens at
+    each temperature (top-k 50); a diffusion trial unmasks by `strategy` over `steps`
+    passes, an AR trial samples token by token. Judged by `judge` (`none`: no judge
+    perplexity, which only `mauve` can do without)."""
+
+    temperatures: list[float] = Field([0.7, 1.0, 1.3], min_length=1, max_length=8)
+    steps: Steps = 32
+    strategy: Strategy = DEFAULT_STRATEGY
+    num_samples: int = Field(MAUVE_MIN_SAMPLES, ge=1, le=1000)
+    length: int = Field(32, ge=1, le=256)
+    judge: str = Field(DEFAULT_JUDGE, min_length=1, max_length=500)
+
+    @field_validator("temperatures")
+    @classmethod
+    def _temperatures(cls, v: list[float]) -> list[float]:
+        return check_each(v, Temperature, "temperatures", "temperature")
+
+    def generate_spec(self, checkpoint: int) -> GenerateSpec:
+        """The generation job of one trial run's checkpoint."""
+        return GenerateSpec(
+            checkpoint=checkpoint,
+            grid=SamplerGrid(
+                temperatures=self.temperatures,
+                steps=[self.steps],
+                strategies=[self.strategy],
+                samplings=["topk"],
+            ),
+            length=self.length,
+            num_samples=self.num_samples,
+            record_trajectory=False,
+            judge=self.judge,
+        )
+
+
 class Metric(_Model):
+    """What a sweep optimises. `goal` defaults to the metric's direction (and may only
+    repeat it); `samples` says how a judged metric's samples are drawn."""
+
     name: MetricName = "val_nll"
-    goal: Goal = "minimize"
+    goal: Goal | None = None
+    samples: TrialSamples | None = None
+
+    @model_validator(mode="after")
+    def _fits(self) -> Metric:
+        natural = METRIC_GOALS[self.name]
+        if self.goal is None:
+            self.goal = natural
+        elif self.goal != natural:
+            better = "lower" if natural == "minimize" else "higher"
+            raise _error(
+                ("goal",), f"{self.name} is better {better}: its goal is {natural}, not {self.goal}"
+            )
+        if self.name not in JUDGED_METRICS:
+            if self.samples is not None:
+                raise _error(
+                    ("samples",),
+                    f"samples belong to a judged metric ({', '.join(JUDGED_METRICS)}), "
+                    f"not {self.name}",
+                )
+            return self
+        if self.samples is None:
+            self.samples = TrialSamples()
+        if self.name == "mauve" and self.samples.num_samples < MAUVE_MIN_SAMPLES:
+            raise _error(
+                ("samples", "num_samples"),
+                f"MAUVE needs at least {MAUVE_MIN_SAMPLES} samples, got {self.samples.num_samples}",
+            )
+        if self.name == "judge_ppl_matched":
+            if self.samples.judge.strip().lower() == "none":
+                raise _error(("samples", "judge"), "judge_ppl_matched needs a judge, not none")
+            if len(self.samples.temperatures) < 2:
+                raise _error(
+                    ("samples", "temperatures"),
+                    "judge_ppl_matched reads a line over temperatures at human text's "
+                    "diversity; give two or more",
+                )
+        return self
 
 
 class EarlyTerminate(_Model):

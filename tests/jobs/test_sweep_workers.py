@@ -11,7 +11,16 @@ from sqlalchemy import func, select
 
 from shared import db, reconciler, sweeps
 from shared.contracts.sweep import SweepSpec
-from shared.models import Job, JobStatus, LossPoint, Run, Sweep, SweepStatus, SweepTrial
+from shared.models import (
+    Job,
+    JobStatus,
+    LossPoint,
+    Run,
+    SampleSet,
+    Sweep,
+    SweepStatus,
+    SweepTrial,
+)
 from tests.jobs.helpers import delete_broker_keys, wait_for
 from tests.services import redis_url
 
@@ -103,3 +112,30 @@ def test_a_killed_worker_and_a_flushed_broker_lose_and_repeat_no_trial(job_env, 
     with db.session_scope() as s:
         assert s.scalar(select(func.count()).select_from(SweepTrial)) == 3
         assert s.scalar(select(func.count()).select_from(Run)) == 3
+
+
+@pytest.mark.parametrize("job_env", ["embedded"], indirect=True)
+def test_a_judged_sweep_samples_its_trained_trials_on_the_workers(job_env, workers):
+    workers("w1")
+    metric = {
+        "name": "mauve",
+        "samples": {"temperatures": [1.0], "steps": 4, "length": 8, "judge": "none"},
+    }
+    base = {**_spec(job_env).base, "val_fraction": 0.25}  # held-out text enough for MAUVE
+    spec = _spec(
+        job_env, base=base, parameters={"lr": {"values": [3e-3]}}, run_cap=1, metric=metric
+    )
+    sweep_id, _ = sweeps.create(spec)
+    wait_for(lambda: _sweep(sweep_id)[0] == SweepStatus.FINISHED, 240, what="the sweep")
+    with db.session_scope() as s:
+        trial = s.scalars(select(SweepTrial).where(SweepTrial.sweep_id == sweep_id)).one()
+        view = sweeps.trial_view(spec, trial)
+        (run,) = trial.runs
+        sampling = s.scalars(select(Job).where(Job.run_id == run.id, Job.kind == "generate")).all()
+        judged = run.summary["judged"]
+        sets = s.scalars(select(SampleSet).where(SampleSet.job_id == sampling[0].id)).all()
+        samples = sum(len(x.samples) for x in sets)
+    assert [j.status for j in sampling] == [JobStatus.SUCCEEDED]
+    assert view.state == "complete", judged
+    assert 0.0 < view.value <= 1.0 and view.value == judged["points"][0]["mauve"]
+    assert samples == 100

@@ -14,7 +14,17 @@ from shared import jobs, submit, sweeps
 from shared.contracts.specs import SpecError
 from shared.contracts.sweep import SweepSpec
 from shared.db import session_scope
-from shared.models import Job, JobStatus, Run, Sweep, SweepStatus, SweepTrial
+from shared.models import (
+    HumanReference,
+    Job,
+    JobKind,
+    JobStatus,
+    Run,
+    Sweep,
+    SweepStatus,
+    SweepTrial,
+)
+from shared.storage import ArtifactStore
 from worker import results
 
 
@@ -203,3 +213,143 @@ def test_a_refused_source_stores_no_sweep(job_env):
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(Sweep)) == 0
         assert s.scalar(select(func.count()).select_from(Run)) == 0
+
+
+# ----------------------------------------------------------------------------- judged metrics
+
+
+def _judged_spec(dataset, name: str = "mauve", **samples) -> SweepSpec:
+    metric = {"name": name, "samples": {"temperatures": [0.7, 1.0], "judge": "none", **samples}}
+    return _spec(dataset, run_cap=1, concurrency=1, metric=metric)
+
+
+def _train_with_checkpoint(run: Run, tmp_path) -> int:
+    """Run `run`'s training job through the state machine, storing a real checkpoint
+    directory; returns the checkpoint's id."""
+    job_id = _job_of(run.id)
+    claim = jobs.claim(job_id, "test-worker")
+    assert claim is not None
+    weights = tmp_path / f"ckpt-{run.id}"
+    weights.mkdir()
+    (weights / "config.json").write_text("{}")
+    url = ArtifactStore().put_dir(weights, f"runs/{run.id}/checkpoint-40")
+    ckpt_id = results.put_checkpoint(claim, run.id, 40, url, {})
+    results.merge_run_summary(claim, run.id, {"nll_bound": 4.0})
+    jobs.succeed(claim)
+    sweeps.after_job(job_id)
+    return ckpt_id
+
+
+def _sampling_jobs(run_id: int) -> list[Job]:
+    with session_scope() as s:
+        rows = s.scalars(
+            select(Job).where(Job.run_id == run_id, Job.kind == JobKind.GENERATE)
+        ).all()
+        s.expunge_all()
+        return list(rows)
+
+
+def _write_sets(job: Job, ckpt_id: int, metrics: list[dict]) -> None:
+    """Run sampling job `job` as a worker would: one stored set per temperature."""
+    claim = jobs.claim(job.id, "test-worker")
+    assert claim is not None
+    for i, m in enumerate(metrics):
+        results.add_sample_set(claim, ckpt_id, i, {"temperature": [0.7, 1.0][i]}, m, [])
+    jobs.succeed(claim)
+    sweeps.after_job(job.id)
+
+
+def _trial(sweep_id: int, spec: SweepSpec) -> sweeps.TrialView:
+    with session_scope() as s:
+        trial = s.scalars(select(SweepTrial).where(SweepTrial.sweep_id == sweep_id)).one()
+        return sweeps.trial_view(spec, trial)
+
+
+def test_a_judged_metric_samples_each_trained_run_once_and_reads_its_sets(job_env, tmp_path):
+    spec = _judged_spec(job_env)
+    assert spec.metric.goal == "maximize"  # MAUVE: higher is better
+    sweep_id, _ = sweeps.create(spec)
+    run = _runs(sweep_id)[0]
+    ckpt_id = _train_with_checkpoint(run, tmp_path)
+    sweeps.top_up(sweep_id)  # again, as the reconciler would: still one sampling job
+    sweeps.top_up_all()
+    (job,) = _sampling_jobs(run.id)
+    assert job.spec["checkpoint"] == ckpt_id and job.spec["judge"] is None
+    assert job.spec["grid"]["temperatures"] == [0.7, 1.0] and job.priority == sweeps.JUDGE_PRIORITY
+    assert _trial(sweep_id, spec).state == "running"  # trained, not judged: not done
+    assert _status(sweep_id) == SweepStatus.RUNNING
+
+    _write_sets(job, ckpt_id, [{"mauve": 0.2}, {"mauve": 0.5}])
+    view = _trial(sweep_id, spec)
+    assert view.state == "complete" and view.value == pytest.approx(0.5)  # the best set's
+    assert _status(sweep_id) == SweepStatus.FINISHED
+    judged = _runs(sweep_id)[0].summary["judged"]
+    assert judged["job_id"] == job.id and [p["mauve"] for p in judged["points"]] == [0.2, 0.5]
+    assert len(_sampling_jobs(run.id)) == 1
+
+
+def test_a_failed_sampling_job_fails_its_trial_until_retried(job_env, tmp_path):
+    spec = _judged_spec(job_env)
+    sweep_id, _ = sweeps.create(spec)
+    run = _runs(sweep_id)[0]
+    ckpt_id = _train_with_checkpoint(run, tmp_path)
+    (job,) = _sampling_jobs(run.id)
+    claim = jobs.claim(job.id, "test-worker")
+    jobs.fail(claim, "Traceback ...\nRuntimeError: out of memory")
+    sweeps.after_job(job.id)
+    view = _trial(sweep_id, spec)
+    assert view.state == "failed" and view.value is None
+    reason = _runs(sweep_id)[0].summary["judged"]["reason"]
+    assert f"sampling job {job.id} failed: RuntimeError: out of memory" in reason
+    assert _status(sweep_id) == SweepStatus.FINISHED
+
+    sweeps.retry_failed(sweep_id)  # the run stays trained; its samples are drawn again
+    first, second = _sampling_jobs(run.id)
+    assert (first.id, second.status) == (job.id, JobStatus.QUEUED)
+    assert _status(sweep_id) == SweepStatus.RUNNING
+    _write_sets(second, ckpt_id, [{"mauve": 0.3}, {"mauve": None, "mauve_reason": "few"}])
+    assert _trial(sweep_id, spec).value == pytest.approx(0.3)
+
+
+def test_judge_ppl_matched_reads_the_line_at_human_entropy(job_env, tmp_path):
+    spec = _judged_spec(job_env, "judge_ppl_matched", judge="smollm2-135m")
+    sweep_id, _ = sweeps.create(spec)
+    run = _runs(sweep_id)[0]
+    ckpt_id = _train_with_checkpoint(run, tmp_path)
+    with session_scope() as s:
+        ref = HumanReference(
+            dataset="d", judge="smollm2-135m", tokenizer="t", length=32,
+            metrics={"unigram_entropy": 3.0},
+        )  # fmt: skip
+        s.add(ref)
+        s.flush()
+        ref_id = ref.id
+    (job,) = _sampling_jobs(run.id)
+    assert job.spec["judge"] == "smollm2-135m"
+    line = [(2.0, 50.0), (4.0, 200.0)]  # entropy, judge ppl: 3.0 lies halfway, in log ppl
+    _write_sets(
+        job,
+        ckpt_id,
+        [{"unigram_entropy": e, "judge_ppl": p, "human_reference_id": ref_id} for e, p in line],
+    )
+    assert _trial(sweep_id, spec).value == pytest.approx(100.0)
+
+
+def test_judged_value_says_why_there_is_none():
+    assert sweeps.judged_value("mauve", [{"mauve": None}], None) == (
+        None,
+        "no sample set has a MAUVE score",
+    )
+    low = [{"unigram_entropy": 2.0, "judge_ppl": 40.0}, {"unigram_entropy": 2.5, "judge_ppl": 60.0}]
+    value, reason = sweeps.judged_value("judge_ppl_matched", low, 3.0)
+    assert value is None and "never reaches human diversity" in reason
+    assert sweeps.judged_value("judge_ppl_matched", low, None)[0] is None
+
+
+def test_a_bad_judge_stores_no_sweep(job_env):
+    spec = _judged_spec(job_env, "judge_ppl_matched", judge="scratch")
+    with pytest.raises(SpecError) as exc:
+        sweeps.create(spec)
+    assert exc.value.field == "metric.samples.judge"
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Sweep)) == 0

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from shared import sweeps
 from shared.contracts.limits import MAX_ID
 from shared.contracts.specs import SpecError
-from shared.contracts.sweep import SweepSpec, sweep_around_run
+from shared.contracts.sweep import METRIC_HELP, SweepSpec, sweep_around_run
 from shared.db import read_scope
 from web import args
 from web.errors import NotFound
@@ -35,7 +35,7 @@ base:
   max_steps: 200
   eval_every: 50
 method: tpe            # grid | random | tpe
-metric: {name: val_nll, goal: minimize}
+metric: {name: val_nll, goal: minimize}   # or mauve, judge_ppl_matched: judged samples
 parameters:
   lr: {min: 1.0e-4, max: 1.0e-2, distribution: log_uniform_values}
   warmup_steps: {values: [0, 10, 50]}
@@ -128,7 +128,7 @@ def sweep(sweep_id: int):
         data = sweep_detail(s, sweep_id)
     if data is None:
         raise NotFound(f"no sweep with id {sweep_id}")
-    return render_template("sweep.html", sweep=data, poll_ms=POLL_MS)
+    return render_template("sweep.html", sweep=data, poll_ms=POLL_MS, metric_help=METRIC_HELP)
 
 
 @bp.post("/sweeps/<int:sweep_id>/<action>")

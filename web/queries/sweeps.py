@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from shared import sweeps as sweep_state
-from shared.contracts.sweep import SweepSpec
-from shared.models import Sweep, SweepTrial
+from shared.contracts.sweep import JUDGED_METRICS, SweepSpec
+from shared.models import JobStatus, Sweep, SweepTrial
 
 SWEEPS_LISTED = 200
 
@@ -75,6 +75,10 @@ def sweep_detail(s: Session, sweep_id: int) -> dict[str, Any] | None:
                 "steps": view.steps,
                 "params": view.params,
                 "pruned_at": (trial.system_attrs or {}).get(sweep_state.PRUNED_AT),
+                # Trained, its samples being drawn and judged (a judged metric only).
+                "judging": view.state == "running"
+                and bool(trial.runs)
+                and all(r.status == JobStatus.SUCCEEDED for r in trial.runs),
                 "last_report": _last(view.intermediate),
                 "runs": [
                     {"id": r.id, "status": r.status, "step": r.step, "seed": r.spec.get("seed")}
@@ -92,6 +96,7 @@ def sweep_detail(s: Session, sweep_id: int) -> dict[str, Any] | None:
         "created_at": sweep.created_at.isoformat(),
         "finished_at": sweep.finished_at.isoformat() if sweep.finished_at else None,
         "spec": spec.model_dump(mode="json"),
+        "judged": spec.metric.name in JUDGED_METRICS,
         "trial_cap": sweep_state.trial_cap(spec),
         "counts": counts,
         "best": best,

@@ -165,10 +165,13 @@ td.onReady(() => {
     body.replaceChildren(...rows.map((t) => {
       let value = t.value === null ? "—" : td.num(t.value, 4);
       if (t.spread !== null) value += ` ± ${td.num(t.spread, 2)}`;
+      // Reports are the held-out NLL; under a judged metric they are named as such.
+      const nll = data.judged ? "NLL " : "";
       if (t.state === "pruned") {
-        value = t.last_report ? `${td.num(t.last_report.value, 4)} at step ${t.pruned_at}, pruned` : `pruned at step ${t.pruned_at}`;
+        value = t.last_report ? `${nll}${td.num(t.last_report.value, 4)} at step ${t.pruned_at}, pruned` : `pruned at step ${t.pruned_at}`;
       }
-      if (t.state === "running" && t.last_report) value = `${td.num(t.last_report.value, 4)} at step ${t.last_report.step}`;
+      if (t.state === "running" && t.last_report) value = `${nll}${td.num(t.last_report.value, 4)} at step ${t.last_report.step}`;
+      if (t.judging) value = "trained; judging its samples";
       const runs = t.runs.map((r) => td.el("a", { href: cfg.runUrl.replace(/0$/, String(r.id)) }, `run ${r.id}`));
       const runCell = td.el("td", {});
       runs.forEach((a, i) => runCell.append(...(i ? [" ", a] : [a])));

@@ -109,7 +109,8 @@ class DatabaseCallback(BaseCallback):
                 "exact": bool(bound.get("exact", False)),
             },
         )
-        # A sweep trial reports its metric (`SweepSpec.metric`: val_nll); its pruner may stop it.
+        # A sweep trial reports its held-out NLL (what its pruner compares; a judged metric is
+        # read from its samples once it has trained); its pruner may stop it.
         self.pruned = sweeps.report(self.run_id, step, bound["nats_per_token"]) or self.pruned
 
     def on_checkpoint(self, step: int, path: Path) -> None:

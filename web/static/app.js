@@ -151,9 +151,13 @@ td.smooth = (values, alpha) => {
   });
 };
 
-// A line chart: x (array), series [{label, values, color?, dash?}]. Returns the uPlot
-// instance, or null (with a note in the element) when the chart library is missing.
-td.lineChart = (el, { x, series, xLabel = "", yLabel = "", height = 260, logX = false }) => {
+// Tick steps of an axis that counts (trials, steps): whole numbers only.
+const INTEGER_INCRS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 1e6];
+
+// A line chart: x (array), series [{label, values, color?, dash?}]; `integerX`: x counts
+// things, so no tick falls between two. Returns the uPlot instance, or null (with a note
+// in the element) when the chart library is missing.
+td.lineChart = (el, { x, series, xLabel = "", yLabel = "", height = 260, logX = false, integerX = false }) => {
   if (typeof el === "string") el = document.querySelector(el);
   el.replaceChildren();
   if (typeof uPlot === "undefined") {
@@ -168,7 +172,7 @@ td.lineChart = (el, { x, series, xLabel = "", yLabel = "", height = 260, logX = 
     width: Math.max(320, el.clientWidth || 600),
     height,
     scales: { x: { time: false, distr: logX ? 3 : 1 } },
-    axes: [{ label: xLabel }, { label: yLabel }],
+    axes: [integerX ? { label: xLabel, incrs: INTEGER_INCRS } : { label: xLabel }, { label: yLabel }],
     series: [
       { label: xLabel },
       ...series.map((s, i) => ({

@@ -37,6 +37,7 @@ td.onReady(() => {
         },
       ],
       xLabel: byTrial ? "trial" : "trained steps (all trials)",
+      integerX: true,
       yLabel: `${data.spec.metric.name} (${data.spec.metric.goal})`,
     });
     document.getElementById("sweep-best").textContent =

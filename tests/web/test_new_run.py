@@ -261,6 +261,21 @@ def test_an_emptied_optional_field_is_none_not_the_presets_value(client):
         assert s.scalars(select(Job)).one().queue == "gpu"
 
 
+def test_switching_the_model_to_scratch_drops_the_unigram_bias_the_form_showed(client):
+    page = Page(client.get("/runs/new").text)  # minilm: the bias box is ticked
+    assert page.values["init_output_bias"] == ["on"]
+    r = client.post("/runs/new", data=page.form_data("new-run", model="scratch"))
+    assert r.status_code == 302, Page(r.text).fields
+    page = Page(client.get("/runs/new?preset=tiny").text)  # tiny: off; ticked, it is a choice
+    r = client.post("/runs/new", data=page.form_data("new-run", init_output_bias=["on"]))
+    assert r.status_code == 302, Page(r.text).fields
+    with session_scope() as s:
+        specs = [TrainSpec.model_validate(r.spec) for r in s.scalars(select(Run).order_by(Run.id))]
+    assert specs[0].model == "scratch" and specs[0].init_output_bias is False
+    assert specs[0].scratch is not None and specs[0].scratch.positions == "rotary"
+    assert specs[1].model == "scratch" and specs[1].init_output_bias is True
+
+
 @pytest.mark.parametrize(
     ("changes", "field", "message"),
     [

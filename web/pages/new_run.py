@@ -197,8 +197,13 @@ def new_run():
 
 def build_spec(preset: str, values: dict[str, Any]) -> TrainSpec:
     """The preset with the form's values; an emptied optional field is None ("empty means
-    none", as the form says)."""
-    return TrainSpec.from_preset_data(preset, values)
+    none", as the form says). The form posts every field, so a value left as the preset
+    shows it is not a choice the user made: it is left out, and the spec's rules for fields
+    not given apply (switched to `scratch`, a model starts without the unigram output bias,
+    as `--model scratch` does on the command line)."""
+    shown = TrainSpec.from_preset(preset).model_dump(mode="json")
+    changed = {k: v for k, v in values.items() if k not in shown or shown[k] != v}
+    return TrainSpec.from_preset_data(preset, changed)
 
 
 # The checks `shared.submit.submit_train` makes of single values before it stores anything,

@@ -126,7 +126,8 @@ class Settings(BaseModel):
     # The judge each worker's warm process loads once (on the CPU, +578 MB shared by the
     # jobs it forks), so a generation job judged by it starts with it loaded instead of
     # loading it again (0.5-6 s). A packaged judge is preloaded once it is converted (the
-    # first generation job converts it); a directory under MODEL_ROOT always. "none": off.
+    # first generation job converts it; the warm process looks again as each job ends); a
+    # directory under MODEL_ROOT always. "none": off.
     worker_preload_judge: str = Field(DEFAULT_JUDGE, min_length=1, max_length=1000)
     # Largest corpus file the dashboard accepts as an upload (into DATASET_ROOT/uploads).
     max_upload_mb: int = Field(64, ge=1, le=100_000)

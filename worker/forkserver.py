@@ -262,28 +262,39 @@ def preload() -> None:
         importlib.import_module(name)
 
 
-def preload_judge() -> None:
+def preload_judge(again: bool = False) -> bool:
     """Load the worker's WORKER_PRELOAD_JUDGE on the CPU (`bodies.quality.preload_judge`),
     so the jobs forked after share it. Touches neither the database nor CUDA. A judge that
     fails to load is reported and left to the jobs: it must not keep jobs from starting
     warm. It loads on one thread: a fork after OpenMP has started its threads can leave the
-    child's OpenMP hung, so the warm process never starts them."""
+    child's OpenMP hung, so the warm process never starts them.
+
+    Returns True while a later call may preload it: a packaged judge not converted yet
+    (the first generation job converts it). `serve` calls again (`again`: quietly, unless
+    it is converted by now) each time a job ends, so the next jobs start with it."""
     import torch
 
-    from worker.bodies.quality import preload_judge as load
+    from worker.bodies import quality
+    from worker.diffusion.packaged_judge import PACKAGED_JUDGES, is_converted
 
-    source = get_settings().preload_judge
-    if source is None:
-        return
+    settings = get_settings()
+    source = settings.preload_judge
+    if source is None or source in quality._LOADED:
+        return False
+    pending = source in PACKAGED_JUDGES
+    if again and pending and not is_converted(source, settings.judge_cache_dir):
+        return True
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        message = load(source)
+        message = quality.preload_judge(source)
     except Exception as exc:
         message = f"judge {source} not preloaded: {exc}"
+        pending = False  # it failed to load: the jobs load it (and say why)
     finally:
         torch.set_num_threads(threads)
     print(f"warm process: {message}", file=sys.stderr, flush=True)
+    return pending and source not in quality._LOADED
 
 
 def serve() -> None:
@@ -301,7 +312,7 @@ def serve() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     preload()
-    preload_judge()
+    judge_pending = preload_judge()
     if sys.modules["torch"].cuda.is_initialized():  # asks; initialises nothing
         raise RuntimeError("importing the job modules initialised CUDA; jobs cannot fork from here")
 
@@ -323,8 +334,11 @@ def serve() -> None:
         for key, _ in selector.select():
             if key.fd == wake_r:
                 os.read(wake_r, 4096)
-                for pid, code in _reap():
+                ended = _reap()
+                for pid, code in ended:
                     reply({"pid": pid, "returncode": code})
+                if ended and judge_pending:  # that job may have converted it
+                    judge_pending = preload_judge(again=True)
                 continue
             chunk = os.read(requests, 1 << 16)
             if not chunk:

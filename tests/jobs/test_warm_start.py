@@ -151,6 +151,40 @@ def test_preloading_the_judge_touches_neither_cuda_nor_the_database(packaged_jud
     }
 
 
+LATE_JUDGE_PROBE = """
+import json, shutil, sys
+from worker.bodies import quality
+from worker.forkserver import preload_judge
+first = preload_judge()
+quiet = preload_judge(again=True)
+shutil.copytree(sys.argv[1], sys.argv[2])  # what the first generation job's conversion leaves
+after = preload_judge(again=True)
+print(json.dumps([first, quiet, after, "smollm2-135m" in quality._LOADED]))
+"""
+
+
+def test_a_judge_converted_after_the_warm_process_started_is_preloaded_then(
+    packaged_judge, tmp_path
+):
+    from worker.diffusion.packaged_judge import cached_judge_dir
+
+    converted = cached_judge_dir("smollm2-135m", Path(os.environ["JUDGE_CACHE_DIR"]))
+    cache = tmp_path / "judges"  # empty: as on a machine that never converted it
+    env = {**os.environ, "WORKER_PRELOAD_JUDGE": "smollm2-135m", "JUDGE_CACHE_DIR": str(cache)}
+    run = subprocess.run(
+        [sys.executable, "-c", LATE_JUDGE_PROBE, str(converted), str(cache / converted.name)],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    # Not converted: reported once, tried again quietly; converted: preloaded, no more tries.
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == [True, True, False, True]
+    said = [line for line in run.stderr.splitlines() if line.startswith("warm process:")]
+    assert len(said) == 2 and "not converted" in said[0] and "preloaded in" in said[1]
+
+
 def test_the_celery_worker_process_does_not_import_torch():
     code = (
         "import sys; import worker.app, worker.tasks, worker.runner; "

@@ -62,8 +62,8 @@ def preload_judge(source: str) -> str:
     if source in PACKAGED_JUDGES:
         if not is_converted(source, settings.judge_cache_dir):
             return (
-                f"judge {source} not preloaded: not converted yet (the first generation job "
-                "converts it; warm processes started after that preload it)"
+                f"judge {source} not preloaded yet: not converted (the first generation job "
+                "converts it; the warm process preloads it when that job has ended)"
             )
         resolved = source
     else:

@@ -78,7 +78,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="smoke run on the tiny preset")
     p.add_argument("--ar-lrs", default="3e-4/2e-3,1e-4/1e-3,1e-3/3e-3", help="body/head pairs")
     p.add_argument("--diffusion-lrs", default="", help="body/head pairs (default: the preset's)")
-    p.add_argument("--trial-minutes", type=float, help="per AR lr trial (default minutes / 2)")
+    p.add_argument(
+        "--trial-minutes",
+        type=float,
+        help="per lr trial (default minutes / 2); 0: no trials, one given pair per objective",
+    )
     p.add_argument("--steps", default="8,32", help="frontier: denoising steps")
     p.add_argument("--strategies", default="entropy,confidence,random", help="frontier")
     p.add_argument("--samples", type=int, default=100, help="per point (MAUVE needs 100)")
@@ -305,10 +309,17 @@ def main() -> None:
         args.steps, args.strategies = "4,8", "entropy,confidence"
 
     pairs = {"ar": _parse_lrs(args.ar_lrs), "diffusion": _parse_lrs(args.diffusion_lrs)}
-    print(f"learning-rate trials (AR {args.ar_lrs}; diffusion {args.diffusion_lrs or 'preset'}):")
-    trial_minutes = args.trial_minutes or minutes / 2
-    trials, best = tune(base, pairs, trial_minutes, args.out, args.threads)
-    print(f"best: {best}")
+    if args.trial_minutes == 0:  # rates tuned elsewhere (bench/lr_sweeps.py): one pair each
+        if any(len(p) > 1 for p in pairs.values()):
+            raise SystemExit("--trial-minutes 0 takes one body/head pair per objective")
+        trials = []
+        best = {k: p[0] if p else (base.lr, base.head_lr) for k, p in pairs.items()}
+    else:
+        grid = f"AR {args.ar_lrs}; diffusion {args.diffusion_lrs or 'preset'}"
+        print(f"learning-rate trials ({grid}):")
+        trial_minutes = args.trial_minutes or minutes / 2
+        trials, best = tune(base, pairs, trial_minutes, args.out, args.threads)
+    print(f"learning rates (body, head): {best}")
 
     print(f"training each for {minutes:g} minutes, one after the other:")
     specs = {

@@ -1,9 +1,11 @@
 """Training-recipe ablation for masked diffusion at equal steps, and the bound ratio to AR.
 
 Ablation (the default mode). From the preset's defaults (the baseline), train one arm per
-recipe option (TrainSpec's head_warmup_steps, stratified_t, t_distribution clipped and bell,
-complementary_masks), one run at a time and all for the same number of steps (so the
-comparison holds on a loaded machine, where wall-clock budgets would not), then:
+recipe option (TrainSpec's head_warmup_steps, stratified_t, t_distribution uniform, clipped
+and bell, complementary_masks; an option that is already the preset's setting is the
+baseline itself and is not trained again), one run at a time and all for the same number
+of steps (so the comparison holds on a loaded machine, where wall-clock budgets would not),
+then:
 
 - score every arm on the whole held-out split with the stratified bound
   (`worker.diffusion.likelihood.stratified_bound`, the same seed and so the same masks for
@@ -53,6 +55,7 @@ from _common import RESULTS, ROOT, command, machine
 
 OPTIONS: dict[str, dict[str, Any]] = {
     "stratified_t": {"stratified_t": True},
+    "uniform_t": {"t_distribution": "uniform"},  # every ratio in (eps, 1]
     "clipped_t": {"t_distribution": "clipped"},  # t_low / t_high: the spec's 0.3 / 0.8
     "bell_t": {"t_distribution": "bell"},
     "complementary_masks": {"complementary_masks": True},
@@ -225,11 +228,17 @@ def ablation(args: argparse.Namespace, payload: dict[str, Any]) -> None:
     singles = {"head_warmup": {"head_warmup_steps": head}, **OPTIONS}
     for item in filter(None, args.diffusion_lrs.split(",")):
         singles[f"lr-{item.replace('/', '-')}"] = lr_changes(item, ar=False)
-    for name, changes in singles.items():
-        if not args.only:
+    baseline = base_spec(args)
+    for name, changes in list(singles.items()):
+        if base_spec(args, **changes) == baseline:  # e.g. clipped t, now the default
+            print(f"  {name}: the baseline's own setting, not trained again")
+            del singles[name]
+        elif not args.only:
             scores[name] = lab.run(name, changes)
     if args.only:  # a subset: each named option against the baseline, nothing else
         for name in args.only.split(","):
+            if name in OPTIONS and name not in singles:
+                raise SystemExit(f"--only: {name} is the preset's own setting (the baseline)")
             if name not in singles:
                 raise SystemExit(f"--only: unknown arm {name!r}; choose from {', '.join(singles)}")
             scores[name + sfx] = lab.run(name + sfx, singles[name], seed=args.seed)

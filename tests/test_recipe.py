@@ -160,9 +160,11 @@ def test_recipe_fields_are_validated_naming_the_field():
 
 
 def test_an_ar_run_of_a_preset_leaves_out_the_presets_masking_recipe():
-    """`tiny` trains diffusion on clipped mask ratios; an AR run of it (the API, a form
+    """Diffusion trains on clipped mask ratios by default; an AR run (the API, a form
     echoing the preset's values) trains without them, and asking AR for one is refused."""
     assert TrainSpec.from_preset("tiny").t_distribution == "clipped"
+    assert TrainSpec.from_preset("minilm").t_distribution == "clipped"
+    assert TrainSpec(objective="ar").t_distribution == "uniform"
     ar = TrainSpec.from_preset_data("tiny", {"objective": "ar"})
     assert ar.objective == "ar" and ar.t_distribution == "uniform"
     echoed = TrainSpec.from_preset_data("tiny", {"objective": "ar", "t_distribution": "clipped"})
@@ -385,7 +387,7 @@ def test_the_command_line_and_the_form_take_the_recipe():
             "7",
             "--stratified-t",
             "--t-distribution",
-            "clipped",
+            "bell",
             "--t-low",
             "0.2",
             "--t-high",
@@ -394,10 +396,10 @@ def test_the_command_line_and_the_form_take_the_recipe():
         ]
     )
     spec = spec_from_args(args)
-    assert (spec.head_warmup_steps, spec.stratified_t, spec.t_distribution) == (7, True, "clipped")
+    assert (spec.head_warmup_steps, spec.stratified_t, spec.t_distribution) == (7, True, "bell")
     assert (spec.t_low, spec.t_high, spec.complementary_masks) == (0.2, 0.9, True)
     unset = spec_from_args(parser.parse_args(["train", "--no-stratified-t"]))
-    assert unset.stratified_t is False and unset.t_distribution == "uniform"
+    assert unset.stratified_t is False and unset.t_distribution == "clipped"  # the default
 
     from web.pages.new_run import GROUPS
 

@@ -17,10 +17,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         # Rotary positions and no unigram start: with either of the two, this model never
         # left the unigram solution as a masked LM (BENCHMARKS.md, "The scratch model").
         "init_output_bias": False,
-        # Trained on mask ratios 0.3-0.8 only (the bound still covers all): it leaves the
-        # unigram plateau far sooner, on the bound (2 seeds) and on judged samples
-        # (BENCHMARKS.md, "The ablation again, on the fixed scratch model").
-        "t_distribution": "clipped",
         "lr": 1e-3,
         "head_lr": None,
         "warmup_steps": 10,

